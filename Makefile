@@ -1,0 +1,55 @@
+# retention_lab: the front door. `make help` lists the targets.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/demo.yaml
+KERNEL := retention-lab
+TRACKING_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-test browser run test lab ui lint clean-venv
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (retention-lab)"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the package and its Jupyter kernel
+
+install-test: $(VENV)/.installed-test ## Install the test extras too
+
+browser: ## Install headless Chromium (Debian package) for the browser tests
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+
+run: install ## Run the demo pipeline (CONFIG=...) and print the path of reports/index.html
+	$(BIN)/retention-lab run --config $(CONFIG)
+
+test: install-test browser ## Run the whole test suite
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lab: install ## Start JupyterLab with the project's kernel
+	$(BIN)/jupyter lab --notebook-dir=$(CURDIR)
+
+ui: install ## Start the MLflow UI on this project's store, bound to 127.0.0.1
+	mkdir -p mlruns/artifacts
+	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000
+
+lint: install-test ## Check style (ruff, notebooks included)
+	$(BIN)/ruff check src tests benchmarks notebooks
+
+clean-venv: ## Remove the virtual environment
+	rm -rf $(VENV)

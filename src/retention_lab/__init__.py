@@ -1,0 +1,19 @@
+"""retention_lab: survival, uplift, lifetime value and retention planning in one workbench.
+
+``import retention_lab as rl`` gives the stage modules as attributes
+(``rl.data``, ``rl.stage``, ``rl.viz``, ...), loaded on first use so that
+importing the package stays cheap.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"config", "data", "errors", "report", "runner", "stage", "survival", "tracking",
+               "viz"}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return import_module(f"retention_lab.{name}")
+    raise AttributeError(f"module 'retention_lab' has no attribute {name!r}")

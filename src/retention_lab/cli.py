@@ -1,0 +1,141 @@
+"""The ``retention-lab`` command: run, simulate, validate, report.
+
+The CLI is thin: it parses options, sets up logging, calls the library and
+maps outcomes to exit codes (0 success, 1 a stage failed, 2 a user error such
+as bad data or a bad configuration, printed without a traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from retention_lab.config import DEFAULT_CONFIG, REPORTS_DIR, load_config
+from retention_lab.errors import RetentionLabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="retention_lab: survival, uplift, lifetime value and retention planning.")
+console = Console(stderr=True)
+
+EXIT_STAGE_FAILED = 1
+EXIT_USER_ERROR = 2
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(error: RetentionLabError) -> None:
+    console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command()
+def run(
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Run configuration (YAML)"),
+    reports_dir: Path = typer.Option(REPORTS_DIR, help="Folder that holds one folder per run"),
+    fast: bool = typer.Option(False, help="Shrink the work in every stage (for smoke tests)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details"),
+) -> None:
+    """Run the pipeline of a configuration and render its reports."""
+    from retention_lab.runner import run_pipeline
+
+    _setup_logging(verbose)
+    started: dict[str, float] = {}
+
+    def progress(index: int, total: int, stage: str, status: str) -> None:
+        import time
+
+        if status == "running":
+            started[stage] = time.perf_counter()
+            console.print(f"[{index + 1}/{total}] {stage} ...", highlight=False)
+        else:
+            colour = "green" if status == "succeeded" else "red"
+            seconds = time.perf_counter() - started.get(stage, time.perf_counter())
+            console.print(f"[{index + 1}/{total}] {stage} [{colour}]{status}[/] ({seconds:.1f} s)",
+                          highlight=False)
+
+    try:
+        run_config = load_config(config)
+        with console.status(f"running {run_config.name}", spinner="dots"):
+            outcome = run_pipeline(run_config, reports_dir=reports_dir, fast=fast,
+                                   progress=progress)
+    except RetentionLabError as error:
+        _fail(error)
+    index = reports_dir / "index.html"
+    if not outcome.succeeded:
+        failed = outcome.failed_stage
+        cell = f" in cell {failed.cell_index}" if failed.cell_index is not None else ""
+        console.print(f"[bold red]stage '{failed.stage}' failed{cell}:[/] {failed.error}",
+                      highlight=False)
+        console.print(f"partial notebook kept at {outcome.run_dir / (failed.notebook or '')}",
+                      highlight=False)
+        console.print(f"run report: {outcome.run_dir / 'index.html'}", highlight=False)
+        raise typer.Exit(EXIT_STAGE_FAILED)
+    console.print(f"[green]run {outcome.run_dir.name} succeeded[/]", highlight=False)
+    typer.echo(str(index.resolve()))
+
+
+@app.command()
+def simulate(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the tables and ground truth"),
+    customers: int = typer.Option(50_000, help="Number of customers"),
+    seed: int = typer.Option(0, help="Random seed"),
+    months: int = typer.Option(72, help="Length of the simulated window in months"),
+    randomised_share: float = typer.Option(0.3, help="Share of randomised retention cases"),
+    shock_month: int | None = typer.Option(None, help="Month a competitor enters (no shock if unset)"),
+    transactions: bool = typer.Option(True, help="Also write monthly bills as transactions"),
+) -> None:
+    """Simulate a telecom-like customer base with ground truth and write it as Parquet."""
+    from retention_lab.data.simulate import MarketShock, SimulatorSettings, write_simulation
+    from retention_lab.data.simulate import simulate as run_simulation
+
+    try:
+        settings = SimulatorSettings(
+            n_customers=customers, months=months, randomised_share=randomised_share,
+            shock=MarketShock(month=shock_month) if shock_month is not None else None,
+            transactions=transactions)
+    except ValueError as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    if out.exists() and any(out.iterdir()):
+        console.print(f"[bold red]error:[/] {out} exists and is not empty; choose a new folder",
+                      highlight=False)
+        raise typer.Exit(EXIT_USER_ERROR)
+    data = run_simulation(settings, random_state=seed)
+    write_simulation(data, out)
+    console.print(f"{len(data.customers):,} customers, as_of {data.as_of}", highlight=False)
+    typer.echo(str(out.resolve()))
+
+
+@app.command()
+def validate(
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Run configuration (YAML)"),
+) -> None:
+    """Load and validate a configuration's data without running any stage."""
+    from retention_lab.data import load_tables
+
+    try:
+        run_config = load_config(config)
+        tables, _ = load_tables(run_config.data, random_state=run_config.seed)
+    except RetentionLabError as error:
+        _fail(error)
+    typer.echo(f"{config}: valid; {tables!r}")
+
+
+@app.command()
+def report(
+    reports_dir: Path = typer.Option(REPORTS_DIR, help="Folder that holds one folder per run"),
+) -> None:
+    """Re-render the index of all runs (reports/index.html)."""
+    from retention_lab.report import render_reports_index
+
+    typer.echo(str(render_reports_index(reports_dir).resolve()))
+
+
+if __name__ == "__main__":
+    app()

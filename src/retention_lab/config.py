@@ -1,0 +1,155 @@
+"""Project paths and the validated run configuration.
+
+Paths have one owner: every folder the workbench reads or writes is named
+here. The run configuration is a tree of pydantic models with
+``extra="forbid"``; ``load_config`` turns YAML and validation failures into a
+``ConfigError`` that names the file and the key path.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from retention_lab.data.simulate import SimulatorSettings
+from retention_lab.errors import ConfigError
+
+PROJ_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
+CONFIGS_DIR = PROJ_ROOT / "configs"
+DATA_DIR = PROJ_ROOT / "data"
+REPORTS_DIR = PROJ_ROOT / "reports"
+MLRUNS_DIR = PROJ_ROOT / "mlruns"
+DEFAULT_CONFIG = CONFIGS_DIR / "demo.yaml"
+KERNEL_NAME = "retention-lab"
+
+
+def default_tracking_uri() -> str:
+    """Return ``MLFLOW_TRACKING_URI`` if set, else the project's local sqlite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
+
+
+def artifact_root_for(tracking_uri: str) -> str | None:
+    """Artifact location for new experiments: ``mlruns/artifacts`` beside a local sqlite store.
+
+    A remote tracking server chooses its own artifact store, so ``None`` is returned there.
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    db_path = Path(tracking_uri[len(prefix):])
+    return (db_path.parent / "artifacts").resolve().as_uri()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """Where the data comes from and the snapshot date that closes the observation window."""
+
+    source: Literal["simulator"] = Field(
+        "simulator", description="Data source: the embedded simulator (file and DuckDB sources follow)"
+    )
+    as_of: date | None = Field(
+        None,
+        description="Snapshot date; tenure and churn flags are derived from it. "
+        "Default: the end of the simulated window",
+    )
+    simulator: SimulatorSettings = Field(
+        default_factory=SimulatorSettings, description="Settings of the embedded simulator"
+    )
+
+
+class TrackingConfig(_Section):
+    """MLflow experiment of the run."""
+
+    experiment: str = Field("retention-lab", description="MLflow experiment the runs are logged to")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db",
+    )
+
+
+class RunnerConfig(_Section):
+    """How the stage notebooks are executed."""
+
+    cell_timeout_s: int = Field(1800, gt=0, description="Time limit of one notebook cell, seconds")
+    kernel: str = Field(KERNEL_NAME, description="Jupyter kernel that runs the stage notebooks")
+
+
+class RunConfig(_Section):
+    """A whole pipeline run: data, stages, tracking and every stage's settings."""
+
+    name: str = Field(
+        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Short name used in folder names"
+    )
+    description: str = Field("", description="One sentence shown in the reports index")
+    seed: int = Field(0, ge=0, description="Seed of every random choice in the run")
+    stages: list[str] = Field(
+        ["data"], min_length=1, description="Stages to run in order, by notebook name (00_data -> data)"
+    )
+    data: DataConfig = Field(default_factory=DataConfig, description="Data source")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking")
+    runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Notebook execution")
+
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI this run logs to."""
+        return self.tracking.tracking_uri or default_tracking_uri()
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def parse_config(raw: dict[str, Any], *, file: str = "<configuration>") -> RunConfig:
+    """Validate a configuration mapping; errors name ``file`` and each key path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(file=file, problems=[("", "expected a mapping of keys at the top level")])
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            if err["type"] not in ("extra_forbidden", "missing"):
+                message += f" (got {err.get('input')!r})"
+            problems.append((_key_path(err["loc"]), message))
+        raise ConfigError(file=file, problems=problems) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML run configuration."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(file=str(path), problems=[("", "configuration file not found")])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(file=str(path), problems=[("", f"not valid YAML: {exc}")]) from None
+    return parse_config(raw or {}, file=str(path))
+
+
+def dump_config(config: RunConfig, path: str | Path) -> None:
+    """Write the fully resolved configuration (defaults included) as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+def flatten(config: RunConfig) -> dict[str, str]:
+    """The configuration as flat ``a.b.c -> value`` strings, for MLflow parameters."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, sub)
+        else:
+            flat[prefix] = str(value)
+
+    walk("", config.model_dump(mode="json"))
+    return flat

@@ -1,0 +1,23 @@
+"""Canonical data model: schemas, loaders, summaries and the simulator."""
+
+from retention_lab.data import summary
+from retention_lab.data.loaders import (
+    Tables,
+    derive_tenure,
+    fingerprint,
+    load_tables,
+    read_tables,
+    validate_tables,
+    write_tables,
+)
+
+__all__ = [
+    "Tables",
+    "derive_tenure",
+    "summary",
+    "fingerprint",
+    "load_tables",
+    "read_tables",
+    "validate_tables",
+    "write_tables",
+]

@@ -1,0 +1,149 @@
+"""Load, validate and store the canonical tables.
+
+``Tables`` is what every stage receives: the four canonical tables (only
+``customers`` is mandatory), validated, with tenure and churn flags derived from
+the snapshot date ``as_of``. Stages exchange tables as Parquet files in the run
+folder (``write_tables`` / ``read_tables``), never through global state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from retention_lab.data.schemas import (
+    TABLES,
+    check_interventions,
+    check_known_customers,
+    validate_table,
+)
+from retention_lab.errors import DataError
+
+if TYPE_CHECKING:
+    from retention_lab.config import DataConfig
+    from retention_lab.data.simulate import GroundTruth
+
+DAYS_PER_MONTH = 30.4375
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The canonical tables of one dataset at one snapshot date."""
+
+    customers: pd.DataFrame
+    as_of: date
+    problems: pd.DataFrame | None = None
+    interventions: pd.DataFrame | None = None
+    transactions: pd.DataFrame | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def available(self) -> list[str]:
+        """Names of the tables present in this dataset."""
+        return [name for name in TABLES if getattr(self, name) is not None]
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name}={len(getattr(self, name)):,}" for name in self.available())
+        return f"Tables(as_of={self.as_of}, {sizes})"
+
+
+def derive_tenure(customers: pd.DataFrame, as_of: date | pd.Timestamp) -> pd.DataFrame:
+    """Add tenure and churn flags observed at ``as_of``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customers`` with ``churned`` (bool: ended on or before ``as_of``),
+        ``tenure_days`` (float, signup to end or ``as_of``) and ``tenure_months``
+        (``tenure_days / 30.4375``).
+    """
+    as_of = pd.Timestamp(as_of)
+    churned = customers["end_date"].notna() & (customers["end_date"] <= as_of)
+    end = customers["end_date"].where(churned, as_of)
+    tenure_days = (end - customers["signup_date"]).dt.total_seconds() / 86_400.0
+    return customers.assign(
+        churned=churned.to_numpy(),
+        tenure_days=tenure_days.to_numpy(),
+        tenure_months=(tenure_days / DAYS_PER_MONTH).to_numpy(),
+    )
+
+
+def validate_tables(
+    raw: dict[str, pd.DataFrame | None],
+    *,
+    as_of: date | pd.Timestamp,
+    files: dict[str, str] | None = None,
+) -> Tables:
+    """Validate every table and the links between them; raise one ``DataError`` listing all problems.
+
+    ``files`` maps a table name to the file it came from, for messages.
+    """
+    files = dict(files or {})
+    as_of_ts = pd.Timestamp(as_of)
+    if raw.get("customers") is None:
+        raise DataError(file=files.get("customers", "customers"), expected="the customers table is required")
+    problems, valid = [], {}
+    for name in TABLES:
+        frame = raw.get(name)
+        if frame is None:
+            continue
+        try:
+            valid[name] = validate_table(frame, name, as_of=as_of_ts, file=files.get(name, name))
+        except DataError as error:
+            problems += error.problems
+    if problems:
+        raise DataError(problems=problems)
+    problems = check_known_customers(valid, files=files)
+    if "interventions" in valid:
+        problems += check_interventions(valid["interventions"], file=files.get("interventions", "interventions"))
+    if problems:
+        raise DataError(problems=problems)
+    valid["customers"] = derive_tenure(valid["customers"], as_of_ts)
+    return Tables(as_of=as_of_ts.date(), files=files, **valid)
+
+
+def load_tables(data_config: DataConfig, *, random_state: int) -> tuple[Tables, GroundTruth | None]:
+    """Load the dataset a run configuration names, validated; ground truth when simulated."""
+    if data_config.source == "simulator":
+        from retention_lab.data.simulate import simulate
+
+        simulated = simulate(data_config.simulator, random_state=random_state)
+        as_of = data_config.as_of or simulated.as_of
+        raw = {name: getattr(simulated, name) for name in TABLES}
+        return validate_tables(raw, as_of=as_of), simulated.truth
+    raise DataError(file="configuration", column="data.source",
+                    expected=f"a known data source (got {data_config.source!r})")
+
+
+def write_tables(tables: Tables, directory: str | Path) -> None:
+    """Store the tables as Parquet (one file per table) plus ``tables.json`` with ``as_of``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in tables.available():
+        getattr(tables, name).to_parquet(directory / f"{name}.parquet", index=False)
+    meta = {"as_of": tables.as_of.isoformat(), "tables": tables.available(), "files": tables.files}
+    (directory / "tables.json").write_text(json.dumps(meta, indent=2))
+
+
+def read_tables(directory: str | Path) -> Tables:
+    """Read tables written by ``write_tables`` (already validated, tenure derived)."""
+    directory = Path(directory)
+    meta = json.loads((directory / "tables.json").read_text())
+    frames = {name: pd.read_parquet(directory / f"{name}.parquet") for name in meta["tables"]}
+    return Tables(as_of=date.fromisoformat(meta["as_of"]), files=meta.get("files", {}), **frames)
+
+
+def fingerprint(tables: Tables) -> str:
+    """A short SHA-256 of the tables' contents and ``as_of``: equal data, equal fingerprint."""
+    digest = hashlib.sha256(tables.as_of.isoformat().encode())
+    for name in tables.available():
+        frame = getattr(tables, name)
+        digest.update(name.encode())
+        digest.update(",".join(frame.columns).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,252 @@
+"""Pandera schemas of the four canonical tables and a validator that reports every problem.
+
+Validation runs in two lazy passes so each message is about one thing: first
+the types (a value that is not a date, not a number), then the values
+(uniqueness, ranges, order of dates). Every failure becomes a ``DataProblem``
+naming the file, the column, the offending rows (by ``customer_id`` where the
+table has one) and what was expected; all of them are raised together as one
+``DataError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from retention_lab.errors import DataError, DataProblem
+
+CONTROL_ARM = "none"
+ASSIGNMENTS = ("random", "rule")
+TABLES = ("customers", "problems", "interventions", "transactions")
+
+DATE = "datetime64[ns]"
+
+# column -> (dtype, nullable, required); optional columns are checked only when present
+COLUMN_TYPES: dict[str, dict[str, tuple[object, bool, bool]]] = {
+    "customers": {
+        "customer_id": (str, False, True),
+        "signup_date": (DATE, False, True),
+        "end_date": (DATE, True, True),
+        "segment": (str, False, True),
+        "churn_reason": (str, True, False),
+        "plan": (str, True, False),
+        "contract": (str, True, False),
+        "monthly_fee": (float, True, False),
+        "acquisition_cost": (float, True, False),
+        "channel": (str, True, False),
+        "region": (str, True, False),
+    },
+    "problems": {
+        "customer_id": (str, False, True),
+        "date": (DATE, False, True),
+        "problem_type": (str, False, True),
+        "severity": (float, True, False),
+    },
+    "interventions": {
+        "customer_id": (str, False, True),
+        "date": (DATE, False, True),
+        "instrument": (str, False, True),
+        "assignment": (str, False, True),
+        "problem_type": (str, True, False),
+        "cost": (float, True, False),
+    },
+    "transactions": {
+        "customer_id": (str, False, True),
+        "date": (DATE, False, True),
+        "amount": (float, False, True),
+    },
+}
+
+
+def _column_checks(table: str, as_of: pd.Timestamp) -> dict[str, list[pa.Check]]:
+    not_after_as_of = pa.Check.le(as_of, error=f"date <= as_of ({as_of.date()})")
+    checks: dict[str, dict[str, list[pa.Check]]] = {
+        "customers": {
+            "signup_date": [pa.Check.le(as_of, error=f"signup_date <= as_of ({as_of.date()})")],
+            "end_date": [pa.Check.le(as_of, error=f"end_date <= as_of ({as_of.date()})")],
+            "monthly_fee": [pa.Check.ge(0, error="monthly_fee >= 0")],
+            "acquisition_cost": [pa.Check.ge(0, error="acquisition_cost >= 0")],
+        },
+        "problems": {"date": [not_after_as_of]},
+        "interventions": {
+            "date": [not_after_as_of],
+            "assignment": [pa.Check.isin(ASSIGNMENTS, error="assignment in {'random', 'rule'}")],
+            "cost": [pa.Check.ge(0, error="cost >= 0")],
+        },
+        "transactions": {
+            "date": [not_after_as_of],
+            "amount": [pa.Check.gt(0, error="amount > 0")],
+        },
+    }
+    return checks[table]
+
+
+def _dataframe_checks(table: str) -> list[pa.Check]:
+    if table != "customers":
+        return []
+    return [
+        pa.Check(
+            lambda df: df["end_date"].isna() | (df["end_date"] >= df["signup_date"]),
+            name="end_date >= signup_date",
+        )
+    ]
+
+
+def type_schema(table: str) -> pa.DataFrameSchema:
+    """Schema that coerces each known column to its canonical type."""
+    columns = {
+        name: pa.Column(dtype, nullable=nullable, required=required, coerce=True)
+        for name, (dtype, nullable, required) in COLUMN_TYPES[table].items()
+    }
+    return pa.DataFrameSchema(columns, strict=False, name=table)
+
+
+def value_schema(table: str, as_of: pd.Timestamp) -> pa.DataFrameSchema:
+    """Schema of value rules (uniqueness, ranges, date order) on already-typed data."""
+    checks = _column_checks(table, as_of)
+    columns = {
+        name: pa.Column(
+            dtype,
+            checks=checks.get(name, []),
+            nullable=nullable,
+            required=required,
+            unique=(table == "customers" and name == "customer_id"),
+        )
+        for name, (dtype, nullable, required) in COLUMN_TYPES[table].items()
+    }
+    return pa.DataFrameSchema(
+        columns, checks=_dataframe_checks(table), strict=False, name=table
+    )
+
+
+_DATAFRAME_CHECK_COLUMN = {"end_date >= signup_date": "end_date"}
+
+
+def _expected_text(check: str) -> str:
+    return {
+        "field_uniqueness": "unique values (duplicates found)",
+        "not_nullable": "a value in every row (empty cells found)",
+    }.get(check, check)
+
+
+def _type_word(dtype: str) -> str:
+    return {"datetime64[ns]": "date", "float64": "number", "str": "text"}.get(dtype, dtype)
+
+
+def _problems_from(
+    errors: SchemaErrors, frame: pd.DataFrame, *, file: str, id_column: str
+) -> list[DataProblem]:
+    cases = errors.failure_cases.copy()
+    problems = []
+    frame_level = cases["schema_context"] == "DataFrameSchema"
+    cases.loc[frame_level, "column"] = None
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        column = None if pd.isna(column) else str(column)
+        check = str(check)
+        if check == "column_in_dataframe":
+            missing = str(group["failure_case"].iloc[0])
+            problems.append(
+                DataProblem(file=file, column=missing, expected="required column is missing")
+            )
+            continue
+        if group["schema_context"].iloc[0] == "DataFrameSchema":
+            column = _DATAFRAME_CHECK_COLUMN.get(check, column)
+        index = pd.Index(group["index"].dropna().unique())
+        if id_column in frame.columns and len(index):
+            rows = frame.loc[frame.index.intersection(index), id_column].astype(str).unique().tolist()
+        else:
+            rows = [f"row {i}" for i in index]
+        if check.startswith(("coerce_dtype", "dtype")):
+            wanted = _type_word(check[check.index("(") + 1 : check.rindex(")")].strip("'"))
+            bad = ", ".join(repr(v) for v in group["failure_case"].head(3))
+            expected = f"the type {wanted} (unreadable values such as {bad})"
+        else:
+            expected = _expected_text(check)
+        problems.append(DataProblem(file=file, column=column, expected=expected, rows=rows))
+    # one problem per (column, check); coercion failures repeat as dtype failures
+    seen, unique = set(), []
+    for p in problems:
+        key = (p.column, p.expected.split(" (")[0])
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def validate_table(
+    frame: pd.DataFrame, table: str, *, as_of: pd.Timestamp, file: str | None = None
+) -> pd.DataFrame:
+    """Coerce and validate one canonical table; raise ``DataError`` listing every problem.
+
+    Returns the table with canonical dtypes. Row ids in messages are the
+    ``customer_id`` values of the offending rows.
+    """
+    file = file or table
+    if frame.empty:
+        raise DataError(file=file, column=None, expected="the table is empty (no rows)")
+    try:
+        typed = type_schema(table).validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        raise DataError(problems=_problems_from(errors, frame, file=file, id_column="customer_id"))
+    try:
+        return value_schema(table, as_of).validate(typed, lazy=True)
+    except SchemaErrors as errors:
+        raise DataError(problems=_problems_from(errors, typed, file=file, id_column="customer_id"))
+
+
+def check_known_customers(
+    tables: Mapping[str, pd.DataFrame | None], *, files: Mapping[str, str] | None = None
+) -> list[DataProblem]:
+    """Events whose customer is not in the customers table, or dated before signup / after end."""
+    files = files or {}
+    customers = tables["customers"].set_index("customer_id")
+    problems = []
+    for table in ("problems", "interventions", "transactions"):
+        events = tables.get(table)
+        if events is None:
+            continue
+        file = files.get(table, table)
+        known = events["customer_id"].isin(customers.index)
+        if not known.all():
+            unknown = events.loc[~known, "customer_id"].astype(str).unique().tolist()
+            problems.append(
+                DataProblem(file=file, column="customer_id", rows=unknown,
+                            expected="customer_id present in the customers table")
+            )
+        matched = events.loc[known]
+        signup = customers["signup_date"].reindex(matched["customer_id"]).to_numpy()
+        end = customers["end_date"].reindex(matched["customer_id"]).to_numpy()
+        dates = matched["date"].to_numpy()
+        before = dates < signup
+        if before.any():
+            problems.append(
+                DataProblem(file=file, column="date",
+                            rows=matched.loc[before, "customer_id"].astype(str).unique().tolist(),
+                            expected="date >= the customer's signup_date")
+            )
+        after_end = ~pd.isna(end) & (dates > end)
+        if table != "transactions" and after_end.any():
+            problems.append(
+                DataProblem(file=file, column="date",
+                            rows=matched.loc[after_end, "customer_id"].astype(str).unique().tolist(),
+                            expected="date <= the customer's end_date")
+            )
+    return problems
+
+
+def check_interventions(interventions: pd.DataFrame, *, file: str = "interventions") -> list[DataProblem]:
+    """Interventions need a control arm (``none``) and at least one instrument beside it."""
+    arms = set(interventions["instrument"].unique())
+    problems = []
+    if CONTROL_ARM not in arms:
+        problems.append(DataProblem(file=file, column="instrument",
+                                    expected=f"a control arm labelled '{CONTROL_ARM}' (found only "
+                                    f"{sorted(arms)})"))
+    if len(arms - {CONTROL_ARM}) == 0:
+        problems.append(DataProblem(file=file, column="instrument",
+                                    expected="at least one retention instrument besides the "
+                                    f"control '{CONTROL_ARM}' (a single treatment arm)"))
+    return problems

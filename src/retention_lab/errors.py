@@ -1,0 +1,124 @@
+"""Project exceptions and warnings.
+
+User errors (bad data, bad configuration, a failed stage) are
+``RetentionLabError`` subclasses that carry the facts as fields and build their
+message from them; the CLI prints the message without a traceback and exits
+with status 2. Bugs stay plain Python exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+MAX_ROWS_SHOWN = 5
+
+
+def _format_rows(rows: Sequence[object]) -> str:
+    shown = ", ".join(str(r) for r in list(rows)[:MAX_ROWS_SHOWN])
+    more = len(rows) - MAX_ROWS_SHOWN
+    return f"{shown}, ... and {more} more" if more > 0 else shown
+
+
+class RetentionLabError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+@dataclass
+class DataProblem:
+    """One validation failure: where it is and what was expected."""
+
+    file: str
+    column: str | None
+    expected: str
+    rows: Sequence[object] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        where = f"{self.file}: column '{self.column}'" if self.column else f"{self.file}"
+        if self.rows:
+            n = len(self.rows)
+            noun = "row breaks" if n == 1 else "rows break"
+            return f"{where}: {n} {noun} {self.expected} ({_format_rows(self.rows)})"
+        return f"{where}: {self.expected}"
+
+
+class DataError(RetentionLabError):
+    """Input data that cannot be used; lists every problem found.
+
+    Build it from one problem (``DataError(file=..., column=..., rows=..., expected=...)``)
+    or from several (``DataError(problems=[...])``).
+    """
+
+    def __init__(
+        self,
+        *,
+        file: str | None = None,
+        column: str | None = None,
+        expected: str | None = None,
+        rows: Sequence[object] = (),
+        problems: Sequence[DataProblem] | None = None,
+    ):
+        if problems is None:
+            if file is None or expected is None:
+                raise TypeError("DataError needs either problems or file and expected")
+            problems = [DataProblem(file=file, column=column, expected=expected, rows=list(rows))]
+        self.problems = list(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            return str(self.problems[0])
+        lines = [f"{len(self.problems)} problems in the input data:"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class ConfigError(RetentionLabError):
+    """A run configuration that cannot be used, with the file and key path at fault."""
+
+    def __init__(self, *, file: str, problems: Sequence[tuple[str, str]]):
+        self.file = file
+        self.problems = list(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            key, msg = self.problems[0]
+            return f"{self.file}: {key}: {msg}" if key else f"{self.file}: {msg}"
+        lines = [f"{self.file}: {len(self.problems)} problems in the configuration:"]
+        lines += [f"  - {key}: {msg}" if key else f"  - {msg}" for key, msg in self.problems]
+        return "\n".join(lines)
+
+
+class StageFailed(RetentionLabError):
+    """A pipeline stage raised; names the stage, the cell and the partial notebook kept."""
+
+    def __init__(self, *, stage: str, error: str, notebook: str, cell_index: int | None = None):
+        self.stage, self.error, self.notebook, self.cell_index = stage, error, notebook, cell_index
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        cell = f" in cell {self.cell_index}" if self.cell_index is not None else ""
+        return (
+            f"stage '{self.stage}' failed{cell}: {self.error}\n"
+            f"  the partially executed notebook is kept at {self.notebook}"
+        )
+
+
+class MissingStageOutput(RetentionLabError):
+    """A stage needs a file an earlier stage writes, and it is not there."""
+
+    def __init__(self, *, stage: str, needs: str, path: str):
+        self.stage, self.needs, self.path = stage, needs, path
+        super().__init__(
+            f"{path} is missing: run the '{needs}' stage before '{stage}' "
+            f"(add it to 'stages' in the configuration)"
+        )
+
+
+class RetentionLabWarning(UserWarning):
+    """Base class of the project's warnings."""
+
+
+class StatisticalWarning(RetentionLabWarning):
+    """An estimate that exists but should be read with care; the message says what to do."""

@@ -1,0 +1,166 @@
+"""The stage context a stage notebook works through.
+
+A notebook opens its stage with ``open_stage`` using the parameters the
+runner injects (configuration file, run folder, MLflow run id, ``fast``). The
+context hands out the validated tables, the ground truth when the data are
+simulated, and the outputs of earlier stages; it stores tables and figures in
+the stage's folder, logs them to the stage's MLflow run, and ``finish`` writes
+``results.json`` (headline metrics and plain-language findings) that the
+report puts first. Run interactively (empty ``run_dir``), a notebook works in
+a scratch folder under ``data/scratch/<config name>`` and logs nothing to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from retention_lab import tracking
+from retention_lab.config import DATA_DIR, PROJ_ROOT, RunConfig, load_config
+from retention_lab.data.loaders import Tables, fingerprint, load_tables, read_tables, write_tables
+from retention_lab.errors import MissingStageOutput
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+TABLES_DIR = "data"
+TRUTH_DIR = "truth"
+
+
+@dataclass
+class StageContext:
+    """Where a stage reads its inputs and writes its outputs."""
+
+    name: str
+    config: RunConfig
+    run_dir: Path
+    mlflow_run_id: str | None = None
+    fast: bool = False
+
+    @property
+    def stage_dir(self) -> Path:
+        """This stage's folder in the run folder."""
+        path = self.run_dir / self.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI of the run."""
+        return self.config.resolved_tracking_uri()
+
+    def tables(self) -> Tables:
+        """The validated canonical tables; loaded from the source and stored on first use."""
+        directory = self.run_dir / TABLES_DIR
+        if (directory / "tables.json").is_file():
+            return read_tables(directory)
+        tables, truth = load_tables(self.config.data, random_state=self.config.seed)
+        write_tables(tables, directory)
+        if truth is not None:
+            from retention_lab.data.simulate import write_ground_truth
+
+            write_ground_truth(truth, directory / TRUTH_DIR)
+        return tables
+
+    def truth(self):
+        """The simulator's ground truth, or ``None`` for real data."""
+        directory = self.run_dir / TABLES_DIR / TRUTH_DIR
+        if not directory.is_dir():
+            return None
+        from retention_lab.data.simulate import read_ground_truth
+
+        return read_ground_truth(directory)
+
+    def fingerprint(self) -> str:
+        """Fingerprint of the input tables (see ``retention_lab.data.fingerprint``)."""
+        return fingerprint(self.tables())
+
+    def save_table(self, frame: pd.DataFrame, name: str) -> Path:
+        """Store a table as ``<stage>/<name>.parquet`` for later stages."""
+        path = self.stage_dir / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        return path
+
+    def read_output(self, stage: str, name: str) -> pd.DataFrame:
+        """A table an earlier stage saved; a clear error names the stage to run if missing."""
+        path = self.run_dir / stage / f"{name}.parquet"
+        if not path.is_file():
+            raise MissingStageOutput(stage=self.name, needs=stage, path=str(path))
+        return pd.read_parquet(path)
+
+    def log_figure(self, figure, name: str) -> Path:
+        """Save a figure as PNG in ``<stage>/figures`` and log it to MLflow."""
+        directory = self.stage_dir / "figures"
+        directory.mkdir(exist_ok=True)
+        path = directory / name
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        if self.mlflow_run_id:
+            tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "figures")
+        return path
+
+    def log_model(self, model: object, name: str) -> None:
+        """Log a fitted model to MLflow (pickled)."""
+        if self.mlflow_run_id:
+            tracking.log_pickle(self.tracking_uri, self.mlflow_run_id, model, name)
+
+    def finish(
+        self,
+        *,
+        metrics: dict[str, float],
+        findings: list[str],
+        tags: dict[str, str] | None = None,
+        status: str = "succeeded",
+    ) -> Path:
+        """Write ``results.json``, log metrics and tags; return the results file."""
+        results = {
+            "stage": self.name,
+            "status": status,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "findings": list(findings),
+            "tags": dict(tags or {}),
+        }
+        path = self.stage_dir / RESULTS_FILE
+        path.write_text(json.dumps(results, indent=2, allow_nan=True))
+        if self.mlflow_run_id:
+            tracking.log_metrics(self.tracking_uri, self.mlflow_run_id, results["metrics"])
+            if tags:
+                tracking.set_tags(self.tracking_uri, self.mlflow_run_id, tags)
+        return path
+
+
+def _resolve(path: str) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else PROJ_ROOT / candidate
+
+
+def open_stage(
+    name: str,
+    *,
+    config_file: str,
+    run_dir: str = "",
+    mlflow_run_id: str = "",
+    fast: bool = False,
+) -> StageContext:
+    """Open a stage from the notebook parameters.
+
+    Relative paths are taken from the project root, so a notebook runs the same
+    from JupyterLab and from the runner.
+    """
+    config = load_config(_resolve(config_file))
+    folder = _resolve(run_dir) if run_dir else DATA_DIR / "scratch" / config.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return StageContext(
+        name=name, config=config, run_dir=folder, mlflow_run_id=mlflow_run_id or None, fast=fast
+    )
+
+
+def read_results(run_dir: str | Path, stage: str) -> dict | None:
+    """The ``results.json`` of a stage, or ``None`` if the stage did not finish."""
+    path = Path(run_dir) / stage / RESULTS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

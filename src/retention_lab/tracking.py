@@ -1,0 +1,151 @@
+"""MLflow helpers: the only module that imports mlflow.
+
+Everything goes through ``MlflowClient`` with explicit run ids, so no global
+"active run" state leaks between the runner and the stage notebooks (which run
+in their own kernels). The local default store is sqlite under ``mlruns/``
+with artifacts in ``mlruns/artifacts``; ``MLFLOW_TRACKING_URI`` points a team at
+a shared server instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from retention_lab.config import PROJ_ROOT, artifact_root_for
+
+log = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_LENGTH = 6000
+
+
+def _client(tracking_uri: str):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def ensure_experiment(name: str, tracking_uri: str) -> str:
+    """Return the id of experiment ``name``, creating it (with the project's artifact root)."""
+    client = _client(tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_root_for(tracking_uri))
+
+
+def git_commit(root: Path = PROJ_ROOT) -> str:
+    """The checked-out commit (with ``-dirty`` if there are local changes), or ``unknown``."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def start_run(
+    tracking_uri: str,
+    experiment: str,
+    *,
+    run_name: str,
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    """Create a run (a child run when ``parent_run_id`` is given) and return its id."""
+    client = _client(tracking_uri)
+    experiment_id = ensure_experiment(experiment, tracking_uri)
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    return run.info.run_id
+
+
+def end_run(tracking_uri: str, run_id: str, *, succeeded: bool) -> None:
+    """Mark a run FINISHED or FAILED."""
+    _client(tracking_uri).set_terminated(run_id, status="FINISHED" if succeeded else "FAILED")
+
+
+def log_params(tracking_uri: str, run_id: str, params: Mapping[str, object]) -> None:
+    """Log parameters (values cut to MLflow's length limit)."""
+    from mlflow.entities import Param
+
+    batch = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+    _client(tracking_uri).log_batch(run_id, params=batch)
+
+
+def log_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float]) -> None:
+    """Log finite numeric metrics; NaN and infinite values are skipped with a log line."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = []
+    for key, value in metrics.items():
+        value = float(value)
+        if math.isfinite(value):
+            batch.append(Metric(key, value, now, 0))
+        else:
+            log.info("metric %s is %s and is not logged", key, value)
+    _client(tracking_uri).log_batch(run_id, metrics=batch)
+
+
+def set_tags(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set tags on a run."""
+    client = _client(tracking_uri)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value))
+
+
+def log_artifact(tracking_uri: str, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    """Upload a file or a folder as an artifact."""
+    client = _client(tracking_uri)
+    path = Path(path)
+    if path.is_dir():
+        client.log_artifacts(run_id, str(path), artifact_path)
+    else:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+def log_figure(tracking_uri: str, run_id: str, figure, name: str) -> None:
+    """Log a matplotlib figure as ``figures/<name>``."""
+    _client(tracking_uri).log_figure(run_id, figure, f"figures/{name}")
+
+
+def log_pickle(tracking_uri: str, run_id: str, obj: object, name: str) -> None:
+    """Log a fitted model (any picklable object) as ``models/<name>.pkl``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.pkl"
+        path.write_bytes(pickle.dumps(obj))
+        log_artifact(tracking_uri, run_id, path, "models")
+
+
+def run_status(tracking_uri: str, run_id: str) -> str:
+    """The status of a run (RUNNING, FINISHED, FAILED)."""
+    return _client(tracking_uri).get_run(run_id).info.status
+
+
+def child_runs(tracking_uri: str, parent_run_id: str) -> list:
+    """The child runs of a parent run."""
+    client = _client(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    return client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    )

@@ -1,0 +1,77 @@
+"""One plotting style for every stage, and the shared figure helpers.
+
+Functions look like ``plot_*(data, *, ax=None) -> Axes``: they check their
+arguments first, label the axes with units, give the figure a title, and never
+call ``plt.show()``.
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+
+PALETTE = "colorblind"
+
+
+def set_theme() -> None:
+    """Apply the workbench's plotting style (call once per notebook)."""
+    sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE)
+    mpl.rcParams.update({"figure.figsize": (8, 4.5), "figure.dpi": 100, "axes.titleweight": "bold"})
+
+
+def _require_columns(frame: pd.DataFrame, columns: list[str], function: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{function}: missing columns {missing}; got {list(frame.columns)}")
+
+
+def _no_data(ax: Axes, title: str) -> Axes:
+    ax.text(0.5, 0.5, "Not available for this dataset", ha="center", va="center",
+            transform=ax.transAxes)
+    ax.set(title=title, xticks=[], yticks=[])
+    return ax
+
+
+def plot_counts(
+    counts: pd.DataFrame,
+    *,
+    category: str,
+    value: str = "count",
+    hue: str | None = None,
+    title: str,
+    xlabel: str = "Count",
+    ylabel: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Horizontal bar chart of counts (or shares) by category, largest first."""
+    _require_columns(counts, [category, value] + ([hue] if hue else []), "plot_counts")
+    ax = ax or plt.figure().gca()
+    if counts.empty:
+        return _no_data(ax, title)
+    order = counts.groupby(category)[value].sum().sort_values(ascending=False).index
+    sns.barplot(data=counts, y=category, x=value, hue=hue, order=order, orient="h", ax=ax)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel or category.replace("_", " ").capitalize())
+    return ax
+
+
+def plot_monthly(
+    monthly: pd.DataFrame,
+    *,
+    date: str = "month",
+    value: str = "count",
+    hue: str | None = None,
+    title: str,
+    ylabel: str,
+    ax: Axes | None = None,
+) -> Axes:
+    """Line chart of a monthly series, optionally one line per group."""
+    _require_columns(monthly, [date, value] + ([hue] if hue else []), "plot_monthly")
+    ax = ax or plt.figure().gca()
+    if monthly.empty:
+        return _no_data(ax, title)
+    sns.lineplot(data=monthly, x=date, y=value, hue=hue, ax=ax)
+    ax.set(title=title, xlabel="Month", ylabel=ylabel)
+    return ax
