@@ -1,0 +1,508 @@
+"""Telecom-like subscription simulator with exact ground truth.
+
+``simulate`` draws the four canonical tables (customers, problems,
+interventions, transactions) and a :class:`GroundTruth` from one seed; the same
+``random_state`` gives identical tables. The generative model (weekly
+piecewise-constant hazards, problems, retention cases and instrument effects)
+lives in :mod:`retention_lab.data._sim_model`.
+
+Conventions
+-----------
+- Tenure week ``w`` of a customer covers ``[signup_date + 7w, signup_date + 7w + 7)``
+  days. Problems and their retention cases are dated on the first day of a
+  tenure week; churn happens on a day drawn uniformly within its week.
+- ``customer_id`` is ``string[pyarrow]`` (``pd.StringDtype("pyarrow")``) in all four
+  tables, as are ``problem_id`` and ``intervention_id``; other labels are plain
+  ``object`` strings.
+- Bills: one on each monthly anniversary of signup (``signup_date + k`` calendar
+  months, ``k = 0, 1, ...``; day clamped to the month end) while
+  ``date < end_date`` and ``date < as_of``. A discount cuts the first six bills
+  dated on or after its case date by 20 %.
+- Uplift outcome: a case with date ``d`` is *retained* when ``end_date`` is NaT or
+  ``end_date >= d + horizon_days`` (``horizon_days = 7 * horizon_weeks``,
+  ``horizon_weeks = round(outcome_horizon_months * 30.4375 / 7)``). The outcome is
+  observed only when ``d + horizon_days <= as_of``; ``p_retained`` is given for
+  every case and arm anyway, and the uplift stage drops the unobserved ones.
+- No new problem reaches a customer for ``block_weeks`` (at least the horizon,
+  the problem window and the discount's run) after a case opens, so every
+  case's outcome has an exact expectation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from retention_lab.data import _sim_model as sm
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_ID_DTYPE = pd.StringDtype("pyarrow")
+DAYS_PER_MONTH = 30.4375
+
+
+class MarketShock(BaseModel):
+    """A competitor entering the market at a given month of the simulated window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    month: int = Field(..., ge=0, description="Months after the window start when the shock begins")
+    competitor_offer_rate: float = Field(
+        2.5, gt=0, description="Multiplier of the monthly rate of competitor offers from then on"
+    )
+    discount_effect: float = Field(
+        0.4, ge=0, description="Multiplier of the discount's log-hazard effect from then on (weaker)"
+    )
+
+
+class SimulatorSettings(BaseModel):
+    """Size and behaviour of the simulated market."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_customers: int = Field(50_000, ge=10, description="Customers signed up over the window")
+    start: date = Field(date(2020, 1, 1), description="First day of the simulated window")
+    months: int = Field(72, ge=12, le=240, description="Length of the window; as_of = start + months")
+    randomised_share: float = Field(
+        0.3, ge=0, le=1, description="Share of retention cases whose instrument is randomised"
+    )
+    intervention_rate: float = Field(
+        0.7, ge=0, le=1, description="Share of problems that open a retention case"
+    )
+    outcome_horizon_months: int = Field(
+        6, ge=1, le=24, description="Horizon of the intervention outcome in the ground truth"
+    )
+    shock: MarketShock | None = Field(None, description="Optional market shock")
+    transactions: bool = Field(True, description="Also produce monthly bills as transactions")
+    problem_window_weeks: int = Field(
+        13, ge=1, le=52, description="Weeks a problem (and the instrument answering it) acts"
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """The true parameters and the exact expected outcome of every case under every arm.
+
+    Attributes
+    ----------
+    log_hazard_ratios : pandas.DataFrame
+        term, covariate, level (None for numeric), unit, log_hazard_ratio,
+        reference (reference level), centre (value of a numeric covariate at
+        which the baseline hazard holds; NaN for categorical).
+    problem_log_hazard_ratios : pandas.DataFrame
+        problem_type, log_hazard_ratio, window_weeks.
+    baseline_hazard : pandas.DataFrame
+        contract, tenure_week, weekly_hazard (reference customer, x . beta = 0).
+    instrument_effects : pandas.DataFrame
+        instrument, problem_type, segment, period ("before"/"after" the shock, or
+        "all" without one), log_hazard_effect, cost (fixed EUR), cost_fee_multiple
+        (the cost also includes this multiple of the monthly fee).
+    intervention_outcomes : pandas.DataFrame
+        intervention_id, arm, p_retained, expected_revenue, propensity, cost,
+        horizon_days; one row per case and arm, "none" included.
+    parameters : dict
+        Seed, settings, as_of, rates, costs and conventions (JSON-serialisable).
+    """
+
+    log_hazard_ratios: pd.DataFrame
+    problem_log_hazard_ratios: pd.DataFrame
+    baseline_hazard: pd.DataFrame
+    instrument_effects: pd.DataFrame
+    intervention_outcomes: pd.DataFrame
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    TABLES = (
+        "log_hazard_ratios",
+        "problem_log_hazard_ratios",
+        "baseline_hazard",
+        "instrument_effects",
+        "intervention_outcomes",
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class SimulatedData:
+    """The four canonical tables, the snapshot date and the ground truth."""
+
+    customers: pd.DataFrame
+    problems: pd.DataFrame
+    interventions: pd.DataFrame
+    transactions: pd.DataFrame | None
+    as_of: date
+    truth: GroundTruth
+
+
+# ------------------------------------------------------------------ helpers
+def _add_months(day: date, months: int) -> date:
+    return (pd.Timestamp(day) + pd.DateOffset(months=months)).date()
+
+
+def horizon_weeks(months: int) -> int:
+    """Weeks of an outcome horizon given in months: ``round(months * 30.4375 / 7)``."""
+    return int(round(months * DAYS_PER_MONTH / 7))
+
+
+def _dates(start: np.datetime64, days: np.ndarray) -> np.ndarray:
+    return (start + days.astype("timedelta64[D]")).astype("datetime64[ns]")
+
+
+def _ids(prefix: str, n: int, width: int = 7) -> pa.Array:
+    width = max(width, len(str(n)))
+    return pa.array([f"{prefix}{i:0{width}d}" for i in range(1, n + 1)], type=pa.string())
+
+
+def _id_column(ids: pa.Array, index: np.ndarray | None = None) -> pd.arrays.ArrowStringArray:
+    arr = ids if index is None else ids.take(pa.array(index))
+    return pd.arrays.ArrowStringArray(pa.chunked_array([arr]))
+
+
+def _labels(names: tuple[str, ...], codes: np.ndarray) -> np.ndarray:
+    return np.asarray(names, dtype=object)[codes]
+
+
+# ------------------------------------------------------------------- tables
+def _customers(pop: sm.Population, hist: sm.History, ids: pa.Array, start: np.datetime64):
+    churned = hist.end_day >= 0
+    end = np.where(churned, _dates(start, hist.end_day), np.datetime64("NaT"))
+    reason = _labels(sm.REASONS, np.maximum(hist.reason, 0))
+    reason[~churned] = None
+    return pd.DataFrame(
+        {
+            "customer_id": _id_column(ids),
+            "signup_date": _dates(start, pop.signup_day),
+            "end_date": end.astype("datetime64[ns]"),
+            "segment": _labels(sm.SEGMENTS, pop.segment),
+            "churn_reason": reason,
+            "plan": _labels(sm.PLANS, pop.plan),
+            "contract": _labels(sm.CONTRACTS, pop.contract),
+            "monthly_fee": pop.fee,
+            "acquisition_cost": pop.acquisition,
+            "channel": _labels(sm.CHANNELS, pop.channel),
+            "region": _labels(sm.REGIONS, pop.region),
+            "age": pop.age,
+            "data_usage_gb": pop.usage,
+        }
+    )
+
+
+def _events(pop: sm.Population, hist: sm.History, ids: pa.Array, start: np.datetime64):
+    """Problems and interventions, sorted by date then customer."""
+    p_day = pop.signup_day[hist.p_cust] + 7 * hist.p_week
+    order = np.lexsort((hist.p_cust, p_day))
+    problem_ids = _ids("P", order.size, 8)
+    problems = pd.DataFrame(
+        {
+            "problem_id": _id_column(problem_ids),
+            "customer_id": _id_column(ids, hist.p_cust[order]),
+            "date": _dates(start, p_day[order]),
+            "problem_type": _labels(sm.PROBLEM_TYPES, hist.p_type[order]),
+            "severity": hist.p_severity[order].astype(np.int64),
+        }
+    )
+    case_pos = np.cumsum(hist.p_case) - 1  # problem (generation order) -> case index
+    c_order = case_pos[order[hist.p_case[order]]]  # cases, in table order
+    prob_rows = np.flatnonzero(hist.p_case[order])
+    cust = hist.p_cust[order][prob_rows]
+    arm = hist.c_arm[c_order]
+    fee = pop.fee[cust]
+    interventions = pd.DataFrame(
+        {
+            "intervention_id": _id_column(_ids("I", c_order.size, 8)),
+            "customer_id": _id_column(ids, cust),
+            "problem_id": _id_column(problem_ids, prob_rows),
+            "date": problems["date"].to_numpy()[prob_rows],
+            "instrument": _labels(sm.INSTRUMENTS, arm),
+            "assignment": np.where(hist.c_randomised[c_order], "random", "rule").astype(object),
+            "problem_type": problems["problem_type"].to_numpy()[prob_rows],
+            "cost": np.round(sm.COST_FIXED[arm] + sm.COST_FEE_MULTIPLE[arm] * fee, 2),
+        }
+    )
+    case = sm.CaseInputs(
+        customer=cust,
+        signup_day=pop.signup_day[cust],
+        case_day=p_day[order][prob_rows],
+        week=hist.p_week[order][prob_rows],
+        contract=pop.contract[cust],
+        segment=pop.segment[cust],
+        xb=pop.xb[cust],
+        fee=fee,
+        ptype=hist.p_type[order][prob_rows].astype(np.int64),
+        remaining=hist.c_remaining[c_order],
+        after=hist.c_after[c_order],
+    )
+    return problems, interventions, case, c_order
+
+
+def _transactions(
+    pop: sm.Population,
+    hist: sm.History,
+    ids: pa.Array,
+    start: np.datetime64,
+    total_days: int,
+    case: sm.CaseInputs,
+    arms: np.ndarray,
+) -> pd.DataFrame:
+    """Monthly bills per customer (by customer, then date), discounted while a discount runs."""
+    limit = np.where(hist.end_day >= 0, hist.end_day, total_days)
+    n_bills = sm.first_bill_on_or_after(start, pop.signup_day, limit)
+    offsets = np.concatenate([[0], np.cumsum(n_bills)])
+    cust = np.repeat(np.arange(n_bills.size, dtype=np.int32), n_bills)
+    k = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], n_bills)
+    day = sm.anniversary_day(start, pop.signup_day[cust], k)
+    del k
+    discounted = np.zeros(day.size, bool)
+    disc = np.flatnonzero(arms == sm.INSTRUMENTS.index("discount"))
+    c = case.customer[disc]
+    k0 = sm.first_bill_on_or_after(start, case.signup_day[disc], case.case_day[disc])
+    kk = k0[:, None] + np.arange(sm.DISCOUNT_MONTHS)
+    ok = kk < n_bills[c][:, None]
+    discounted[(offsets[c][:, None] + kk)[ok]] = True
+    amount = sm.bill_amount(pop.fee[cust], discounted)
+    return pd.DataFrame(
+        {"customer_id": _id_column(ids, cust), "date": _dates(start, day), "amount": amount}
+    )
+
+
+# -------------------------------------------------------------------- truth
+def _log_hazard_ratios() -> pd.DataFrame:
+    rows = []
+    for cov, level, unit, beta, ref, centre in sm.PH_TERMS:
+        term = cov if level is None else f"{cov}_{level}"
+        rows.append((term, cov, level, unit, beta, ref, centre))
+    cols = ["term", "covariate", "level", "unit", "log_hazard_ratio", "reference", "centre"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _instrument_effects(theta: np.ndarray, shock: bool) -> pd.DataFrame:
+    a, k, s, p = np.meshgrid(*(np.arange(d) for d in theta.shape), indexing="ij")
+    keep = (p < 2) if shock else (p == 0)
+    a, k, s, p = (x[keep] for x in (a, k, s, p))
+    period = np.array(["before", "after"], dtype=object)[p] if shock else np.full(a.size, "all", object)
+    return pd.DataFrame(
+        {
+            "instrument": _labels(sm.INSTRUMENTS, a),
+            "problem_type": _labels(sm.PROBLEM_TYPES, k),
+            "segment": _labels(sm.SEGMENTS, s),
+            "period": period,
+            "log_hazard_effect": theta[a, k, s, p],
+            "cost": sm.COST_FIXED[a],
+            "cost_fee_multiple": sm.COST_FEE_MULTIPLE[a],
+        }
+    )
+
+
+def _intervention_outcomes(
+    interventions: pd.DataFrame,
+    case: sm.CaseInputs,
+    propensity: np.ndarray,
+    p_retained: np.ndarray,
+    revenue: np.ndarray,
+    horizon_days: int,
+) -> pd.DataFrame:
+    n_arms = len(sm.INSTRUMENTS)
+    n = len(interventions)
+    cost = np.round(sm.COST_FIXED[None, :] + sm.COST_FEE_MULTIPLE[None, :] * case.fee[:, None], 2)
+    ids = pa.chunked_array([pa.array(interventions["intervention_id"].array)]).combine_chunks()
+    return pd.DataFrame(
+        {
+            "intervention_id": _id_column(ids, np.repeat(np.arange(n), n_arms)),
+            "arm": np.tile(np.asarray(sm.INSTRUMENTS, dtype=object), n),
+            "p_retained": p_retained.ravel(),
+            "expected_revenue": revenue.ravel(),
+            "propensity": propensity.ravel(),
+            "cost": cost.ravel(),
+            "horizon_days": np.full(n * n_arms, horizon_days, dtype=np.int64),
+        }
+    )
+
+
+def _parameters(
+    settings: SimulatorSettings,
+    random_state: int | None,
+    as_of: date,
+    rates: np.ndarray,
+    h_weeks: int,
+    block: int,
+    shock_date: date | None,
+) -> dict[str, Any]:
+    periods = ["before", "after"] if settings.shock else ["all"]
+    return {
+        "seed": random_state,
+        "settings": settings.model_dump(mode="json"),
+        "start": settings.start.isoformat(),
+        "as_of": as_of.isoformat(),
+        "shock_date": shock_date.isoformat() if shock_date else None,
+        "customer_id_dtype": str(CUSTOMER_ID_DTYPE),
+        "week_convention": "tenure week w covers [signup_date + 7w, signup_date + 7w + 7) days; "
+        "problems and cases start on signup_date + 7w; churn day uniform within the week",
+        "weekly_churn_probability": "1 - exp(weekly_hazard * exp(x.beta + sum gamma + theta))",
+        "horizon_weeks": h_weeks,
+        "horizon_days": 7 * h_weeks,
+        "problem_window_weeks": settings.problem_window_weeks,
+        "block_weeks": block,
+        "weekly_problem_rates": {
+            period: {
+                seg: dict(zip(sm.PROBLEM_TYPES, rates[i, j].tolist(), strict=True))
+                for j, seg in enumerate(sm.SEGMENTS)
+            }
+            for i, period in enumerate(periods)
+        },
+        "severity_probabilities": {
+            k: sm.SEVERITY_P[i].tolist() for i, k in enumerate(sm.PROBLEM_TYPES)
+        },
+        "instruments": list(sm.INSTRUMENTS),
+        "control_arm": "none",
+        "randomised_arm_probability": 1.0 / len(sm.INSTRUMENTS),
+        "rule_uniform_share": sm.RULE_FLOOR,
+        "costs_fixed_eur": dict(zip(sm.INSTRUMENTS, sm.COST_FIXED.tolist(), strict=True)),
+        "costs_fee_multiple": dict(zip(sm.INSTRUMENTS, sm.COST_FEE_MULTIPLE.tolist(), strict=True)),
+        "discount_rate": sm.DISCOUNT_RATE,
+        "discount_bills": sm.DISCOUNT_MONTHS,
+        "billing": "bills on signup_date + k months (k >= 0, day clamped to month end) "
+        "while date < end_date and date < as_of",
+        "gross_margin": sm.GROSS_MARGIN,
+        "churn_reason_of_problem": {
+            k: sm.REASONS[sm.PROBLEM_REASON[i]] for i, k in enumerate(sm.PROBLEM_TYPES)
+        },
+    }
+
+
+# ---------------------------------------------------------------------- API
+def simulate(
+    settings: SimulatorSettings | None = None, *, random_state: int | None = None
+) -> SimulatedData:
+    """Simulate customers, problems, retention cases and bills with exact ground truth.
+
+    Parameters
+    ----------
+    settings
+        Size and behaviour of the market; defaults to ``SimulatorSettings()``.
+    random_state
+        Seed of ``numpy.random.default_rng``; the same seed gives identical tables.
+
+    Returns
+    -------
+    SimulatedData
+        ``customers`` (customer_id, signup_date, end_date, segment, churn_reason,
+        plan, contract, monthly_fee, acquisition_cost, channel, region, age,
+        data_usage_gb), ``problems`` (problem_id, customer_id, date,
+        problem_type, severity), ``interventions`` (intervention_id,
+        customer_id, problem_id, date, instrument, assignment, problem_type,
+        cost), ``transactions`` (customer_id, date, amount; None when
+        ``settings.transactions`` is False), ``as_of`` and ``truth``.
+    """
+    settings = settings or SimulatorSettings()
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(random_state)
+    as_of = _add_months(settings.start, settings.months)
+    start = np.datetime64(settings.start, "D")
+    total_days = (as_of - settings.start).days
+    h_weeks = horizon_weeks(settings.outcome_horizon_months)
+    window = settings.problem_window_weeks
+    discount_weeks = math.ceil((sm.DISCOUNT_MONTHS + 1) * 31 / 7)
+    block = max(h_weeks, window, discount_weeks)
+    shock = settings.shock
+    shock_date = _add_months(settings.start, shock.month) if shock else None
+    rates = sm.weekly_problem_rates(shock.competitor_offer_rate if shock else 1.0)
+    theta = sm.theta_table(shock.discount_effect if shock else None)
+    n_weeks = -(-total_days // 7) + block + 1
+    base = sm.baseline_weekly_hazard(n_weeks)
+    model = sm.WeekModel(
+        total_days=total_days,
+        window=window,
+        block=block,
+        intervention_rate=settings.intervention_rate,
+        randomised_share=settings.randomised_share,
+        shock_day=(shock_date - settings.start).days if shock_date else None,
+        cum_rates=np.cumsum(rates, axis=-1).reshape(-1, len(sm.PROBLEM_TYPES)),
+        theta=theta,
+        log_base=np.log(base),
+    )
+    pop = sm.draw_population(rng, settings.n_customers, total_days)
+    hist = sm.simulate_weeks(rng, pop, model)
+    log.info("simulated %d weeks in %.1f s", n_weeks, time.perf_counter() - t0)
+    ids = _ids("C", settings.n_customers)
+    customers = _customers(pop, hist, ids, start)
+    problems, interventions, case, c_order = _events(pop, hist, ids, start)
+    arms = hist.c_arm[c_order]
+    p_ret, revenue = sm.case_outcomes(
+        start, case, horizon=h_weeks, window=window, theta=theta, log_base=model.log_base
+    )
+    transactions = None
+    if settings.transactions:
+        transactions = _transactions(pop, hist, ids, start, total_days, case, arms)
+    baseline = pd.DataFrame(
+        {
+            "contract": np.repeat(np.asarray(sm.CONTRACTS, dtype=object), n_weeks),
+            "tenure_week": np.tile(np.arange(n_weeks, dtype=np.int64), len(sm.CONTRACTS)),
+            "weekly_hazard": base.ravel(),
+        }
+    )
+    problem_lhr = pd.DataFrame(
+        {
+            "problem_type": list(sm.PROBLEM_TYPES),
+            "log_hazard_ratio": sm.PROBLEM_GAMMA,
+            "window_weeks": window,
+        }
+    )
+    truth = GroundTruth(
+        log_hazard_ratios=_log_hazard_ratios(),
+        problem_log_hazard_ratios=problem_lhr,
+        baseline_hazard=baseline,
+        instrument_effects=_instrument_effects(theta, shock is not None),
+        intervention_outcomes=_intervention_outcomes(
+            interventions, case, hist.c_propensity[c_order], p_ret, revenue, 7 * h_weeks
+        ),
+        parameters=_parameters(settings, random_state, as_of, rates, h_weeks, block, shock_date),
+    )
+    log.info(
+        "simulated %d customers, %d problems, %d interventions in %.1f s",
+        len(customers),
+        len(problems),
+        len(interventions),
+        time.perf_counter() - t0,
+    )
+    return SimulatedData(customers, problems, interventions, transactions, as_of, truth)
+
+
+def write_simulation(data: SimulatedData, directory: str | Path) -> Path:
+    """Write the tables and ``truth/`` (Parquet plus ``parameters.json``) to a new directory.
+
+    Raises
+    ------
+    FileExistsError
+        If ``directory`` exists and is not empty.
+    """
+    out = Path(directory)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new directory")
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    for name in ("customers", "problems", "interventions", "transactions"):
+        table = getattr(data, name)
+        if table is not None:
+            table.to_parquet(out / f"{name}.parquet", index=False)
+    for name in GroundTruth.TABLES:
+        getattr(data.truth, name).to_parquet(out / "truth" / f"{name}.parquet", index=False)
+    text = json.dumps(data.truth.parameters, indent=2, sort_keys=True)
+    (out / "truth" / "parameters.json").write_text(text + "\n", encoding="utf-8")
+    log.info("wrote simulation to %s", out)
+    return out
+
+
+def read_ground_truth(directory: str | Path) -> GroundTruth:
+    """Read the ``truth/`` folder written by :func:`write_simulation`."""
+    truth_dir = Path(directory) / "truth"
+    tables = {name: pd.read_parquet(truth_dir / f"{name}.parquet") for name in GroundTruth.TABLES}
+    params = json.loads((truth_dir / "parameters.json").read_text(encoding="utf-8"))
+    return GroundTruth(**tables, parameters=params)
