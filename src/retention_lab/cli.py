@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from retention_lab.config import DEFAULT_CONFIG, REPORTS_DIR, load_config
+from retention_lab.config import DEFAULT_CONFIG, NOTEBOOKS_DIR, REPORTS_DIR, load_config
 from retention_lab.errors import RetentionLabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -39,6 +39,7 @@ def run(
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Run configuration (YAML)"),
     reports_dir: Path = typer.Option(REPORTS_DIR, help="Folder that holds one folder per run"),
     fast: bool = typer.Option(False, help="Shrink the work in every stage (for smoke tests)"),
+    notebooks_dir: Path = typer.Option(NOTEBOOKS_DIR, help="Folder of the stage notebooks"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details"),
 ) -> None:
     """Run the pipeline of a configuration and render its reports."""
@@ -62,7 +63,7 @@ def run(
     try:
         run_config = load_config(config)
         with console.status(f"running {run_config.name}", spinner="dots"):
-            outcome = run_pipeline(run_config, reports_dir=reports_dir, fast=fast,
+            outcome = run_pipeline(run_config, reports_dir=reports_dir, notebooks_dir=notebooks_dir, fast=fast,
                                    progress=progress)
     except RetentionLabError as error:
         _fail(error)

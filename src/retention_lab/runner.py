@@ -200,9 +200,12 @@ def run_pipeline(
         check_stage_notebook(notebook)
     ensure_kernel(config.runner.kernel)
 
+    uri = config.resolved_tracking_uri()
+    # the stage kernels log where the runner logs, whatever their environment says
+    config = config.model_copy(update={
+        "tracking": config.tracking.model_copy(update={"tracking_uri": uri})})
     run_dir = new_run_dir(Path(reports_dir), config.name)
     dump_config(config, run_dir / RUN_CONFIG_FILE)
-    uri = config.resolved_tracking_uri()
     started_at = report.timestamp()
     parent_id = tracking.start_run(uri, config.tracking.experiment, run_name=run_dir.name, tags={
         "git_commit": tracking.git_commit(), "config_name": config.name,

@@ -1,0 +1,34 @@
+"""The two install routes (pip via pyproject.toml, conda via environment.yml) name the same packages."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _normalise(requirement: str) -> tuple[str, str]:
+    match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement)
+    name, spec = match.group(1), match.group(2).replace(" ", "")
+    return name.lower().replace("_", "-"), spec
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_normalise(r) for r in project["dependencies"]}
+    wanted |= {_normalise(r) for r in project["optional-dependencies"]["test"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = {_normalise(d) for d in env["dependencies"] if isinstance(d, str)}
+    conda -= {("python", "=3.11"), ("pip", "")}
+    assert conda == wanted
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e .[test]" in pip_section
+    assert "python=3.11" in env["dependencies"]
+    assert env["channels"] == ["conda-forge"]
+
+
+def test_console_script_points_at_the_cli():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["retention-lab"] == "retention_lab.cli:app"

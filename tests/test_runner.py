@@ -1,0 +1,110 @@
+"""The runner end to end on fixture notebooks: success, failure, tracking, reports, folders."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from retention_lab.errors import ConfigError
+from retention_lab.runner import new_run_dir, run_pipeline
+
+from .conftest import FIXTURES, make_config
+
+NOTEBOOKS = FIXTURES / "notebooks"
+pytestmark = pytest.mark.xdist_group("kernels")
+
+
+def run(stages, reports_dir, **kwargs):
+    config = make_config(stages=stages, name="fixture")
+    return run_pipeline(config, reports_dir=reports_dir, notebooks_dir=NOTEBOOKS, **kwargs)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_successful_run_writes_reports_results_and_tracks_in_mlflow(reports_dir, tracking_uri):
+    outcome = run(["answer"], reports_dir)
+    assert outcome.succeeded and outcome.failed_stage is None
+    run_dir = outcome.run_dir
+    assert run_dir.parent == reports_dir and run_dir.name.endswith("-fixture")
+
+    results = json.loads((run_dir / "answer" / "results.json").read_text())
+    assert results["metrics"] == {"answer": 42.0}
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    assert [s["status"] for s in record["stages"]] == ["succeeded"]
+
+    html = (run_dir / "answer" / "answer.html").read_text()
+    assert html.index("The answer is 42.") < html.index("Fixture stage 00_answer")
+    assert "stage.finish" not in html  # code is hidden
+    assert "config_file" not in html  # parameter cells are removed
+    assert "data:image/png;base64" in html  # figures are embedded
+    assert (run_dir / "answer" / "figures" / "line.png").is_file()
+    assert "answer.html" in (run_dir / "index.html").read_text()
+    assert run_dir.name in (reports_dir / "index.html").read_text()
+
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(outcome.mlflow_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["data.simulator.n_customers"] == "1500"
+    assert parent.data.tags["data_fingerprint"] == "abc"
+    assert parent.data.tags["git_commit"]
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.mlflow_run_id}'")
+    assert len(children) == 1
+    child = children[0]
+    assert child.info.status == "FINISHED" and child.data.metrics["answer"] == 42.0
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"figures", "notebook", "report"} <= artifacts
+    assert mlflow.get_tracking_uri() == tracking_uri
+
+
+def test_failing_stage_fails_the_run_keeps_partial_notebook_and_spares_earlier_runs(
+    reports_dir, tracking_uri
+):
+    earlier = run(["answer"], reports_dir)
+    before = snapshot(earlier.run_dir)
+
+    outcome = run(["answer", "broken", "silent"], reports_dir)
+    assert outcome.status == "failed"
+    failed = outcome.failed_stage
+    assert failed.stage == "broken"
+    assert "deliberate failure" in failed.error and failed.cell_index is not None
+    assert [s.status for s in outcome.stages] == ["succeeded", "failed", "not run"]
+    partial = outcome.run_dir / failed.notebook
+    assert "deliberate failure" in partial.read_text()
+    assert "failed" in (outcome.run_dir / "broken" / "broken.html").read_text()
+
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(outcome.mlflow_run_id).info.status == "FAILED"
+    statuses = {r.data.tags["stage"]: r.info.status for r in client.search_runs(
+        [client.get_run(outcome.mlflow_run_id).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.mlflow_run_id}'")}
+    assert statuses == {"answer": "FINISHED", "broken": "FAILED"}
+
+    assert snapshot(earlier.run_dir) == before
+    index = (reports_dir / "index.html").read_text()
+    assert earlier.run_dir.name in index and outcome.run_dir.name in index
+
+
+def test_stage_that_never_writes_results_is_a_failure(reports_dir, tracking_uri):
+    outcome = run(["silent"], reports_dir)
+    assert outcome.status == "failed"
+    assert "results.json" in outcome.failed_stage.error
+
+
+def test_unknown_stage_is_rejected_before_any_folder_is_made(reports_dir, tracking_uri):
+    with pytest.raises(ConfigError, match=r"no notebook for stage 'nope'.*known stages"):
+        run(["answer", "nope"], reports_dir)
+    assert list(reports_dir.iterdir()) == []
+
+
+def test_run_folders_are_never_reused(tmp_path):
+    first = new_run_dir(tmp_path, "x")
+    second = new_run_dir(tmp_path, "x")
+    third = new_run_dir(tmp_path, "x")
+    assert len({first, second, third}) == 3
