@@ -506,3 +506,14 @@ def read_ground_truth(directory: str | Path) -> GroundTruth:
     tables = {name: pd.read_parquet(truth_dir / f"{name}.parquet") for name in GroundTruth.TABLES}
     params = json.loads((truth_dir / "parameters.json").read_text(encoding="utf-8"))
     return GroundTruth(**tables, parameters=params)
+
+
+def write_ground_truth(truth: GroundTruth, directory: str | Path) -> Path:
+    """Write ``truth`` to ``directory/truth`` (Parquet tables plus ``parameters.json``)."""
+    truth_dir = Path(directory) / "truth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    for name in GroundTruth.TABLES:
+        getattr(truth, name).to_parquet(truth_dir / f"{name}.parquet", index=False)
+    text = json.dumps(truth.parameters, indent=2, sort_keys=True)
+    (truth_dir / "parameters.json").write_text(text + "\n", encoding="utf-8")
+    return truth_dir
