@@ -1,7 +1,4 @@
-from pathlib import Path
-
 import pytest
-import yaml
 
 from retention_lab.config import (
     DEFAULT_CONFIG,

@@ -1,4 +1,4 @@
-"""The two install routes (pip via pyproject.toml, conda via environment.yml) name the same packages."""
+"""The two install routes (pip: pyproject.toml, conda: environment.yml) name the same packages."""
 
 import re
 import tomllib

@@ -54,7 +54,8 @@ def test_successful_run_writes_reports_results_and_tracks_in_mlflow(reports_dir,
     assert parent.data.tags["git_commit"]
     children = client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.mlflow_run_id}'")
+        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.mlflow_run_id}'",
+    )
     assert len(children) == 1
     child = children[0]
     assert child.info.status == "FINISHED" and child.data.metrics["answer"] == 42.0
@@ -81,9 +82,13 @@ def test_failing_stage_fails_the_run_keeps_partial_notebook_and_spares_earlier_r
 
     client = MlflowClient(tracking_uri)
     assert client.get_run(outcome.mlflow_run_id).info.status == "FAILED"
-    statuses = {r.data.tags["stage"]: r.info.status for r in client.search_runs(
-        [client.get_run(outcome.mlflow_run_id).info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.mlflow_run_id}'")}
+    statuses = {
+        r.data.tags["stage"]: r.info.status
+        for r in client.search_runs(
+            [client.get_run(outcome.mlflow_run_id).info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{outcome.mlflow_run_id}'",
+        )
+    }
     assert statuses == {"answer": "FINISHED", "broken": "FAILED"}
 
     assert snapshot(earlier.run_dir) == before

@@ -11,25 +11,44 @@ AS_OF = pd.Timestamp("2024-01-01")
 
 @pytest.fixture
 def raw():
-    customers = pd.DataFrame({
-        "customer_id": ["C1", "C2", "C3", "C4"],
-        "signup_date": ["2020-01-15", "2021-06-01", "2022-03-10", "2023-12-01"],
-        "end_date": [None, "2022-06-01", None, "2023-12-31"],
-        "segment": ["mass", "vip", "business", "mass"],
-        "monthly_fee": [20.0, 80.0, 45.5, 20.0],
-    })
-    problems = pd.DataFrame({"customer_id": ["C1", "C2"], "date": ["2021-01-01", "2022-01-01"],
-                             "problem_type": ["network", "price"]})
-    interventions = pd.DataFrame({
-        "customer_id": ["C1", "C2", "C3"], "date": ["2021-01-02", "2022-01-02", "2023-01-01"],
-        "instrument": ["discount", "none", "bonus"], "assignment": ["random", "random", "rule"],
-        "cost": [12.0, 0.0, 15.0],
-    })
-    transactions = pd.DataFrame({"customer_id": ["C1", "C1", "C3"],
-                                 "date": ["2020-02-15", "2020-03-15", "2022-04-10"],
-                                 "amount": [20.0, 20.0, 45.5]})
-    return {"customers": customers, "problems": problems, "interventions": interventions,
-            "transactions": transactions}
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3", "C4"],
+            "signup_date": ["2020-01-15", "2021-06-01", "2022-03-10", "2023-12-01"],
+            "end_date": [None, "2022-06-01", None, "2023-12-31"],
+            "segment": ["mass", "vip", "business", "mass"],
+            "monthly_fee": [20.0, 80.0, 45.5, 20.0],
+        }
+    )
+    problems = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "date": ["2021-01-01", "2022-01-01"],
+            "problem_type": ["network", "price"],
+        }
+    )
+    interventions = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3"],
+            "date": ["2021-01-02", "2022-01-02", "2023-01-01"],
+            "instrument": ["discount", "none", "bonus"],
+            "assignment": ["random", "random", "rule"],
+            "cost": [12.0, 0.0, 15.0],
+        }
+    )
+    transactions = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C1", "C3"],
+            "date": ["2020-02-15", "2020-03-15", "2022-04-10"],
+            "amount": [20.0, 20.0, 45.5],
+        }
+    )
+    return {
+        "customers": customers,
+        "problems": problems,
+        "interventions": interventions,
+        "transactions": transactions,
+    }
 
 
 def validate(raw, **kwargs):
@@ -50,8 +69,9 @@ def test_valid_tables_get_canonical_types_and_tenure(raw):
 
 
 def test_end_date_after_as_of_is_rejected_but_derive_tenure_censors_it():
-    customers = pd.DataFrame({"signup_date": pd.to_datetime(["2020-01-01"]),
-                              "end_date": pd.to_datetime(["2025-01-01"])})
+    customers = pd.DataFrame(
+        {"signup_date": pd.to_datetime(["2020-01-01"]), "end_date": pd.to_datetime(["2025-01-01"])}
+    )
     derived = derive_tenure(customers, AS_OF)
     assert not derived["churned"].iloc[0]
     assert derived["tenure_days"].iloc[0] == (AS_OF - pd.Timestamp("2020-01-01")).days
@@ -59,8 +79,11 @@ def test_end_date_after_as_of_is_rejected_but_derive_tenure_censors_it():
 
 def test_end_before_signup_names_file_column_and_customer(raw):
     raw["customers"].loc[1, "end_date"] = "2020-01-01"
-    with pytest.raises(DataError, match=r"customers.csv: column 'end_date': 1 row breaks "
-                                        r"end_date >= signup_date \(C2\)"):
+    with pytest.raises(
+        DataError,
+        match=r"customers.csv: column 'end_date': 1 row breaks "
+        r"end_date >= signup_date \(C2\)",
+    ):
         validate(raw)
 
 
@@ -72,7 +95,9 @@ def test_unparseable_dates_are_named_with_the_bad_value(raw):
 
 def test_wrong_type_in_a_numeric_column(raw):
     raw["transactions"]["amount"] = ["20", "twenty", "45.5"]
-    with pytest.raises(DataError, match=r"transactions.csv: column 'amount'.*type number.*'twenty'"):
+    with pytest.raises(
+        DataError, match=r"transactions.csv: column 'amount'.*type number.*'twenty'"
+    ):
         validate(raw)
 
 
@@ -84,20 +109,27 @@ def test_duplicate_customer_ids(raw):
 
 def test_missing_required_column(raw):
     raw["customers"] = raw["customers"].drop(columns="segment")
-    with pytest.raises(DataError, match=r"customers.csv: column 'segment': required column is missing"):
+    with pytest.raises(
+        DataError, match=r"customers.csv: column 'segment': required column is missing"
+    ):
         validate(raw)
 
 
 def test_unknown_customer_in_an_event_table(raw):
     raw["problems"].loc[1, "customer_id"] = "C99"
-    with pytest.raises(DataError, match=r"problems.csv: column 'customer_id'.*customer_id present "
-                                        r"in the customers table \(C99\)"):
+    with pytest.raises(
+        DataError,
+        match=r"problems.csv: column 'customer_id'.*customer_id present "
+        r"in the customers table \(C99\)",
+    ):
         validate(raw)
 
 
 def test_events_after_as_of(raw):
     raw["problems"].loc[0, "date"] = "2024-06-01"
-    with pytest.raises(DataError, match=r"problems.csv: column 'date'.*date <= as_of \(2024-01-01\)"):
+    with pytest.raises(
+        DataError, match=r"problems.csv: column 'date'.*date <= as_of \(2024-01-01\)"
+    ):
         validate(raw)
 
 
@@ -159,6 +191,9 @@ def test_many_offending_rows_are_shortened(raw):
     customers = pd.concat([raw["customers"]] * 3, ignore_index=True)
     customers["customer_id"] = [f"C{i}" for i in range(len(customers))]
     customers["monthly_fee"] = -1.0
-    with pytest.raises(DataError, match=r"12 rows break monthly_fee >= 0 \(C0, C1, C2, C3, C4, "
-                                        r"\.\.\. and 7 more\)"):
+    with pytest.raises(
+        DataError,
+        match=r"12 rows break monthly_fee >= 0 \(C0, C1, C2, C3, C4, "
+        r"\.\.\. and 7 more\)",
+    ):
         validate({"customers": customers})

@@ -16,8 +16,11 @@ from rich.console import Console
 from retention_lab.config import DEFAULT_CONFIG, NOTEBOOKS_DIR, REPORTS_DIR, load_config
 from retention_lab.errors import RetentionLabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="retention_lab: survival, uplift, lifetime value and retention planning.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="retention_lab: survival, uplift, lifetime value and retention planning.",
+)
 console = Console(stderr=True)
 
 EXIT_STAGE_FAILED = 1
@@ -25,8 +28,12 @@ EXIT_USER_ERROR = 2
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("mlflow", "alembic", "traitlets", "papermill"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 def _fail(error: RetentionLabError) -> None:
@@ -57,24 +64,33 @@ def run(
         else:
             colour = "green" if status == "succeeded" else "red"
             seconds = time.perf_counter() - started.get(stage, time.perf_counter())
-            console.print(f"[{index + 1}/{total}] {stage} [{colour}]{status}[/] ({seconds:.1f} s)",
-                          highlight=False)
+            console.print(
+                f"[{index + 1}/{total}] {stage} [{colour}]{status}[/] ({seconds:.1f} s)",
+                highlight=False,
+            )
 
     try:
         run_config = load_config(config)
         with console.status(f"running {run_config.name}", spinner="dots"):
-            outcome = run_pipeline(run_config, reports_dir=reports_dir, notebooks_dir=notebooks_dir, fast=fast,
-                                   progress=progress)
+            outcome = run_pipeline(
+                run_config,
+                reports_dir=reports_dir,
+                notebooks_dir=notebooks_dir,
+                fast=fast,
+                progress=progress,
+            )
     except RetentionLabError as error:
         _fail(error)
     index = reports_dir / "index.html"
     if not outcome.succeeded:
         failed = outcome.failed_stage
         cell = f" in cell {failed.cell_index}" if failed.cell_index is not None else ""
-        console.print(f"[bold red]stage '{failed.stage}' failed{cell}:[/] {failed.error}",
-                      highlight=False)
-        console.print(f"partial notebook kept at {outcome.run_dir / (failed.notebook or '')}",
-                      highlight=False)
+        console.print(
+            f"[bold red]stage '{failed.stage}' failed{cell}:[/] {failed.error}", highlight=False
+        )
+        console.print(
+            f"partial notebook kept at {outcome.run_dir / (failed.notebook or '')}", highlight=False
+        )
         console.print(f"run report: {outcome.run_dir / 'index.html'}", highlight=False)
         raise typer.Exit(EXIT_STAGE_FAILED)
     console.print(f"[green]run {outcome.run_dir.name} succeeded[/]", highlight=False)
@@ -88,7 +104,9 @@ def simulate(
     seed: int = typer.Option(0, help="Random seed"),
     months: int = typer.Option(72, help="Length of the simulated window in months"),
     randomised_share: float = typer.Option(0.3, help="Share of randomised retention cases"),
-    shock_month: int | None = typer.Option(None, help="Month a competitor enters (no shock if unset)"),
+    shock_month: int | None = typer.Option(
+        None, help="Month a competitor enters (no shock if unset)"
+    ),
     transactions: bool = typer.Option(True, help="Also write monthly bills as transactions"),
 ) -> None:
     """Simulate a telecom-like customer base with ground truth and write it as Parquet."""
@@ -97,15 +115,20 @@ def simulate(
 
     try:
         settings = SimulatorSettings(
-            n_customers=customers, months=months, randomised_share=randomised_share,
+            n_customers=customers,
+            months=months,
+            randomised_share=randomised_share,
             shock=MarketShock(month=shock_month) if shock_month is not None else None,
-            transactions=transactions)
+            transactions=transactions,
+        )
     except ValueError as error:
         console.print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_USER_ERROR) from None
     if out.exists() and any(out.iterdir()):
-        console.print(f"[bold red]error:[/] {out} exists and is not empty; choose a new folder",
-                      highlight=False)
+        console.print(
+            f"[bold red]error:[/] {out} exists and is not empty; choose a new folder",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_USER_ERROR)
     data = run_simulation(settings, random_state=seed)
     write_simulation(data, out)

@@ -42,7 +42,7 @@ def artifact_root_for(tracking_uri: str) -> str | None:
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix):
         return None
-    db_path = Path(tracking_uri[len(prefix):])
+    db_path = Path(tracking_uri[len(prefix) :])
     return (db_path.parent / "artifacts").resolve().as_uri()
 
 
@@ -54,7 +54,8 @@ class DataConfig(_Section):
     """Where the data comes from and the snapshot date that closes the observation window."""
 
     source: Literal["simulator"] = Field(
-        "simulator", description="Data source: the embedded simulator (file and DuckDB sources follow)"
+        "simulator",
+        description="Data source: the embedded simulator (file and DuckDB sources follow)",
     )
     as_of: date | None = Field(
         None,
@@ -92,7 +93,9 @@ class RunConfig(_Section):
     description: str = Field("", description="One sentence shown in the reports index")
     seed: int = Field(0, ge=0, description="Seed of every random choice in the run")
     stages: list[str] = Field(
-        ["data"], min_length=1, description="Stages to run in order, by notebook name (00_data -> data)"
+        ["data"],
+        min_length=1,
+        description="Stages to run in order, by notebook name (00_data -> data)",
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Data source")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking")

@@ -79,8 +79,15 @@ def find_notebook(stage: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
     if len(matches) != 1:
         known = sorted(p.stem.split("_", 1)[1] for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
         problem = "no notebook" if not matches else "several notebooks"
-        raise ConfigError(file="configuration", problems=[(
-            "stages", f"{problem} for stage '{stage}' in {notebooks_dir} (known stages: {known})")])
+        raise ConfigError(
+            file="configuration",
+            problems=[
+                (
+                    "stages",
+                    f"{problem} for stage '{stage}' in {notebooks_dir} (known stages: {known})",
+                )
+            ],
+        )
     return matches[0]
 
 
@@ -91,8 +98,10 @@ def check_stage_notebook(notebook: Path) -> None:
     declared = set(papermill.inspect_notebook(str(notebook)))
     missing = [p for p in STAGE_PARAMETERS if p not in declared]
     if missing:
-        raise ConfigError(file=str(notebook), problems=[(
-            "parameters", f"the cell tagged 'parameters' must define {missing}")])
+        raise ConfigError(
+            file=str(notebook),
+            problems=[("parameters", f"the cell tagged 'parameters' must define {missing}")],
+        )
 
 
 def ensure_kernel(name: str) -> None:
@@ -122,18 +131,35 @@ def new_run_dir(reports_dir: Path, name: str) -> Path:
     raise RuntimeError(f"could not create a run folder for {stem} in {reports_dir}")
 
 
-def _record(config: RunConfig, run_dir: Path, stages: list[StageOutcome], status: str,
-            mlflow_run_id: str, started_at: str, finished_at: str | None) -> dict:
+def _record(
+    config: RunConfig,
+    run_dir: Path,
+    stages: list[StageOutcome],
+    status: str,
+    mlflow_run_id: str,
+    started_at: str,
+    finished_at: str | None,
+) -> dict:
     return {
-        "name": config.name, "description": config.description, "status": status,
-        "started_at": started_at, "finished_at": finished_at, "folder": run_dir.name,
-        "experiment": config.tracking.experiment, "mlflow_run_id": mlflow_run_id,
+        "name": config.name,
+        "description": config.description,
+        "status": status,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "folder": run_dir.name,
+        "experiment": config.tracking.experiment,
+        "mlflow_run_id": mlflow_run_id,
         "stages": [asdict(s) for s in stages],
     }
 
 
 def _execute_stage(
-    stage: str, notebook: Path, run_dir: Path, config: RunConfig, *, parent_run_id: str,
+    stage: str,
+    notebook: Path,
+    run_dir: Path,
+    config: RunConfig,
+    *,
+    parent_run_id: str,
     fast: bool,
 ) -> StageOutcome:
     import papermill
@@ -143,16 +169,30 @@ def _execute_stage(
     stage_dir = run_dir / stage
     stage_dir.mkdir(exist_ok=True)
     output = stage_dir / notebook.name
-    child_id = tracking.start_run(uri, config.tracking.experiment, run_name=stage,
-                                  parent_run_id=parent_run_id, tags={"stage": stage})
-    parameters = {"config_file": str(run_dir / RUN_CONFIG_FILE), "run_dir": str(run_dir),
-                  "mlflow_run_id": child_id, "fast": fast}
+    child_id = tracking.start_run(
+        uri,
+        config.tracking.experiment,
+        run_name=stage,
+        parent_run_id=parent_run_id,
+        tags={"stage": stage},
+    )
+    parameters = {
+        "config_file": str(run_dir / RUN_CONFIG_FILE),
+        "run_dir": str(run_dir),
+        "mlflow_run_id": child_id,
+        "fast": fast,
+    }
     started = time.perf_counter()
     error = cell_index = None
     try:
         papermill.execute_notebook(
-            str(notebook), str(output), parameters=parameters, kernel_name=config.runner.kernel,
-            cwd=str(run_dir), progress_bar=False, execution_timeout=config.runner.cell_timeout_s,
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name=config.runner.kernel,
+            cwd=str(run_dir),
+            progress_bar=False,
+            execution_timeout=config.runner.cell_timeout_s,
         )
     except PapermillExecutionError as exc:
         error, cell_index = f"{exc.ename}: {exc.evalue}", exc.cell_index
@@ -166,9 +206,15 @@ def _execute_stage(
     findings = results["findings"] if results and not error else []
     html = None
     if output.is_file():
-        html_path = report.render_stage(output, stage_dir / f"{stage}.html", title=stage,
-                                        run_name=config.name, status=status, findings=findings,
-                                        error=error)
+        html_path = report.render_stage(
+            output,
+            stage_dir / f"{stage}.html",
+            title=stage,
+            run_name=config.name,
+            status=status,
+            findings=findings,
+            error=error,
+        )
         html = str(html_path.relative_to(run_dir))
         tracking.log_artifact(uri, child_id, output, "notebook")
         tracking.log_artifact(uri, child_id, html_path, "report")
@@ -176,8 +222,13 @@ def _execute_stage(
     if results and results.get("tags"):
         tracking.set_tags(uri, parent_run_id, results["tags"])
     return StageOutcome(
-        stage=stage, status=status, seconds=seconds, error=error, cell_index=cell_index,
-        notebook=str(output.relative_to(run_dir)) if output.is_file() else None, html=html,
+        stage=stage,
+        status=status,
+        seconds=seconds,
+        error=error,
+        cell_index=cell_index,
+        notebook=str(output.relative_to(run_dir)) if output.is_file() else None,
+        html=html,
         findings=findings,
     )
 
@@ -202,15 +253,23 @@ def run_pipeline(
 
     uri = config.resolved_tracking_uri()
     # the stage kernels log where the runner logs, whatever their environment says
-    config = config.model_copy(update={
-        "tracking": config.tracking.model_copy(update={"tracking_uri": uri})})
+    config = config.model_copy(
+        update={"tracking": config.tracking.model_copy(update={"tracking_uri": uri})}
+    )
     run_dir = new_run_dir(Path(reports_dir), config.name)
     dump_config(config, run_dir / RUN_CONFIG_FILE)
     started_at = report.timestamp()
-    parent_id = tracking.start_run(uri, config.tracking.experiment, run_name=run_dir.name, tags={
-        "git_commit": tracking.git_commit(), "config_name": config.name,
-        "run_dir": str(run_dir), "retention_lab.kind": "pipeline",
-    })
+    parent_id = tracking.start_run(
+        uri,
+        config.tracking.experiment,
+        run_name=run_dir.name,
+        tags={
+            "git_commit": tracking.git_commit(),
+            "config_name": config.name,
+            "run_dir": str(run_dir),
+            "retention_lab.kind": "pipeline",
+        },
+    )
     tracking.log_params(uri, parent_id, flatten(config))
 
     outcomes = [StageOutcome(stage=s, status="not run") for s in config.stages]
@@ -226,8 +285,9 @@ def run_pipeline(
         if progress:
             progress(index, len(config.stages), stage, "running")
         log.info("stage %s: running %s", stage, notebooks[stage].name)
-        outcomes[index] = _execute_stage(stage, notebooks[stage], run_dir, config,
-                                         parent_run_id=parent_id, fast=fast)
+        outcomes[index] = _execute_stage(
+            stage, notebooks[stage], run_dir, config, parent_run_id=parent_id, fast=fast
+        )
         if progress:
             progress(index, len(config.stages), stage, outcomes[index].status)
         save("running")

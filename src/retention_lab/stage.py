@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +28,7 @@ from retention_lab.errors import MissingStageOutput
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-TABLES_DIR = "data"
+TABLES_DIR = "tables"
 TRUTH_DIR = "truth"
 
 
@@ -44,7 +44,7 @@ class StageContext:
 
     @property
     def stage_dir(self) -> Path:
-        """This stage's folder in the run folder."""
+        """The folder of this stage inside the run folder."""
         path = self.run_dir / self.name
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -64,13 +64,13 @@ class StageContext:
         if truth is not None:
             from retention_lab.data.simulate import write_ground_truth
 
-            write_ground_truth(truth, directory / TRUTH_DIR)
+            write_ground_truth(truth, directory)
         return tables
 
     def truth(self):
         """The simulator's ground truth, or ``None`` for real data."""
-        directory = self.run_dir / TABLES_DIR / TRUTH_DIR
-        if not directory.is_dir():
+        directory = self.run_dir / TABLES_DIR
+        if not (directory / TRUTH_DIR).is_dir():
             return None
         from retention_lab.data.simulate import read_ground_truth
 
@@ -93,15 +93,18 @@ class StageContext:
             raise MissingStageOutput(stage=self.name, needs=stage, path=str(path))
         return pd.read_parquet(path)
 
-    def log_figure(self, figure, name: str) -> Path:
-        """Save a figure as PNG in ``<stage>/figures`` and log it to MLflow."""
+    def log_figure(self, figure, name: str) -> None:
+        """Save a figure as PNG in ``<stage>/figures`` and log it to MLflow.
+
+        Returns nothing, so a notebook cell ending in ``stage.log_figure(...)``
+        shows the figure and no path.
+        """
         directory = self.stage_dir / "figures"
         directory.mkdir(exist_ok=True)
         path = directory / name
         figure.savefig(path, dpi=110, bbox_inches="tight")
         if self.mlflow_run_id:
             tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "figures")
-        return path
 
     def log_model(self, model: object, name: str) -> None:
         """Log a fitted model to MLflow (pickled)."""
@@ -120,7 +123,7 @@ class StageContext:
         results = {
             "stage": self.name,
             "status": status,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "metrics": {k: float(v) for k, v in metrics.items()},
             "findings": list(findings),
             "tags": dict(tags or {}),

@@ -31,7 +31,7 @@ def _client(tracking_uri: str):
     from mlflow.tracking import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
@@ -50,11 +50,16 @@ def git_commit(root: Path = PROJ_ROOT) -> str:
     """The checked-out commit (with ``-dirty`` if there are local changes), or ``unknown``."""
     try:
         sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -114,7 +119,9 @@ def set_tags(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
         client.set_tag(run_id, key, str(value))
 
 
-def log_artifact(tracking_uri: str, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+def log_artifact(
+    tracking_uri: str, run_id: str, path: str | Path, artifact_path: str | None = None
+) -> None:
     """Upload a file or a folder as an artifact."""
     client = _client(tracking_uri)
     path = Path(path)

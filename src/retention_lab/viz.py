@@ -8,6 +8,7 @@ call ``plt.show()``.
 from __future__ import annotations
 
 import matplotlib as mpl
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -29,8 +30,9 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], function: str) -> 
 
 
 def _no_data(ax: Axes, title: str) -> Axes:
-    ax.text(0.5, 0.5, "Not available for this dataset", ha="center", va="center",
-            transform=ax.transAxes)
+    ax.text(
+        0.5, 0.5, "Not available for this dataset", ha="center", va="center", transform=ax.transAxes
+    )
     ax.set(title=title, xticks=[], yticks=[])
     return ax
 
@@ -73,5 +75,36 @@ def plot_monthly(
     if monthly.empty:
         return _no_data(ax, title)
     sns.lineplot(data=monthly, x=date, y=value, hue=hue, ax=ax)
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.set(title=title, xlabel="Month", ylabel=ylabel)
     return ax
+
+
+def show_table(
+    frame: pd.DataFrame,
+    *,
+    percent: list[str] = (),
+    decimals: int = 2,
+    caption: str | None = None,
+):
+    """A table for a report: no index, thousands separators, shares as percentages.
+
+    Returns a pandas ``Styler`` (renders as HTML in notebooks and reports).
+    """
+    missing = [c for c in percent if c not in frame.columns]
+    if missing:
+        raise ValueError(f"show_table: no columns {missing} to format as percentages")
+    formats = {}
+    for column in frame.columns:
+        if column in percent:
+            formats[column] = "{:.1%}"
+        elif pd.api.types.is_integer_dtype(frame[column]):
+            formats[column] = "{:,}"
+        elif pd.api.types.is_float_dtype(frame[column]):
+            formats[column] = f"{{:,.{decimals}f}}"
+        elif pd.api.types.is_datetime64_any_dtype(frame[column]):
+            formats[column] = "{:%Y-%m-%d}"
+    styler = frame.style.hide(axis="index").format(formats, na_rep="—")
+    return styler.set_caption(caption) if caption else styler

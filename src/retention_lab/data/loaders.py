@@ -79,14 +79,16 @@ def validate_tables(
     as_of: date | pd.Timestamp,
     files: dict[str, str] | None = None,
 ) -> Tables:
-    """Validate every table and the links between them; raise one ``DataError`` listing all problems.
+    """Validate every table and the links between them; one ``DataError`` lists all problems.
 
     ``files`` maps a table name to the file it came from, for messages.
     """
     files = dict(files or {})
     as_of_ts = pd.Timestamp(as_of)
     if raw.get("customers") is None:
-        raise DataError(file=files.get("customers", "customers"), expected="the customers table is required")
+        raise DataError(
+            file=files.get("customers", "customers"), expected="the customers table is required"
+        )
     problems, valid = [], {}
     for name in TABLES:
         frame = raw.get(name)
@@ -100,7 +102,9 @@ def validate_tables(
         raise DataError(problems=problems)
     problems = check_known_customers(valid, files=files)
     if "interventions" in valid:
-        problems += check_interventions(valid["interventions"], file=files.get("interventions", "interventions"))
+        problems += check_interventions(
+            valid["interventions"], file=files.get("interventions", "interventions")
+        )
     if problems:
         raise DataError(problems=problems)
     valid["customers"] = derive_tenure(valid["customers"], as_of_ts)
@@ -116,8 +120,11 @@ def load_tables(data_config: DataConfig, *, random_state: int) -> tuple[Tables, 
         as_of = data_config.as_of or simulated.as_of
         raw = {name: getattr(simulated, name) for name in TABLES}
         return validate_tables(raw, as_of=as_of), simulated.truth
-    raise DataError(file="configuration", column="data.source",
-                    expected=f"a known data source (got {data_config.source!r})")
+    raise DataError(
+        file="configuration",
+        column="data.source",
+        expected=f"a known data source (got {data_config.source!r})",
+    )
 
 
 def write_tables(tables: Tables, directory: str | Path) -> None:

@@ -117,9 +117,7 @@ def value_schema(table: str, as_of: pd.Timestamp) -> pa.DataFrameSchema:
         )
         for name, (dtype, nullable, required) in COLUMN_TYPES[table].items()
     }
-    return pa.DataFrameSchema(
-        columns, checks=_dataframe_checks(table), strict=False, name=table
-    )
+    return pa.DataFrameSchema(columns, checks=_dataframe_checks(table), strict=False, name=table)
 
 
 _DATAFRAME_CHECK_COLUMN = {"end_date >= signup_date": "end_date"}
@@ -156,7 +154,9 @@ def _problems_from(
             column = _DATAFRAME_CHECK_COLUMN.get(check, column)
         index = pd.Index(group["index"].dropna().unique())
         if id_column in frame.columns and len(index):
-            rows = frame.loc[frame.index.intersection(index), id_column].astype(str).unique().tolist()
+            rows = (
+                frame.loc[frame.index.intersection(index), id_column].astype(str).unique().tolist()
+            )
         else:
             rows = [f"row {i}" for i in index]
         if check.startswith(("coerce_dtype", "dtype")):
@@ -190,11 +190,15 @@ def validate_table(
     try:
         typed = type_schema(table).validate(frame, lazy=True)
     except SchemaErrors as errors:
-        raise DataError(problems=_problems_from(errors, frame, file=file, id_column="customer_id"))
+        raise DataError(
+            problems=_problems_from(errors, frame, file=file, id_column="customer_id")
+        ) from None
     try:
         return value_schema(table, as_of).validate(typed, lazy=True)
     except SchemaErrors as errors:
-        raise DataError(problems=_problems_from(errors, typed, file=file, id_column="customer_id"))
+        raise DataError(
+            problems=_problems_from(errors, typed, file=file, id_column="customer_id")
+        ) from None
 
 
 def check_known_customers(
@@ -213,8 +217,12 @@ def check_known_customers(
         if not known.all():
             unknown = events.loc[~known, "customer_id"].astype(str).unique().tolist()
             problems.append(
-                DataProblem(file=file, column="customer_id", rows=unknown,
-                            expected="customer_id present in the customers table")
+                DataProblem(
+                    file=file,
+                    column="customer_id",
+                    rows=unknown,
+                    expected="customer_id present in the customers table",
+                )
             )
         matched = events.loc[known]
         signup = customers["signup_date"].reindex(matched["customer_id"]).to_numpy()
@@ -223,30 +231,47 @@ def check_known_customers(
         before = dates < signup
         if before.any():
             problems.append(
-                DataProblem(file=file, column="date",
-                            rows=matched.loc[before, "customer_id"].astype(str).unique().tolist(),
-                            expected="date >= the customer's signup_date")
+                DataProblem(
+                    file=file,
+                    column="date",
+                    rows=matched.loc[before, "customer_id"].astype(str).unique().tolist(),
+                    expected="date >= the customer's signup_date",
+                )
             )
         after_end = ~pd.isna(end) & (dates > end)
         if table != "transactions" and after_end.any():
             problems.append(
-                DataProblem(file=file, column="date",
-                            rows=matched.loc[after_end, "customer_id"].astype(str).unique().tolist(),
-                            expected="date <= the customer's end_date")
+                DataProblem(
+                    file=file,
+                    column="date",
+                    rows=matched.loc[after_end, "customer_id"].astype(str).unique().tolist(),
+                    expected="date <= the customer's end_date",
+                )
             )
     return problems
 
 
-def check_interventions(interventions: pd.DataFrame, *, file: str = "interventions") -> list[DataProblem]:
+def check_interventions(
+    interventions: pd.DataFrame, *, file: str = "interventions"
+) -> list[DataProblem]:
     """Interventions need a control arm (``none``) and at least one instrument beside it."""
     arms = set(interventions["instrument"].unique())
     problems = []
     if CONTROL_ARM not in arms:
-        problems.append(DataProblem(file=file, column="instrument",
-                                    expected=f"a control arm labelled '{CONTROL_ARM}' (found only "
-                                    f"{sorted(arms)})"))
+        problems.append(
+            DataProblem(
+                file=file,
+                column="instrument",
+                expected=f"a control arm labelled '{CONTROL_ARM}' (found only {sorted(arms)})",
+            )
+        )
     if len(arms - {CONTROL_ARM}) == 0:
-        problems.append(DataProblem(file=file, column="instrument",
-                                    expected="at least one retention instrument besides the "
-                                    f"control '{CONTROL_ARM}' (a single treatment arm)"))
+        problems.append(
+            DataProblem(
+                file=file,
+                column="instrument",
+                expected="at least one retention instrument besides the "
+                f"control '{CONTROL_ARM}' (a single treatment arm)",
+            )
+        )
     return problems

@@ -14,8 +14,12 @@ import pandas as pd
 
 from retention_lab.data.loaders import Tables, fingerprint
 
-DATE_COLUMNS = {"customers": "signup_date", "problems": "date", "interventions": "date",
-                "transactions": "date"}
+DATE_COLUMNS = {
+    "customers": "signup_date",
+    "problems": "date",
+    "interventions": "date",
+    "transactions": "date",
+}
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,9 @@ class DataSummary:
     Tables: ``tables`` (table, rows, first_date, last_date), ``status``
     (status, customers, share), ``churn_reasons`` (churn_reason, customers, share),
     ``problem_types`` (problem_type, problems, customers), ``arms`` (instrument,
-    assignment, interventions, share; both empty when the table is missing), ``missing`` (table, column, missing, share;
-    only columns with missing values), ``signups`` (month, status, count).
+    assignment, interventions, share; both empty when the table is missing),
+    ``missing`` (table, column, missing, share; only columns with missing values),
+    ``signups`` (month, status, count).
     """
 
     as_of: pd.Timestamp
@@ -65,8 +70,9 @@ def _table_overview(tables: Tables) -> pd.DataFrame:
     for name in tables.available():
         frame = getattr(tables, name)
         dates = frame[DATE_COLUMNS[name]]
-        rows.append({"table": name, "rows": len(frame), "first_date": dates.min(),
-                     "last_date": dates.max()})
+        rows.append(
+            {"table": name, "rows": len(frame), "first_date": dates.min(), "last_date": dates.max()}
+        )
     return pd.DataFrame(rows)
 
 
@@ -83,8 +89,14 @@ def _missing_values(tables: Tables) -> pd.DataFrame:
         for column, missing in frame.isna().sum().items():
             if column == "end_date" or column == "churn_reason" or missing == 0:
                 continue  # an empty end date or reason means "still active", not missing
-            rows.append({"table": name, "column": column, "missing": int(missing),
-                         "share": missing / len(frame)})
+            rows.append(
+                {
+                    "table": name,
+                    "column": column,
+                    "missing": int(missing),
+                    "share": missing / len(frame),
+                }
+            )
     return pd.DataFrame(rows, columns=["table", "column", "missing", "share"])
 
 
@@ -93,20 +105,33 @@ def summarize(tables: Tables) -> DataSummary:
     customers = tables.customers
     status = customers["churned"].map({True: "churned", False: "active"})
     churned = customers.loc[customers["churned"]]
-    reasons = (churned["churn_reason"].fillna("unknown") if "churn_reason" in churned
-               else pd.Series("unknown", index=churned.index))
+    reasons = (
+        churned["churn_reason"].fillna("unknown")
+        if "churn_reason" in churned
+        else pd.Series("unknown", index=churned.index)
+    )
     problem_types = pd.DataFrame(columns=["problem_type", "problems", "customers"])
     arms = pd.DataFrame(columns=["instrument", "assignment", "interventions", "share"])
     if tables.problems is not None:
-        problem_types = (tables.problems.groupby("problem_type")
-                         .agg(problems=("customer_id", "size"), customers=("customer_id", "nunique"))
-                         .sort_values("problems", ascending=False).reset_index())
+        problem_types = (
+            tables.problems.groupby("problem_type")
+            .agg(problems=("customer_id", "size"), customers=("customer_id", "nunique"))
+            .sort_values("problems", ascending=False)
+            .reset_index()
+        )
     if tables.interventions is not None:
-        arms = _shares(tables.interventions.groupby(["instrument", "assignment"]).size(),
-                       "interventions")
-    signups = (customers.assign(month=customers["signup_date"].dt.to_period("M").dt.to_timestamp(),
-                                status=status)
-               .groupby(["month", "status"]).size().rename("count").reset_index())
+        arms = _shares(
+            tables.interventions.groupby(["instrument", "assignment"]).size(), "interventions"
+        )
+    signups = (
+        customers.assign(
+            month=customers["signup_date"].dt.to_period("M").dt.to_timestamp(), status=status
+        )
+        .groupby(["month", "status"])
+        .size()
+        .rename("count")
+        .reset_index()
+    )
     return DataSummary(
         as_of=pd.Timestamp(tables.as_of),
         fingerprint=fingerprint(tables),
@@ -133,29 +158,42 @@ def findings(summary: DataSummary) -> list[str]:
     ]
     if len(summary.churn_reasons):
         top = summary.churn_reasons.iloc[0]
-        lines.append(f"The most common churn reason is '{top['churn_reason']}' "
-                     f"({top['share']:.0%} of churned customers).")
+        lines.append(
+            f"The most common churn reason is '{top['churn_reason']}' "
+            f"({top['share']:.0%} of churned customers)."
+        )
     if len(summary.problem_types):
         top = summary.problem_types.iloc[0]
-        lines.append(f"{int(summary.problem_types['problems'].sum()):,} problem events are "
-                     f"recorded; the most frequent type is '{top['problem_type']}' "
-                     f"({int(top['problems']):,} events).")
+        lines.append(
+            f"{int(summary.problem_types['problems'].sum()):,} problem events are "
+            f"recorded; the most frequent type is '{top['problem_type']}' "
+            f"({int(top['problems']):,} events)."
+        )
     if len(summary.arms):
         by_assignment = summary.arms.groupby("assignment")["interventions"].sum()
         randomised = by_assignment.get("random", 0) / by_assignment.sum()
         n_arms = summary.arms["instrument"].nunique()
-        lines.append(f"{int(by_assignment.sum()):,} retention cases over {n_arms} arms "
-                     f"(control included); {randomised:.0%} were randomised, the rest "
-                     f"assigned by rule.")
-    missing_tables = [t for t in ("problems", "interventions", "transactions")
-                      if t not in summary.tables["table"].tolist()]
+        lines.append(
+            f"{int(by_assignment.sum()):,} retention cases over {n_arms} arms "
+            f"(control included); {randomised:.0%} were randomised, the rest "
+            f"assigned by rule."
+        )
+    missing_tables = [
+        t
+        for t in ("problems", "interventions", "transactions")
+        if t not in summary.tables["table"].tolist()
+    ]
     if missing_tables:
-        lines.append(f"Not in this dataset: {', '.join(missing_tables)}; the stages that need "
-                     f"them report that they are not available.")
+        lines.append(
+            f"Not in this dataset: {', '.join(missing_tables)}; the stages that need "
+            f"them report that they are not available."
+        )
     if len(summary.missing):
         worst = summary.missing.sort_values("share", ascending=False).iloc[0]
-        lines.append(f"{len(summary.missing)} columns have missing values; the worst is "
-                     f"{worst['table']}.{worst['column']} ({worst['share']:.1%} missing).")
+        lines.append(
+            f"{len(summary.missing)} columns have missing values; the worst is "
+            f"{worst['table']}.{worst['column']} ({worst['share']:.1%} missing)."
+        )
     else:
         lines.append("No column has missing values.")
     lines.append(f"Data fingerprint: {summary.fingerprint}.")

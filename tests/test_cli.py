@@ -1,0 +1,100 @@
+"""The retention-lab command: exit codes, messages without tracebacks, the data stage's outputs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from retention_lab.data.simulate import read_ground_truth
+
+from .conftest import FIXTURES
+
+CLI = str(Path(sys.executable).parent / "retention-lab")
+
+
+def cli(*args, tmp_path, timeout=600):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_bad_configuration_exits_2_with_the_key_and_no_traceback(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("name: bad\nstages: [data]\nsimulatr: {}\n")
+    result = cli(
+        "run", "--config", str(config), "--reports-dir", str(tmp_path / "r"), tmp_path=tmp_path
+    )
+    assert result.returncode == 2
+    assert "bad.yaml: simulatr: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.xdist_group("kernels")
+def test_failing_stage_exits_1_and_names_the_stage(tmp_path):
+    config = tmp_path / "failing.yaml"
+    config.write_text("name: failing\nstages: [answer, broken]\n")
+    result = cli(
+        "run",
+        "--config",
+        str(config),
+        "--reports-dir",
+        str(tmp_path / "r"),
+        "--notebooks-dir",
+        str(FIXTURES / "notebooks"),
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "stage 'broken' failed" in result.stderr
+    assert "deliberate failure" in result.stderr
+    assert "partial notebook kept at" in result.stderr
+    (run_dir,) = [p for p in (tmp_path / "r").iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+
+
+def test_simulate_writes_tables_and_truth_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "sim"
+    result = cli(
+        "simulate", "--out", str(out), "--customers", "500", "--seed", "4", tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == out.resolve()
+    customers = pd.read_parquet(out / "customers.parquet")
+    assert len(customers) == 500
+    assert {"problems", "interventions", "transactions"} <= {p.stem for p in out.glob("*.parquet")}
+    truth = read_ground_truth(out)
+    assert set(truth.intervention_outcomes["arm"]) >= {"none", "discount"}
+    again = cli("simulate", "--out", str(out), "--customers", "500", tmp_path=tmp_path)
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_validate_reports_the_tables(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("name: c\ndata:\n  simulator:\n    n_customers: 300\n    months: 24\n")
+    result = cli("validate", "--config", str(config), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "valid; Tables(as_of=" in result.stdout and "customers=300" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("pipeline")
+def test_data_stage_stores_tables_truth_and_fingerprint_in_mlflow(smoke_run):
+    assert smoke_run["result"].returncode == 0, smoke_run["result"].stderr[-3000:]
+    (run_dir,) = [p for p in smoke_run["reports_dir"].iterdir() if p.is_dir()]
+    customers = pd.read_parquet(run_dir / "tables" / "customers.parquet")
+    assert {"tenure_months", "churned"} <= set(customers.columns)
+    assert (run_dir / "tables" / "truth" / "parameters.json").is_file()
+    results = json.loads((run_dir / "data" / "results.json").read_text())
+    assert results["metrics"]["n_customers"] == len(customers)
+    assert results["metrics"]["n_churned"] == int(customers["churned"].sum())
+    record = json.loads((run_dir / "run.json").read_text())
+    client = MlflowClient(smoke_run["tracking_uri"])
+    parent = client.get_run(record["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["data_fingerprint"] == results["tags"]["data_fingerprint"]
+    html = (run_dir / "data" / "data.html").read_text()
+    assert f"{len(customers):,} customers signed up" in html
