@@ -1,0 +1,59 @@
+"""The stage context: tables on first use, outputs between stages, results for the report."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from retention_lab.config import dump_config
+from retention_lab.errors import MissingStageOutput
+from retention_lab.stage import open_stage, read_results
+
+from .conftest import make_config
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "config.yaml"
+    dump_config(make_config(), path)
+    return path
+
+
+def test_tables_are_loaded_once_stored_and_read_back(tmp_path, config_file):
+    stage = open_stage("data", config_file=str(config_file), run_dir=str(tmp_path / "run"))
+    tables = stage.tables()
+    assert (tmp_path / "run" / "tables" / "customers.parquet").is_file()
+    again = stage.tables()
+    pd.testing.assert_frame_equal(
+        tables.customers.reset_index(drop=True), again.customers, check_dtype=False
+    )
+    assert again.as_of == tables.as_of
+    truth = stage.truth()
+    assert truth is not None and len(truth.intervention_outcomes) > 0
+    assert stage.fingerprint() == stage.fingerprint()
+
+
+def test_missing_upstream_output_names_the_stage_to_run(tmp_path, config_file):
+    stage = open_stage("plan", config_file=str(config_file), run_dir=str(tmp_path / "run"))
+    with pytest.raises(MissingStageOutput, match=r"run the 'survival' stage before 'plan'"):
+        stage.read_output("survival", "scores")
+    producer = open_stage("survival", config_file=str(config_file), run_dir=str(tmp_path / "run"))
+    producer.save_table(pd.DataFrame({"customer_id": ["C1"], "p": [0.5]}), "scores")
+    assert stage.read_output("survival", "scores")["p"].tolist() == [0.5]
+
+
+def test_finish_writes_results_for_the_report(tmp_path, config_file):
+    stage = open_stage("x", config_file=str(config_file), run_dir=str(tmp_path / "run"))
+    stage.finish(metrics={"a": 1, "b": float("nan")}, findings=["One."], tags={"k": "v"})
+    results = read_results(tmp_path / "run", "x")
+    assert results["metrics"]["a"] == 1.0 and results["findings"] == ["One."]
+    assert results["status"] == "succeeded" and results["tags"] == {"k": "v"}
+    assert read_results(tmp_path / "run", "other") is None
+    json.loads((tmp_path / "run" / "x" / "results.json").read_text())
+
+
+def test_interactive_use_works_in_a_scratch_folder(monkeypatch, tmp_path, config_file):
+    monkeypatch.setattr("retention_lab.stage.DATA_DIR", tmp_path / "data")
+    stage = open_stage("data", config_file=str(config_file))
+    assert stage.run_dir == tmp_path / "data" / "scratch" / "test"
+    assert stage.mlflow_run_id is None
