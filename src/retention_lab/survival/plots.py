@@ -1,0 +1,209 @@
+"""Survival figures in the workbench style: ``plot_*(table, *, ax=None) -> Axes``.
+
+They live beside the survival module (rather than in ``viz.py``) because they
+draw survival result tables; they use ``viz``'s theme and argument checks, set a
+title and labelled axes with units, and never call ``plt.show()``.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from retention_lab.viz import _no_data, _require_columns
+
+
+def _axes(ax: Axes | None) -> Axes:
+    return ax or plt.figure().gca()
+
+
+def plot_km(
+    km: pd.DataFrame,
+    *,
+    grouping: str = "all",
+    at_risk_every: float = 12.0,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Kaplan-Meier curves of one grouping with 95% bands and at-risk counts under the axis."""
+    _require_columns(
+        km, ["grouping", "group", "time_months", "survival", "lower", "upper", "at_risk"], "plot_km"
+    )
+    ax = _axes(ax)
+    title = title or (
+        "Customers retained over tenure"
+        if grouping == "all"
+        else f"Customers retained over tenure by {grouping.replace('_', ' ')}"
+    )
+    data = km[km["grouping"] == grouping]
+    if data.empty:
+        return _no_data(ax, title)
+    ticks = np.arange(0.0, data["time_months"].max() + 1e-9, at_risk_every)
+    groups = list(dict.fromkeys(data["group"]))
+    for i, (group, g) in enumerate(data.groupby("group", sort=False)):
+        (line,) = ax.step(g["time_months"], g["survival"], where="post", label=str(group))
+        ax.fill_between(
+            g["time_months"], g["lower"], g["upper"], step="post", alpha=0.2, color=line.get_color()
+        )
+        counts = np.interp(ticks, g["time_months"], g["at_risk"], right=0).astype(int)
+        for t, n in zip(ticks, counts, strict=True):
+            ax.annotate(
+                f"{n:,}",
+                (t, 0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, -30 - 11 * i),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+                color=line.get_color(),
+            )
+    ax.annotate(
+        "at risk",
+        (0, 0),
+        xycoords="axes fraction",
+        xytext=(-40, -30),
+        textcoords="offset points",
+        fontsize=7,
+        ha="right",
+    )
+    ax.set(title=title, xlabel="Tenure (months)", ylabel="Share retained", ylim=(0, 1.02))
+    ax.xaxis.set_label_coords(0.5, -0.08 - 0.04 * len(groups))
+    if len(groups) > 1:
+        ax.legend(title=grouping.replace("_", " "), fontsize=8)
+    return ax
+
+
+def plot_hazard(
+    hazard: pd.DataFrame, *, grouping: str = "all", title: str | None = None, ax: Axes | None = None
+) -> Axes:
+    """Smoothed churn hazard over tenure with 95% bands (renewal spikes, early-life risk)."""
+    _require_columns(
+        hazard, ["grouping", "group", "time_months", "hazard", "lower", "upper"], "plot_hazard"
+    )
+    ax = _axes(ax)
+    title = title or (
+        "Churn hazard over tenure"
+        if grouping == "all"
+        else f"Churn hazard over tenure by {grouping.replace('_', ' ')}"
+    )
+    data = hazard[hazard["grouping"] == grouping]
+    if data.empty:
+        return _no_data(ax, title)
+    for group, g in data.groupby("group", sort=False):
+        (line,) = ax.plot(g["time_months"], g["hazard"], label=str(group))
+        ax.fill_between(g["time_months"], g["lower"], g["upper"], alpha=0.2, color=line.get_color())
+    ax.set(title=title, xlabel="Tenure (months)", ylabel="Churn hazard (per customer-month)")
+    if data["group"].nunique() > 1:
+        ax.legend(title=grouping.replace("_", " "), fontsize=8)
+    return ax
+
+
+def plot_cif(
+    cif: pd.DataFrame,
+    *,
+    grouping: str = "all",
+    group: str = "all",
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Cumulative incidence of churn by reason (competing risks), stacked to show the total."""
+    _require_columns(cif, ["grouping", "group", "churn_reason", "time_months", "cif"], "plot_cif")
+    ax = _axes(ax)
+    title = title or "Cumulative incidence of churn by reason"
+    data = cif[(cif["grouping"] == grouping) & (cif["group"] == group)]
+    if data.empty:
+        return _no_data(ax, title)
+    wide = (
+        data.pivot_table(index="time_months", columns="churn_reason", values="cif")
+        .ffill()
+        .fillna(0.0)
+    )
+    order = wide.iloc[-1].sort_values(ascending=False).index
+    ax.stackplot(wide.index, *[wide[c] for c in order], labels=list(order), alpha=0.8)
+    ax.set(title=title, xlabel="Tenure (months)", ylabel="Share of customers churned")
+    ax.legend(title="reason", fontsize=8, loc="upper left")
+    return ax
+
+
+def plot_forest(
+    hazard_ratios: pd.DataFrame, *, title: str = "Hazard ratios (95% CI)", ax: Axes | None = None
+) -> Axes:
+    """Forest plot of hazard ratios on a log axis; 1 = no effect."""
+    _require_columns(hazard_ratios, ["term", "hazard_ratio", "hr_lower", "hr_upper"], "plot_forest")
+    ax = _axes(ax)
+    if hazard_ratios.empty:
+        return _no_data(ax, title)
+    data = hazard_ratios.iloc[::-1]
+    y = np.arange(len(data))
+    ax.errorbar(
+        data["hazard_ratio"],
+        y,
+        xerr=[data["hazard_ratio"] - data["hr_lower"], data["hr_upper"] - data["hazard_ratio"]],
+        fmt="o",
+        capsize=3,
+    )
+    ax.axvline(1.0, color="grey", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(y, data["term"])
+    ax.set(
+        title=title, xlabel="Hazard ratio (log scale; per unit for numeric covariates)", ylabel=""
+    )
+    return ax
+
+
+def plot_calibration(
+    calibration: pd.DataFrame,
+    *,
+    horizon_months: float,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Smoothed observed vs predicted probability of churn by the horizon; the diagonal is perfect."""
+    _require_columns(calibration, ["predicted", "observed"], "plot_calibration")
+    ax = _axes(ax)
+    title = title or f"Calibration of the {horizon_months:g}-month churn probability (held-out)"
+    if calibration.empty:
+        return _no_data(ax, title)
+    ax.plot(calibration["predicted"], calibration["observed"], label="smoothed calibration")
+    top = float(max(calibration["predicted"].max(), calibration["observed"].max()))
+    ax.plot([0, top], [0, top], color="grey", ls="--", lw=1, label="perfect")
+    ax.set(
+        title=title,
+        xlabel=f"Predicted P(churn within {horizon_months:g} months)",
+        ylabel=f"Observed P(churn within {horizon_months:g} months)",
+    )
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_truth(
+    truth: pd.DataFrame,
+    *,
+    title: str = "Estimated vs true log hazard ratios",
+    ax: Axes | None = None,
+) -> Axes:
+    """Estimates with 95% CIs against the simulator's true values (crosses)."""
+    _require_columns(truth, ["term", "true_log_hr", "estimate", "lower", "upper"], "plot_truth")
+    ax = _axes(ax)
+    if truth.empty:
+        return _no_data(ax, title)
+    data = truth.iloc[::-1]
+    y = np.arange(len(data))
+    ax.errorbar(
+        data["estimate"],
+        y,
+        xerr=[data["estimate"] - data["lower"], data["upper"] - data["estimate"]],
+        fmt="o",
+        capsize=3,
+        label="estimate (95% CI)",
+    )
+    ax.scatter(data["true_log_hr"], y, marker="x", color="black", zorder=3, label="truth")
+    ax.axvline(0.0, color="grey", ls="--", lw=1)
+    ax.set_yticks(y, data["term"])
+    ax.set(
+        title=title, xlabel="Log hazard ratio (numeric covariates in the truth's unit)", ylabel=""
+    )
+    ax.legend(fontsize=8)
+    return ax

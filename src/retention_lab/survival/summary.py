@@ -1,0 +1,459 @@
+"""The survival stage in one call: ``analyse`` returns a ``SurvivalSummary``; ``findings`` words it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from retention_lab.errors import StatisticalWarning
+from retention_lab.survival import descriptive as desc
+from retention_lab.survival._prep import (
+    COHORT,
+    DURATION,
+    EVENT,
+    check_customers,
+    require_events,
+    with_cohort,
+)
+from retention_lab.survival.regression import (
+    AFTComparison,
+    CoxResult,
+    fit_aft,
+    fit_cox,
+    fit_problem_cox,
+    ph_test,
+)
+from retention_lab.survival.scores import score_active
+from retention_lab.survival.threats import (
+    cumulative_incidence,
+    events_while_exposed,
+    reason_table,
+    threat_table,
+)
+from retention_lab.survival.validation import Validation, compare_to_truth, validate
+
+log = logging.getLogger(__name__)
+
+FAST_CAP = 5_000
+
+
+@dataclass(frozen=True)
+class SurvivalSummary:
+    """Everything the survival stage estimated; tables are DataFrames (see each function).
+
+    ``median``/``retention``/``km``/``hazard``/``rmst`` come from
+    :mod:`~retention_lab.survival.descriptive`; ``cif`` and ``reasons`` from the
+    competing-risks analysis; ``cox`` is the static stratified Cox model (fitted
+    on all customers or a stated sample), ``problem_cox`` the model with problem
+    events as time-varying covariates (None without a problems table) and
+    ``threats`` its ranking of problem types; ``validation`` the held-out checks;
+    ``scores`` one row per active customer; ``truth`` estimated vs true hazard
+    ratios (empty on real data); ``timings`` seconds per step.
+    """
+
+    n_customers: int
+    n_churned: int
+    n_active: int
+    horizon_months: float
+    median: pd.DataFrame
+    retention: pd.DataFrame
+    km: pd.DataFrame
+    logrank: pd.DataFrame
+    logrank_pairwise: pd.DataFrame
+    hazard: pd.DataFrame
+    rmst: pd.DataFrame
+    cif: pd.DataFrame
+    reasons: pd.DataFrame
+    cox: CoxResult
+    ph: pd.DataFrame
+    aft: AFTComparison
+    problem_cox: CoxResult | None
+    threats: pd.DataFrame
+    validation: Validation
+    scores: pd.DataFrame
+    truth: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def hazard_ratios(self) -> pd.DataFrame:
+        """Hazard ratios of the most complete model (with problems when available)."""
+        return (self.problem_cox or self.cox).hazard_ratios
+
+    def _overall(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["grouping"] == desc.ALL]
+
+    def to_metrics(self) -> dict[str, float]:
+        """Headline numbers for MLflow and ``results.json`` (an unreached median is ``inf``)."""
+        med = self._overall(self.median).iloc[0]
+        m = {
+            "n_customers": float(self.n_customers),
+            "n_churned": float(self.n_churned),
+            "n_active": float(self.n_active),
+            "median_tenure_months": float(med["median_months"]),
+            "median_tenure_lower": float(med["lower"]),
+            "median_tenure_upper": float(med["upper"]),
+        }
+        for r in self._overall(self.retention).itertuples():
+            m[f"retention_{r.horizon_months:g}m"] = float(r.retention)
+        v = self.validation
+        m.update({"concordance": v.concordance, "calibration_ici": v.ici, "calibration_e50": v.e50})
+        for r in v.brier.itertuples():
+            m[f"brier_{r.time_months:g}m"] = float(r.brier)
+        m["ph_violations"] = float(
+            (~self.ph["proportional"] & (self.ph["in_model_as"] == "covariate")).sum()
+        )
+        if len(self.threats):
+            top = self.threats.iloc[0]
+            m["top_threat_share_of_churn"] = float(top["share_of_churn"])
+        if len(self.scores):
+            m[f"mean_p_churn_{self.horizon_months:g}m"] = float(
+                self.scores["p_churn_horizon"].mean()
+            )
+            m["mean_expected_remaining_months"] = float(
+                self.scores["expected_remaining_months"].mean()
+            )
+        if len(self.truth):
+            m["truth_coverage"] = float(self.truth["covered"].mean())
+        return m
+
+
+def analyse(
+    customers: pd.DataFrame,
+    problems: pd.DataFrame | None = None,
+    *,
+    covariates: Sequence[str] = ("segment", "plan", "channel", "age", "data_usage_gb"),
+    strata: Sequence[str] = ("contract",),
+    groups: Sequence[str] = ("segment", "contract", COHORT),
+    horizons_months: Sequence[float] = (3, 6, 12, 24),
+    score_horizon_months: float = 12.0,
+    rmst_months: float = 24.0,
+    problem_window_days: float = 91.0,
+    hazard_bandwidth_months: float = 1.0,
+    test_share: float = 0.3,
+    max_cox_customers: int | None = 200_000,
+    max_problem_customers: int | None = 300_000,
+    max_aft_customers: int | None = 30_000,
+    max_ph_customers: int | None = 20_000,
+    max_validation_customers: int | None = 200_000,
+    truth=None,
+    fast: bool = False,
+    random_state: int | None = None,
+) -> SurvivalSummary:
+    """Run the whole survival analysis of customer tenure.
+
+    ``truth`` is the simulator's ``GroundTruth`` (or None on real data). ``fast``
+    caps every model sample at a few thousand customers, for smoke tests. The
+    ``max_*`` options cap the customers a model is fitted on (a random sample,
+    stratified by strata and churn status; None = all); descriptive statistics
+    and scores always use every customer.
+    """
+    customers = with_cohort(customers)
+    groups = [g for g in groups if g in customers.columns]
+    check_customers(customers, columns=[*covariates, *strata, *groups])
+    require_events(customers, what="analyse survival")
+    if fast:
+        caps = [
+            max_cox_customers,
+            max_problem_customers,
+            max_aft_customers,
+            max_ph_customers,
+            max_validation_customers,
+        ]
+        (
+            max_cox_customers,
+            max_problem_customers,
+            max_aft_customers,
+            max_ph_customers,
+            max_validation_customers,
+        ) = (min(c or FAST_CAP, FAST_CAP) for c in caps)
+    rng = np.random.default_rng(random_state)
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        timings[name] = time.perf_counter() - start
+        log.info("survival: %s took %.1f s", name, timings[name])
+        return out
+
+    by = [None, *groups]
+    median = timed(
+        "median",
+        lambda: pd.concat([desc.median_tenure(customers, by=g) for g in by], ignore_index=True),
+    )
+    retention = timed(
+        "retention",
+        lambda: pd.concat(
+            [desc.retention_at(customers, horizons=horizons_months, by=g) for g in by],
+            ignore_index=True,
+        ),
+    )
+    km = timed(
+        "kaplan_meier",
+        lambda: pd.concat([desc.km_table(customers, by=g) for g in by], ignore_index=True),
+    )
+    logrank, pairwise = timed("logrank", desc.logrank_tests, customers, by=groups)
+    hazard = timed(
+        "hazard",
+        lambda: pd.concat(
+            [
+                desc.hazard_table(customers, by=g, bandwidth_months=hazard_bandwidth_months)
+                for g in [None, *strata]
+            ],
+            ignore_index=True,
+        ),
+    )
+    rmst = timed(
+        "rmst",
+        lambda: pd.concat(
+            [desc.rmst_table(customers, by=g, tau_months=rmst_months) for g in groups],
+            ignore_index=True,
+        ),
+    )
+    has_reason = "churn_reason" in customers.columns
+    cif = (
+        timed(
+            "cumulative_incidence",
+            lambda: pd.concat(
+                [
+                    cumulative_incidence(customers, by=g)
+                    for g in (None, "segment")
+                    if g is None or g in customers
+                ],
+                ignore_index=True,
+            ),
+        )
+        if has_reason
+        else pd.DataFrame()
+    )
+    reasons = (
+        reason_table(cif, customers, horizons=horizons_months) if has_reason else pd.DataFrame()
+    )
+    cox = timed(
+        "cox",
+        fit_cox,
+        customers,
+        covariates=covariates,
+        strata=strata,
+        max_customers=max_cox_customers,
+        random_state=rng,
+    )
+    ph = timed(
+        "ph_test",
+        ph_test,
+        customers,
+        covariates=covariates,
+        strata=strata,
+        max_customers=max_ph_customers,
+        random_state=rng,
+    )
+    if (~ph["proportional"] & (ph["in_model_as"] == "covariate")).any():
+        bad = ph.loc[~ph["proportional"] & (ph["in_model_as"] == "covariate"), "covariate"].tolist()
+        warnings.warn(
+            f"proportional hazards is rejected for {bad}; see the remedy column of the PH "
+            "test table",
+            StatisticalWarning,
+            stacklevel=2,
+        )
+    aft = timed(
+        "aft",
+        fit_aft,
+        customers,
+        covariates=covariates,
+        strata=strata,
+        max_customers=max_aft_customers,
+        random_state=rng,
+    )
+    problem_cox, threats = None, pd.DataFrame()
+    if problems is not None and len(problems):
+        problem_cox = timed(
+            "problem_cox",
+            fit_problem_cox,
+            customers,
+            problems,
+            covariates=covariates,
+            strata=strata,
+            window_days=problem_window_days,
+            references=cox.design.references,
+            max_customers=max_problem_customers,
+            random_state=rng,
+        )
+        problem_hr = problem_cox.hazard_ratios[problem_cox.hazard_ratios["kind"] == "problem"]
+        exposed = timed(
+            "exposure",
+            events_while_exposed,
+            customers,
+            problems,
+            window_days=problem_window_days,
+            problem_types=list(problem_hr["level"]),
+        )
+        threats = threat_table(problem_hr, exposed, n_churned=int(customers[EVENT].sum()))
+    validation = timed(
+        "validation",
+        validate,
+        customers,
+        covariates=covariates,
+        strata=strata,
+        horizon_months=score_horizon_months,
+        brier_times=[h for h in horizons_months if h < customers[DURATION].max()],
+        test_share=test_share,
+        max_customers=max_validation_customers,
+        random_state=rng,
+    )
+    scores = timed("scores", score_active, cox, customers, horizon_months=score_horizon_months)
+    truth_table = compare_to_truth(
+        problem_cox or cox,
+        getattr(truth, "log_hazard_ratios", None),
+        getattr(truth, "problem_log_hazard_ratios", None),
+    )
+    n_churned = int(customers[EVENT].sum())
+    return SurvivalSummary(
+        n_customers=len(customers),
+        n_churned=n_churned,
+        n_active=len(customers) - n_churned,
+        horizon_months=float(score_horizon_months),
+        median=median,
+        retention=retention,
+        km=km,
+        logrank=logrank,
+        logrank_pairwise=pairwise,
+        hazard=hazard,
+        rmst=rmst,
+        cif=cif,
+        reasons=reasons,
+        cox=cox,
+        ph=ph,
+        aft=aft,
+        problem_cox=problem_cox,
+        threats=threats,
+        validation=validation,
+        scores=scores,
+        truth=truth_table,
+        timings=timings,
+    )
+
+
+def _months(x: float) -> str:
+    return f"{x:.1f} months"
+
+
+def findings(result: SurvivalSummary) -> list[str]:
+    """Plain-language sentences for the top of the report, computed from the results."""
+    out = []
+    med = result.median[result.median["grouping"] == desc.ALL].iloc[0]
+    if np.isfinite(med["median_months"]):
+        out.append(
+            f"Half of the customers leave within {_months(med['median_months'])} "
+            f"(95% CI {med['lower']:.1f} to {med['upper']:.1f}); "
+            f"{result.n_churned:,} of {result.n_customers:,} customers have churned."
+        )
+    else:
+        out.append(
+            f"More than half of the customers are still retained after "
+            f"{_months(med['max_followup_months'])}, the longest tenure observed, so the median "
+            f"tenure is not reached; {result.n_churned:,} of {result.n_customers:,} have churned."
+        )
+    ret = result.retention[result.retention["grouping"] == desc.ALL]
+    if len(ret):
+        parts = [f"{r.retention:.0%} after {r.horizon_months:g}" for r in ret.itertuples()]
+        out.append("Share still retained: " + ", ".join(parts) + " months.")
+    seg = result.median[result.median["grouping"] == "segment"]
+    rm = result.rmst[result.rmst["grouping"] == "segment"] if len(result.rmst) else pd.DataFrame()
+    if len(rm) > 1:
+        best, worst = rm.loc[rm["rmst_months"].idxmax()], rm.loc[rm["rmst_months"].idxmin()]
+        out.append(
+            f"Within the first {best['tau_months']:g} months, {best['group']} customers stay "
+            f"{best['rmst_months'] - worst['rmst_months']:.1f} months longer on average than "
+            f"{worst['group']} customers ({best['rmst_months']:.1f} vs {worst['rmst_months']:.1f})."
+        )
+    elif len(seg) > 1:
+        out.append(
+            f"Median tenure by segment ranges from {seg['median_months'].min():.1f} to "
+            f"{seg['median_months'].max():.1f} months."
+        )
+    haz = (
+        result.hazard[(result.hazard["grouping"] != desc.ALL)]
+        if len(result.hazard)
+        else pd.DataFrame()
+    )
+    if len(haz):
+        peak = haz.loc[haz["hazard"].idxmax()]
+        out.append(
+            f"The churn risk peaks at {peak['time_months']:.1f} months of tenure for "
+            f"{peak['grouping']} {peak['group']} ({peak['hazard']:.1%} per month)."
+        )
+    if len(result.threats):
+        top = result.threats.iloc[0]
+        out.append(
+            f"The most damaging threat is {top['problem_type']} problems: while active they "
+            f"multiply the churn hazard by {top['hazard_ratio']:.2f} (95% CI {top['hr_lower']:.2f}"
+            f" to {top['hr_upper']:.2f}) and caused about {top['attributable_churn']:,.0f} churns "
+            f"({top['share_of_churn']:.1%} of all churn)."
+        )
+    if len(result.reasons):
+        r0 = result.reasons.iloc[0]
+        out.append(
+            f"The most common churn reason is {r0['churn_reason']} "
+            f"({r0['share_of_churn']:.0%} of churned customers)."
+        )
+    hr = result.hazard_ratios
+    cov = hr[hr["kind"] != "problem"]
+    if len(cov):
+        hi, lo = cov.loc[cov["hazard_ratio"].idxmax()], cov.loc[cov["hazard_ratio"].idxmin()]
+        out.append(
+            f"Adjusted for the other covariates, {hi['term']} has the highest churn hazard "
+            f"(HR {hi['hazard_ratio']:.2f}) and {lo['term']} the lowest (HR {lo['hazard_ratio']:.2f})."
+        )
+    bad = result.ph[~result.ph["proportional"]]
+    if len(bad):
+        out.append(
+            "Proportional hazards fails for "
+            + ", ".join(bad["covariate"])
+            + "; remedy: "
+            + "; ".join(dict.fromkeys(bad["remedy"]))
+            + "."
+        )
+    best = result.aft.table.iloc[0]
+    out.append(
+        f"Among the parametric models, the {best['model']} AFT fits best by AIC "
+        f"(next best {result.aft.table['delta_aic'].iloc[1]:.0f} AIC points worse)."
+    )
+    v = result.validation
+    out.append(
+        f"On {v.n_test:,} held-out customers the model ranks churners with a concordance of "
+        f"{v.concordance:.2f}; its {v.horizon_months:g}-month churn probabilities are off by "
+        f"{v.ici:.3f} on average (ICI)."
+    )
+    if len(result.scores):
+        s = result.scores
+        out.append(
+            f"Of {len(s):,} active customers, {(s['p_churn_horizon'] > 0.5).sum():,} are more "
+            f"likely than not to leave within {result.horizon_months:g} months; the average "
+            f"risk is {s['p_churn_horizon'].mean():.1%}."
+        )
+    if len(result.truth):
+        t = result.truth
+        out.append(
+            f"On simulated data, {int(t['covered'].sum())} of {len(t)} true hazard ratios lie "
+            "inside the 95% confidence intervals of the estimates."
+        )
+    sampled = [
+        n for n, m in (("Cox", result.cox), ("problem Cox", result.problem_cox)) if m and m.sampled
+    ]
+    if sampled:
+        out.append(
+            "For speed, "
+            + " and ".join(
+                f"the {n} model was fitted on a random sample of {m.n_customers:,} customers"
+                for n, m in (("Cox", result.cox), ("problem Cox", result.problem_cox))
+                if m and m.sampled
+            )
+            + "."
+        )
+    return out
