@@ -84,6 +84,51 @@ class RunnerConfig(_Section):
     kernel: str = Field(KERNEL_NAME, description="Jupyter kernel that runs the stage notebooks")
 
 
+class SurvivalConfig(_Section):
+    """Survival analysis of customer tenure (stage 01_survival); keys match ``survival.analyse``."""
+
+    covariates: list[str] = Field(
+        ["segment", "plan", "channel", "age", "data_usage_gb"],
+        description="Customer columns in the Cox and AFT models (categorical or numeric)",
+    )
+    strata: list[str] = Field(
+        ["contract"], description="Columns that get their own baseline hazard (non-proportional)"
+    )
+    groups: list[str] = Field(
+        ["segment", "contract", "signup_cohort"],
+        description="Columns for Kaplan-Meier curves, log-rank tests and RMST (signup_cohort = year)",
+    )
+    horizons_months: list[float] = Field(
+        [3, 6, 12, 24], description="Tenures at which retention and the Brier score are reported"
+    )
+    score_horizon_months: float = Field(
+        12.0, gt=0, description="Planning horizon of the churn scores of active customers, months"
+    )
+    rmst_months: float = Field(24.0, gt=0, description="Horizon of the restricted mean tenure, months")
+    problem_window_days: float = Field(
+        91.0, gt=0, description="Days a problem event raises the churn hazard after its date"
+    )
+    hazard_bandwidth_months: float = Field(
+        1.0, gt=0, description="Kernel bandwidth of the smoothed hazard over tenure, months"
+    )
+    test_share: float = Field(0.3, gt=0, lt=1, description="Share of customers held out for validation")
+    max_cox_customers: int | None = Field(
+        200_000, gt=0, description="Random sample size for the Cox model (None = all customers)"
+    )
+    max_problem_customers: int | None = Field(
+        300_000, gt=0, description="Random sample size for the time-varying problem model"
+    )
+    max_aft_customers: int | None = Field(
+        30_000, gt=0, description="Random sample size for the parametric AFT models"
+    )
+    max_ph_customers: int | None = Field(
+        20_000, gt=0, description="Random sample size for the proportional-hazards test"
+    )
+    max_validation_customers: int | None = Field(
+        200_000, gt=0, description="Customers drawn for the train/test validation"
+    )
+
+
 class RunConfig(_Section):
     """A whole pipeline run: data, stages, tracking and every stage's settings."""
 
@@ -100,6 +145,9 @@ class RunConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig, description="Data source")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Notebook execution")
+    survival: SurvivalConfig = Field(
+        default_factory=SurvivalConfig, description="Survival analysis of customer tenure"
+    )
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI this run logs to."""
