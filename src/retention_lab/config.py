@@ -9,14 +9,13 @@ here. The run configuration is a tree of pydantic models with
 from __future__ import annotations
 
 import os
-from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from retention_lab.data.simulate import SimulatorSettings
+from retention_lab.data.sources import DataConfig
 from retention_lab.errors import ConfigError
 
 PROJ_ROOT = Path(__file__).resolve().parents[2]
@@ -48,23 +47,6 @@ def artifact_root_for(tracking_uri: str) -> str | None:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class DataConfig(_Section):
-    """Where the data comes from and the snapshot date that closes the observation window."""
-
-    source: Literal["simulator"] = Field(
-        "simulator",
-        description="Data source: the embedded simulator (file and DuckDB sources follow)",
-    )
-    as_of: date | None = Field(
-        None,
-        description="Snapshot date; tenure and churn flags are derived from it. "
-        "Default: the end of the simulated window",
-    )
-    simulator: SimulatorSettings = Field(
-        default_factory=SimulatorSettings, description="Settings of the embedded simulator"
-    )
 
 
 class TrackingConfig(_Section):
@@ -183,7 +165,9 @@ def load_config(path: str | Path) -> RunConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(file=str(path), problems=[("", f"not valid YAML: {exc}")]) from None
-    return parse_config(raw or {}, file=str(path))
+    config = parse_config(raw or {}, file=str(path))
+    # relative data paths are taken from the configuration file's folder
+    return config.model_copy(update={"data": config.data.resolve_paths(path.resolve().parent)})
 
 
 def dump_config(config: RunConfig, path: str | Path) -> None:

@@ -69,6 +69,22 @@ def render_stage(
     return html_path
 
 
+def render_skipped(html_path: str | Path, *, title: str, run_name: str, reason: str) -> Path:
+    """A short page for a stage the dataset cannot support, saying what is missing."""
+    header = _ENV.get_template("stage_header.html.j2").render(
+        title=title,
+        run_name=run_name,
+        status="skipped",
+        colour=STATUS_COLOURS["skipped"],
+        findings=[reason],
+        error=None,
+    )
+    page = _ENV.get_template("page.html.j2").render(title=title, body=Markup(header))
+    html_path = Path(html_path)
+    html_path.write_text(page, encoding="utf-8")
+    return html_path
+
+
 def write_run_record(run_dir: str | Path, record: dict) -> None:
     """Store the run's status record (``run.json``), read by the indexes."""
     Path(run_dir, RUN_FILE).write_text(json.dumps(record, indent=2, default=str))

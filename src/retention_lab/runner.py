@@ -11,6 +11,7 @@ stage. The runner knows stages only by their notebook names.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -27,8 +28,8 @@ from retention_lab.config import (
     dump_config,
     flatten,
 )
-from retention_lab.errors import ConfigError
-from retention_lab.stage import read_results
+from retention_lab.errors import ConfigError, RetentionLabError
+from retention_lab.stage import StageContext, read_results, store_tables
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class StageOutcome:
     """What happened to one stage of a run."""
 
     stage: str
-    status: str  # "succeeded", "failed" or "not run"
+    status: str  # "succeeded", "skipped" (dataset lacks what it needs), "failed" or "not run"
     notebook: str | None = None  # relative to the run folder
     html: str | None = None
     error: str | None = None
@@ -102,6 +103,28 @@ def check_stage_notebook(notebook: Path) -> None:
             file=str(notebook),
             problems=[("parameters", f"the cell tagged 'parameters' must define {missing}")],
         )
+
+
+def stage_requirements(notebook: Path) -> dict:
+    """What a stage needs of the dataset, from its notebook metadata.
+
+    ``metadata.retention_lab.requires`` lists tables (e.g. ``["interventions"]``);
+    ``requires_dates: true`` asks for dated customers (not only an aggregated tenure).
+    """
+    metadata = json.loads(notebook.read_text()).get("metadata", {})
+    return metadata.get("retention_lab", {})
+
+
+def unmet_requirements(requirements: dict, tables: dict) -> list[str]:
+    """Plain-language list of what the dataset lacks for a stage (empty when nothing)."""
+    unmet = [
+        f"the {name} table"
+        for name in requirements.get("requires", [])
+        if name not in tables["tables"]
+    ]
+    if requirements.get("requires_dates") and not tables.get("has_dates", True):
+        unmet.append("customer signup and end dates (this dataset has only an aggregated tenure)")
+    return unmet
 
 
 def ensure_kernel(name: str) -> None:
@@ -233,6 +256,29 @@ def _execute_stage(
     )
 
 
+def _skip_stage(
+    stage: str, run_dir: Path, config: RunConfig, *, parent_run_id: str, unmet: list[str]
+) -> StageOutcome:
+    uri = config.resolved_tracking_uri()
+    finding = f"Not available for this dataset: the {stage} stage needs {' and '.join(unmet)}."
+    child_id = tracking.start_run(
+        uri,
+        config.tracking.experiment,
+        run_name=stage,
+        parent_run_id=parent_run_id,
+        tags={"stage": stage, "skipped": "true"},
+    )
+    context = StageContext(name=stage, config=config, run_dir=run_dir, mlflow_run_id=child_id)
+    context.finish(metrics={}, findings=[finding], status="skipped")
+    html = report.render_skipped(
+        context.stage_dir / f"{stage}.html", title=stage, run_name=config.name, reason=finding
+    )
+    tracking.end_run(uri, child_id, succeeded=True)
+    return StageOutcome(
+        stage=stage, status="skipped", html=str(html.relative_to(run_dir)), findings=[finding]
+    )
+
+
 def run_pipeline(
     config: RunConfig,
     *,
@@ -274,20 +320,35 @@ def run_pipeline(
 
     outcomes = [StageOutcome(stage=s, status="not run") for s in config.stages]
 
-    def save(status: str, finished_at: str | None = None) -> None:
+    def save(status: str, finished_at: str | None = None, error: str | None = None) -> None:
         record = _record(config, run_dir, outcomes, status, parent_id, started_at, finished_at)
-        report.write_run_record(run_dir, record)
+        report.write_run_record(run_dir, {**record, "error": error})
         report.render_run_index(run_dir)
         report.render_reports_index(Path(reports_dir))
 
     save("running")
+    try:
+        # bad data stops the run here, before any stage, with the loader's message
+        tables = store_tables(run_dir, config)
+    except RetentionLabError as error:
+        tracking.end_run(uri, parent_id, succeeded=False)
+        save("failed", report.timestamp(), error=f"the input data were rejected: {error}")
+        raise
+    tracking.set_tags(uri, parent_id, {"data_tables": ",".join(tables["tables"])})
     for index, stage in enumerate(config.stages):
         if progress:
             progress(index, len(config.stages), stage, "running")
-        log.info("stage %s: running %s", stage, notebooks[stage].name)
-        outcomes[index] = _execute_stage(
-            stage, notebooks[stage], run_dir, config, parent_run_id=parent_id, fast=fast
-        )
+        unmet = unmet_requirements(stage_requirements(notebooks[stage]), tables)
+        if unmet:
+            log.info("stage %s: skipped, the dataset lacks %s", stage, unmet)
+            outcomes[index] = _skip_stage(
+                stage, run_dir, config, parent_run_id=parent_id, unmet=unmet
+            )
+        else:
+            log.info("stage %s: running %s", stage, notebooks[stage].name)
+            outcomes[index] = _execute_stage(
+                stage, notebooks[stage], run_dir, config, parent_run_id=parent_id, fast=fast
+            )
         if progress:
             progress(index, len(config.stages), stage, outcomes[index].status)
         save("running")

@@ -56,16 +56,8 @@ class StageContext:
 
     def tables(self) -> Tables:
         """The validated canonical tables; loaded from the source and stored on first use."""
-        directory = self.run_dir / TABLES_DIR
-        if (directory / "tables.json").is_file():
-            return read_tables(directory)
-        tables, truth = load_tables(self.config.data, random_state=self.config.seed)
-        write_tables(tables, directory)
-        if truth is not None:
-            from retention_lab.data.simulate import write_ground_truth
-
-            write_ground_truth(truth, directory)
-        return tables
+        store_tables(self.run_dir, self.config)
+        return read_tables(self.run_dir / TABLES_DIR)
 
     def truth(self):
         """The simulator's ground truth, or ``None`` for real data."""
@@ -135,6 +127,24 @@ class StageContext:
             if tags:
                 tracking.set_tags(self.tracking_uri, self.mlflow_run_id, tags)
         return path
+
+
+def store_tables(run_dir: Path, config: RunConfig) -> dict:
+    """Load, validate and store the run's tables once; return their description (``tables.json``).
+
+    The description lists the tables present and whether customers carry dates,
+    which the runner reads to skip stages a dataset cannot support.
+    """
+    directory = Path(run_dir) / TABLES_DIR
+    meta_file = directory / "tables.json"
+    if not meta_file.is_file():
+        tables, truth = load_tables(config.data, random_state=config.seed)
+        write_tables(tables, directory)
+        if truth is not None:
+            from retention_lab.data.simulate import write_ground_truth
+
+            write_ground_truth(truth, directory)
+    return json.loads(meta_file.read_text())
 
 
 def _resolve(path: str) -> Path:

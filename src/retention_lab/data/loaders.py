@@ -21,15 +21,17 @@ from retention_lab.data.schemas import (
     TABLES,
     check_interventions,
     check_known_customers,
+    is_aggregated,
     validate_table,
 )
+from retention_lab.data.sources import TENURE_UNIT_DAYS, read_tables_from
 from retention_lab.errors import DataError
 
 if TYPE_CHECKING:
-    from retention_lab.config import DataConfig
     from retention_lab.data.simulate import GroundTruth
+    from retention_lab.data.sources import DataConfig
 
-DAYS_PER_MONTH = 30.4375
+DAYS_PER_MONTH = TENURE_UNIT_DAYS["months"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class Tables:
     transactions: pd.DataFrame | None = None
     files: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def has_dates(self) -> bool:
+        """Whether customers carry signup and end dates (not only an aggregated tenure)."""
+        return "signup_date" in self.customers.columns
+
     def available(self) -> list[str]:
         """Names of the tables present in this dataset."""
         return [name for name in TABLES if getattr(self, name) is not None]
@@ -52,8 +59,13 @@ class Tables:
         return f"Tables(as_of={self.as_of}, {sizes})"
 
 
-def derive_tenure(customers: pd.DataFrame, as_of: date | pd.Timestamp) -> pd.DataFrame:
+def derive_tenure(
+    customers: pd.DataFrame, as_of: date | pd.Timestamp, *, tenure_unit: str = "months"
+) -> pd.DataFrame:
     """Add tenure and churn flags observed at ``as_of``.
+
+    An aggregated table (``tenure`` in ``tenure_unit`` and ``churned``, no dates)
+    keeps its flag and converts its tenure.
 
     Returns
     -------
@@ -62,6 +74,13 @@ def derive_tenure(customers: pd.DataFrame, as_of: date | pd.Timestamp) -> pd.Dat
         ``tenure_days`` (float, signup to end or ``as_of``) and ``tenure_months``
         (``tenure_days / 30.4375``).
     """
+    if is_aggregated(customers):
+        tenure_days = customers["tenure"].astype(float) * TENURE_UNIT_DAYS[tenure_unit]
+        return customers.assign(
+            churned=customers["churned"].astype(bool).to_numpy(),
+            tenure_days=tenure_days.to_numpy(),
+            tenure_months=(tenure_days / DAYS_PER_MONTH).to_numpy(),
+        )
     as_of = pd.Timestamp(as_of)
     churned = customers["end_date"].notna() & (customers["end_date"] <= as_of)
     end = customers["end_date"].where(churned, as_of)
@@ -78,10 +97,15 @@ def validate_tables(
     *,
     as_of: date | pd.Timestamp,
     files: dict[str, str] | None = None,
+    tenure_unit: str = "months",
+    require_churn: bool = True,
 ) -> Tables:
     """Validate every table and the links between them; one ``DataError`` lists all problems.
 
     ``files`` maps a table name to the file it came from, for messages.
+    ``require_churn`` rejects a customers table in which nobody churned (survival
+    and value models cannot be fitted); non-contractual data, where churn is
+    never observed, turns it off.
     """
     files = dict(files or {})
     as_of_ts = pd.Timestamp(as_of)
@@ -107,7 +131,14 @@ def validate_tables(
         )
     if problems:
         raise DataError(problems=problems)
-    valid["customers"] = derive_tenure(valid["customers"], as_of_ts)
+    valid["customers"] = derive_tenure(valid["customers"], as_of_ts, tenure_unit=tenure_unit)
+    if require_churn and not valid["customers"]["churned"].any():
+        raise DataError(
+            file=files.get("customers", "customers"),
+            column="end_date" if "end_date" in valid["customers"] else "churned",
+            expected=f"at least one churned customer by as_of ({as_of_ts.date()}): there are "
+            "no churn events at all, so no survival or value model can be fitted",
+        )
     return Tables(as_of=as_of_ts.date(), files=files, **valid)
 
 
@@ -120,11 +151,15 @@ def load_tables(data_config: DataConfig, *, random_state: int) -> tuple[Tables, 
         as_of = data_config.as_of or simulated.as_of
         raw = {name: getattr(simulated, name) for name in TABLES}
         return validate_tables(raw, as_of=as_of), simulated.truth
-    raise DataError(
-        file="configuration",
-        column="data.source",
-        expected=f"a known data source (got {data_config.source!r})",
+    raw, files = read_tables_from(data_config)
+    tables = validate_tables(
+        raw,
+        as_of=data_config.as_of,
+        files=files,
+        tenure_unit=data_config.tenure_unit,
+        require_churn=not data_config.customers_from_transactions,
     )
+    return tables, None
 
 
 def write_tables(tables: Tables, directory: str | Path) -> None:
@@ -133,7 +168,12 @@ def write_tables(tables: Tables, directory: str | Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name in tables.available():
         getattr(tables, name).to_parquet(directory / f"{name}.parquet", index=False)
-    meta = {"as_of": tables.as_of.isoformat(), "tables": tables.available(), "files": tables.files}
+    meta = {
+        "as_of": tables.as_of.isoformat(),
+        "tables": tables.available(),
+        "has_dates": tables.has_dates,
+        "files": tables.files,
+    }
     (directory / "tables.json").write_text(json.dumps(meta, indent=2))
 
 

@@ -30,6 +30,8 @@ COLUMN_TYPES: dict[str, dict[str, tuple[object, bool, bool]]] = {
         "customer_id": (str, False, True),
         "signup_date": (DATE, False, True),
         "end_date": (DATE, True, True),
+        "tenure": (float, False, False),
+        "churned": (bool, False, False),
         "segment": (str, False, True),
         "churn_reason": (str, True, False),
         "plan": (str, True, False),
@@ -69,6 +71,7 @@ def _column_checks(table: str, as_of: pd.Timestamp) -> dict[str, list[pa.Check]]
             "end_date": [pa.Check.le(as_of, error=f"end_date <= as_of ({as_of.date()})")],
             "monthly_fee": [pa.Check.ge(0, error="monthly_fee >= 0")],
             "acquisition_cost": [pa.Check.ge(0, error="acquisition_cost >= 0")],
+            "tenure": [pa.Check.ge(0, error="tenure >= 0 (negative tenure)")],
         },
         "problems": {"date": [not_after_as_of]},
         "interventions": {
@@ -95,16 +98,34 @@ def _dataframe_checks(table: str) -> list[pa.Check]:
     ]
 
 
-def type_schema(table: str) -> pa.DataFrameSchema:
+AGGREGATED_CUSTOMER_COLUMNS = ("tenure", "churned")
+DATED_CUSTOMER_COLUMNS = ("signup_date", "end_date")
+
+
+def _column_types(table: str, aggregated: bool) -> dict[str, tuple[object, bool, bool]]:
+    """Column types of a table; aggregated customers carry tenure and churned instead of dates."""
+    types = dict(COLUMN_TYPES[table])
+    if table == "customers":
+        required = AGGREGATED_CUSTOMER_COLUMNS if aggregated else DATED_CUSTOMER_COLUMNS
+        optional = DATED_CUSTOMER_COLUMNS if aggregated else AGGREGATED_CUSTOMER_COLUMNS
+        for name in required + optional:
+            dtype, nullable, _ = types[name]
+            types[name] = (dtype, nullable, name in required)
+    return types
+
+
+def type_schema(table: str, *, aggregated: bool = False) -> pa.DataFrameSchema:
     """Schema that coerces each known column to its canonical type."""
     columns = {
         name: pa.Column(dtype, nullable=nullable, required=required, coerce=True)
-        for name, (dtype, nullable, required) in COLUMN_TYPES[table].items()
+        for name, (dtype, nullable, required) in _column_types(table, aggregated).items()
     }
     return pa.DataFrameSchema(columns, strict=False, name=table)
 
 
-def value_schema(table: str, as_of: pd.Timestamp) -> pa.DataFrameSchema:
+def value_schema(
+    table: str, as_of: pd.Timestamp, *, aggregated: bool = False
+) -> pa.DataFrameSchema:
     """Schema of value rules (uniqueness, ranges, date order) on already-typed data."""
     checks = _column_checks(table, as_of)
     columns = {
@@ -115,9 +136,10 @@ def value_schema(table: str, as_of: pd.Timestamp) -> pa.DataFrameSchema:
             required=required,
             unique=(table == "customers" and name == "customer_id"),
         )
-        for name, (dtype, nullable, required) in COLUMN_TYPES[table].items()
+        for name, (dtype, nullable, required) in _column_types(table, aggregated).items()
     }
-    return pa.DataFrameSchema(columns, checks=_dataframe_checks(table), strict=False, name=table)
+    checks = [] if aggregated else _dataframe_checks(table)
+    return pa.DataFrameSchema(columns, checks=checks, strict=False, name=table)
 
 
 _DATAFRAME_CHECK_COLUMN = {"end_date >= signup_date": "end_date"}
@@ -187,14 +209,17 @@ def validate_table(
     file = file or table
     if frame.empty:
         raise DataError(file=file, column=None, expected="the table is empty (no rows)")
+    aggregated = table == "customers" and is_aggregated(frame)
+    if "churned" in frame.columns:
+        _check_flag(frame, "churned", file=file)
     try:
-        typed = type_schema(table).validate(frame, lazy=True)
+        typed = type_schema(table, aggregated=aggregated).validate(frame, lazy=True)
     except SchemaErrors as errors:
         raise DataError(
             problems=_problems_from(errors, frame, file=file, id_column="customer_id")
         ) from None
     try:
-        return value_schema(table, as_of).validate(typed, lazy=True)
+        return value_schema(table, as_of, aggregated=aggregated).validate(typed, lazy=True)
     except SchemaErrors as errors:
         raise DataError(
             problems=_problems_from(errors, typed, file=file, id_column="customer_id")
@@ -224,6 +249,8 @@ def check_known_customers(
                     expected="customer_id present in the customers table",
                 )
             )
+        if "signup_date" not in customers.columns:
+            continue  # aggregated customers carry no dates to compare with
         matched = events.loc[known]
         signup = customers["signup_date"].reindex(matched["customer_id"]).to_numpy()
         end = customers["end_date"].reindex(matched["customer_id"]).to_numpy()
@@ -275,3 +302,31 @@ def check_interventions(
             )
         )
     return problems
+
+
+def is_aggregated(customers: pd.DataFrame) -> bool:
+    """Whether a customers table carries tenure and a churn flag instead of dates."""
+    return "signup_date" not in customers.columns and "tenure" in customers.columns
+
+
+_FLAG_TEXT = {"true", "false", "0", "1", "0.0", "1.0"}
+
+
+def _check_flag(frame: pd.DataFrame, column: str, *, file: str) -> None:
+    """A true/false column must hold flags, not text such as 'Yes' that would coerce to True."""
+    values = frame[column].dropna()
+    bad = ~values.astype(str).str.lower().isin(_FLAG_TEXT)
+    if bad.any():
+        seen = sorted(values[bad].astype(str).unique())[:5]
+        rows = (
+            frame.loc[bad[bad].index, "customer_id"].astype(str).unique().tolist()
+            if ("customer_id" in frame.columns)
+            else []
+        )
+        raise DataError(
+            file=file,
+            column=column,
+            rows=rows,
+            expected=f"true/false flags (found {seen}; map them in the configuration, e.g. "
+            f"values: {{{column}: {{Yes: true, No: false}}}})",
+        )
