@@ -18,12 +18,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e .
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[examples]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (retention-lab)"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[examples,test]"
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the package and its Jupyter kernel

@@ -18,13 +18,15 @@ def _normalise(requirement: str) -> tuple[str, str]:
 def test_environment_yml_names_the_same_dependencies_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_normalise(r) for r in project["dependencies"]}
-    wanted |= {_normalise(r) for r in project["optional-dependencies"]["test"]}
+    for extra in ("examples", "test"):
+        wanted |= {_normalise(r) for r in project["optional-dependencies"][extra]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    conda = {_normalise(d) for d in env["dependencies"] if isinstance(d, str)}
-    conda -= {("python", "=3.11"), ("pip", "")}
-    assert conda == wanted
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert "-e .[test]" in pip_section
+    named = [d for d in env["dependencies"] if isinstance(d, str)]
+    named += [d for d in pip_section if not d.startswith("-e")]
+    listed = {_normalise(d) for d in named} - {("python", "=3.11"), ("pip", "")}
+    assert listed == wanted
+    assert "-e .[examples,test]" in pip_section
     assert "python=3.11" in env["dependencies"]
     assert env["channels"] == ["conda-forge"]
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -113,3 +114,28 @@ def test_run_folders_are_never_reused(tmp_path):
     second = new_run_dir(tmp_path, "x")
     third = new_run_dir(tmp_path, "x")
     assert len({first, second, third}) == 3
+
+
+def test_stage_whose_table_is_missing_is_skipped_with_a_reason(tmp_path, reports_dir, tracking_uri):
+    pd.DataFrame(
+        {"id": [1, 2, 3], "tenure": [3, 5, 8], "churned": [1, 0, 1], "segment": "a"}
+    ).to_csv(tmp_path / "agg.csv", index=False)
+    config = make_config(
+        name="aggregated",
+        stages=["answer", "needy"],
+        data={
+            "source": "files",
+            "as_of": "2020-01-01",
+            "customers": {"path": str(tmp_path / "agg.csv"), "columns": {"customer_id": "id"}},
+        },
+    )
+    outcome = run_pipeline(config, reports_dir=reports_dir, notebooks_dir=NOTEBOOKS)
+    assert outcome.succeeded
+    skipped = outcome.stages[1]
+    assert skipped.status == "skipped" and skipped.notebook is None
+    reason = skipped.findings[0]
+    assert "needs the interventions table and customer signup and end dates" in reason
+    assert reason in (outcome.run_dir / skipped.html).read_text()
+    assert (
+        json.loads((outcome.run_dir / "needy" / "results.json").read_text())["status"] == "skipped"
+    )

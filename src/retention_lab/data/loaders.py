@@ -157,7 +157,7 @@ def load_tables(data_config: DataConfig, *, random_state: int) -> tuple[Tables, 
         as_of=data_config.as_of,
         files=files,
         tenure_unit=data_config.tenure_unit,
-        require_churn=not data_config.customers_from_transactions,
+        require_churn=data_config.contractual,
     )
     return tables, None
 

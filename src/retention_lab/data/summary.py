@@ -69,7 +69,7 @@ def _table_overview(tables: Tables) -> pd.DataFrame:
     rows = []
     for name in tables.available():
         frame = getattr(tables, name)
-        dates = frame[DATE_COLUMNS[name]]
+        dates = frame.get(DATE_COLUMNS[name], pd.Series(dtype="datetime64[ns]"))
         rows.append(
             {"table": name, "rows": len(frame), "first_date": dates.min(), "last_date": dates.max()}
         )
@@ -105,11 +105,8 @@ def summarize(tables: Tables) -> DataSummary:
     customers = tables.customers
     status = customers["churned"].map({True: "churned", False: "active"})
     churned = customers.loc[customers["churned"]]
-    reasons = (
-        churned["churn_reason"].fillna("unknown")
-        if "churn_reason" in churned
-        else pd.Series("unknown", index=churned.index)
-    )
+    reasons = churned.get("churn_reason", pd.Series(index=churned.index, dtype=object))
+    reasons = reasons.fillna("unknown").rename("churn_reason")
     problem_types = pd.DataFrame(columns=["problem_type", "problems", "customers"])
     arms = pd.DataFrame(columns=["instrument", "assignment", "interventions", "share"])
     if tables.problems is not None:
@@ -123,15 +120,16 @@ def summarize(tables: Tables) -> DataSummary:
         arms = _shares(
             tables.interventions.groupby(["instrument", "assignment"]).size(), "interventions"
         )
-    signups = (
-        customers.assign(
-            month=customers["signup_date"].dt.to_period("M").dt.to_timestamp(), status=status
+    signups = pd.DataFrame(columns=["month", "status", "count"])
+    if tables.has_dates:
+        month = customers["signup_date"].dt.to_period("M").dt.to_timestamp()
+        signups = (
+            customers.assign(month=month, status=status)
+            .groupby(["month", "status"])
+            .size()
+            .rename("count")
+            .reset_index()
         )
-        .groupby(["month", "status"])
-        .size()
-        .rename("count")
-        .reset_index()
-    )
     return DataSummary(
         as_of=pd.Timestamp(tables.as_of),
         fingerprint=fingerprint(tables),
@@ -151,9 +149,13 @@ def summarize(tables: Tables) -> DataSummary:
 def findings(summary: DataSummary) -> list[str]:
     """Plain-language sentences about the dataset, computed from ``summary``."""
     first = summary.tables.loc[summary.tables["table"] == "customers", "first_date"].iloc[0]
+    signed_up = (
+        f"signed up between {first:%d %b %Y} and the snapshot date {summary.as_of:%d %b %Y}"
+        if pd.notna(first)
+        else f"are in the data (no signup dates, only tenure) at {summary.as_of:%d %b %Y}"
+    )
     lines = [
-        f"{summary.n_customers:,} customers signed up between {first:%d %b %Y} and the snapshot "
-        f"date {summary.as_of:%d %b %Y}; {summary.n_active:,} are active and "
+        f"{summary.n_customers:,} customers {signed_up}; {summary.n_active:,} are active and "
         f"{summary.n_churned:,} ({summary.churn_rate:.1%}) have churned.",
     ]
     if len(summary.churn_reasons):
