@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -111,6 +111,60 @@ class SurvivalConfig(_Section):
     )
 
 
+class ClvConfig(_Section):
+    """Customer lifetime value (stage 03_clv); keys match ``clv.analyse``."""
+
+    discount_rate: float = Field(
+        0.10, ge=0, lt=1, description="Annual discount rate of future margins, in [0, 1)"
+    )
+    horizon_months: int = Field(
+        60, gt=0, le=240, description="Months ahead summed in every lifetime value"
+    )
+    margin: float = Field(
+        0.60, gt=0, le=1, description="Gross margin: share of a fee or purchase amount kept"
+    )
+    survival_model: Literal["cox", "weibull_aft"] = Field(
+        "cox",
+        description="Model of tenure behind the contractual value when fitted here "
+        "(cox: Cox model with a baseline per stratum; weibull_aft: Weibull AFT)",
+    )
+    covariates: list[str] = Field(
+        ["segment", "plan", "channel", "age", "data_usage_gb"],
+        description="Customer columns of the survival model (those missing are left out)",
+    )
+    strata: list[str] = Field(
+        ["contract"], description="Columns with their own baseline hazard in the Cox model"
+    )
+    risk_horizon_months: float = Field(
+        12.0, gt=0, description="Horizon of the churn probability behind the value at risk, months"
+    )
+    use_survival_scores: bool = Field(
+        True,
+        description="Take the churn probability from the survival stage's scores when present",
+    )
+    max_survival_customers: int | None = Field(
+        200_000, gt=0, description="Random sample size for fitting the survival model"
+    )
+    transaction_models: list[Literal["bg_nbd", "pareto_nbd"]] = Field(
+        ["bg_nbd", "pareto_nbd"],
+        description="Repeat-purchase models fitted when transactions exist (first = headline)",
+    )
+    priors: Literal["flat", "default"] = Field(
+        "flat",
+        description="Priors of the probabilistic models: flat (MAP = maximum likelihood) "
+        "or pymc-marketing's defaults",
+    )
+    time_unit_days: float = Field(
+        7.0, gt=0, description="Length of the time unit of recency, T and purchase rates, days"
+    )
+    holdout_months: int = Field(
+        6, ge=1, description="Months at the end of the transaction log held out for the check"
+    )
+    max_transaction_customers: int | None = Field(
+        200_000, gt=0, description="Random sample size for fitting the repeat-purchase models"
+    )
+
+
 class RunConfig(_Section):
     """A whole pipeline run: data, stages, tracking and every stage's settings."""
 
@@ -130,6 +184,7 @@ class RunConfig(_Section):
     survival: SurvivalConfig = Field(
         default_factory=SurvivalConfig, description="Survival analysis of customer tenure"
     )
+    clv: ClvConfig = Field(default_factory=ClvConfig, description="Customer lifetime value")
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI this run logs to."""
