@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from retention_lab.config import load_config, parse_config
+from retention_lab.config import CONFIGS_DIR, load_config, parse_config
 from retention_lab.data import load_tables
 from retention_lab.errors import ConfigError, DataError
 
@@ -180,14 +180,14 @@ def test_aggregated_customers_with_tenure_and_a_yes_no_flag(tmp_path):
 
 
 def test_bundled_telco_example_loads_7043_customers():
-    tables = load(Path("configs/telco.yaml").resolve())
+    tables = load(CONFIGS_DIR / "telco.yaml")
     assert len(tables.customers) == 7043
     assert tables.customers["churned"].sum() == 1869  # the published churn count
     assert set(tables.customers["contract"]) == {"month-to-month", "one-year", "two-year"}
 
 
 def test_bundled_cdnow_example_loads_the_2357_customer_cohort():
-    tables = load(Path("configs/cdnow.yaml").resolve())
+    tables = load(CONFIGS_DIR / "cdnow.yaml")
     assert len(tables.customers) == 2357
     assert tables.customers["signup_date"].max() < pd.Timestamp("1997-04-01")
     assert (tables.transactions["amount"] > 0).all()
