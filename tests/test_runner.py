@@ -51,7 +51,10 @@ def test_successful_run_writes_reports_results_and_tracks_in_mlflow(reports_dir,
     parent = client.get_run(outcome.mlflow_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.params["data.simulator.n_customers"] == "1500"
-    assert parent.data.tags["data_fingerprint"] == "abc"
+    assert parent.data.tags["answer_tag"] == "abc"  # stage tags reach the parent run
+    tables = json.loads((run_dir / "tables" / "tables.json").read_text())
+    assert parent.data.tags["data_fingerprint"] == tables["fingerprint"]
+    assert len(tables["fingerprint"]) == 16
     assert parent.data.tags["git_commit"]
     children = client.search_runs(
         [parent.info.experiment_id],

@@ -29,7 +29,7 @@ from retention_lab.config import (
     flatten,
 )
 from retention_lab.errors import ConfigError, RetentionLabError
-from retention_lab.stage import StageContext, read_results, store_tables
+from retention_lab.stage import TABLES_DIR, StageContext, read_results, store_tables
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,12 @@ def run_pipeline(
         tracking.end_run(uri, parent_id, succeeded=False)
         save("failed", report.timestamp(), error=f"the input data were rejected: {error}")
         raise
-    tracking.set_tags(uri, parent_id, {"data_tables": ",".join(tables["tables"])})
+    tracking.set_tags(
+        uri,
+        parent_id,
+        {"data_fingerprint": tables["fingerprint"], "data_tables": ",".join(tables["tables"])},
+    )
+    tracking.log_artifact(uri, parent_id, run_dir / TABLES_DIR / "tables.json", "data")
     for index, stage in enumerate(config.stages):
         if progress:
             progress(index, len(config.stages), stage, "running")

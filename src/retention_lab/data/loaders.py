@@ -172,6 +172,7 @@ def write_tables(tables: Tables, directory: str | Path) -> None:
         "as_of": tables.as_of.isoformat(),
         "tables": tables.available(),
         "has_dates": tables.has_dates,
+        "fingerprint": fingerprint(tables),
         "files": tables.files,
     }
     (directory / "tables.json").write_text(json.dumps(meta, indent=2))
