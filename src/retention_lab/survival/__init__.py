@@ -45,6 +45,7 @@ from retention_lab.survival.summary import SurvivalSummary, analyse, findings
 from retention_lab.survival.threats import (
     cumulative_incidence,
     events_while_exposed,
+    mark_treated,
     problem_episodes,
     reason_table,
     threat_table,
@@ -70,6 +71,7 @@ __all__ = [
     "cumulative_incidence",
     "events_while_exposed",
     "findings",
+    "mark_treated",
     "fit_aft",
     "fit_cox",
     "fit_problem_cox",

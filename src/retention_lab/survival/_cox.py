@@ -120,7 +120,9 @@ def fit_counting_process_cox(
 
     beta = np.zeros(len(names))
     ll, grad, hess = evaluate(beta)
-    for iteration in range(1, max_iter + 1):
+    iteration, converged = 0, False
+    while iteration < max_iter:
+        iteration += 1
         try:
             step = np.linalg.solve(-hess, grad)
         except np.linalg.LinAlgError:
@@ -143,7 +145,7 @@ def fit_counting_process_cox(
         beta, ll, grad, hess = new, ll_new, g_new, h_new
         if converged:
             break
-    else:
+    if not converged:
         raise ConvergenceError(
             f"no convergence after {max_iter} Newton steps; look for a covariate "
             "that (nearly) separates churned from active customers"

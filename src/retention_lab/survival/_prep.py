@@ -66,6 +66,24 @@ def with_cohort(customers: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+STREAM = 0x5A1F  # the survival stage's own random stream, see make_rng
+
+
+def make_rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    """A generator for the survival functions, distinct from other users of the same seed.
+
+    The run seed also seeds the simulator; drawing samples from
+    ``default_rng(seed)`` would replay the simulator's own draws (a sample chosen by
+    the same uniforms that chose the segments holds one segment only). Mixing in
+    a stage constant gives an independent stream; a Generator is used as given.
+    """
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None:
+        return np.random.default_rng()
+    return np.random.default_rng([STREAM, int(random_state)])
+
+
 def sample_customers(
     customers: pd.DataFrame,
     max_customers: int | None,

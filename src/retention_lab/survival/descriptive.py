@@ -196,7 +196,7 @@ def retention_at(
 def logrank_tests(
     customers: pd.DataFrame, *, by: Sequence[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Multivariate and pairwise log-rank tests of equal survival across the levels of each grouping.
+    """Multivariate and pairwise log-rank tests of equal survival across the levels of a grouping.
 
     Groupings with a single level (or no churn) are left out with a ``StatisticalWarning``.
 
@@ -275,11 +275,14 @@ def hazard_table(
     by: str | None = None,
     bandwidth_months: float = 1.0,
     step_months: float = 0.25,
+    min_at_risk: int = 50,
 ) -> pd.DataFrame:
     """Monthly churn hazard over tenure: kernel-smoothed Nelson-Aalen (Epanechnikov), with a 95% CI.
 
     Renewal spikes and early-life risk show as peaks; ``bandwidth_months`` trades
-    noise for sharpness (a spike narrower than the bandwidth is flattened).
+    noise for sharpness (a spike narrower than the bandwidth is flattened). The
+    curve stops where fewer than ``min_at_risk`` customers remain at risk (the
+    tail would be noise).
 
     Returns
     -------
@@ -295,6 +298,8 @@ def hazard_table(
             continue
         grid = _grid(frame, step_months)
         naf = NelsonAalenFitter().fit(frame[DURATION], frame[EVENT], timeline=grid)
+        durations = np.sort(frame[DURATION].to_numpy(float))
+        at_risk = len(durations) - np.searchsorted(durations, grid, side="left")
         smooth = naf.smoothed_hazard_(bandwidth_months)
         # lifelines 0.30 labels these two columns the wrong way round; sort them per row
         ci = np.sort(
@@ -310,7 +315,7 @@ def hazard_table(
                     "lower": ci[:, 0],
                     "upper": ci[:, 1],
                 }
-            )
+            ).loc[at_risk >= min(min_at_risk, len(frame))]
         )
     if no_events:
         warnings.warn(

@@ -53,7 +53,7 @@ def plot_km(
                 f"{n:,}",
                 (t, 0),
                 xycoords=("data", "axes fraction"),
-                xytext=(0, -30 - 11 * i),
+                xytext=(0, -44 - 11 * i),
                 textcoords="offset points",
                 ha="center",
                 fontsize=7,
@@ -63,13 +63,12 @@ def plot_km(
         "at risk",
         (0, 0),
         xycoords="axes fraction",
-        xytext=(-40, -30),
+        xytext=(-18, -44),
         textcoords="offset points",
         fontsize=7,
         ha="right",
     )
     ax.set(title=title, xlabel="Tenure (months)", ylabel="Share retained", ylim=(0, 1.02))
-    ax.xaxis.set_label_coords(0.5, -0.08 - 0.04 * len(groups))
     if len(groups) > 1:
         ax.legend(title=grouping.replace("_", " "), fontsize=8)
     return ax
@@ -160,7 +159,7 @@ def plot_calibration(
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """Smoothed observed vs predicted probability of churn by the horizon; the diagonal is perfect."""
+    """Smoothed observed vs predicted P(churn by the horizon); the diagonal is perfect."""
     _require_columns(calibration, ["predicted", "observed"], "plot_calibration")
     ax = _axes(ax)
     title = title or f"Calibration of the {horizon_months:g}-month churn probability (held-out)"

@@ -1,4 +1,4 @@
-"""Regression: Cox proportional hazards (static and with time-varying problems), PH test, AFT models."""
+"""Regression: Cox models (static, and with time-varying problems), PH test, AFT models."""
 
 from __future__ import annotations
 
@@ -27,12 +27,13 @@ from retention_lab.survival._prep import (
     check_customers,
     check_level_events,
     design_matrix,
+    make_rng,
     require_events,
     sample_customers,
     stratum_keys,
 )
 from retention_lab.survival.descriptive import Z95
-from retention_lab.survival.threats import problem_episodes
+from retention_lab.survival.threats import TREATED, mark_treated, problem_episodes
 
 HR_COLUMNS = [
     "term",
@@ -56,7 +57,8 @@ class CoxResult:
     """A fitted Cox model and its hazard ratios.
 
     ``hazard_ratios`` columns: ``term``, ``covariate``, ``level``, ``reference``, ``kind``
-    ("categorical", "numeric" or "problem"), ``log_hazard_ratio``, ``se``, ``log_hr_lower``,
+    ("categorical", "numeric", "problem" or "problem_treated"), ``log_hazard_ratio``, ``se``,
+    ``log_hr_lower``,
     ``log_hr_upper``, ``hazard_ratio``, ``hr_lower``, ``hr_upper`` (95%), ``p_value``.
     Numeric covariates are per one unit of the column.
     """
@@ -141,7 +143,7 @@ def fit_cox(
     """
     check_customers(customers, columns=[*covariates, *strata])
     require_events(customers, what="fit a Cox model")
-    rng = np.random.default_rng(random_state)
+    rng = make_rng(random_state)
     fit_on = sample_customers(customers, max_customers, by=[*strata, EVENT], rng=rng)
     design = design_matrix(fit_on, covariates, references=references)
     check_level_events(design, fit_on[EVENT].to_numpy(bool))
@@ -180,7 +182,8 @@ def fit_problem_cox(
     *,
     covariates: Sequence[str],
     strata: Sequence[str] = ("contract",),
-    window_days: float | dict[str, float] = 56.0,
+    window_days: float | dict[str, float] = 91.0,
+    interventions: pd.DataFrame | None = None,
     references: Mapping[str, str] | None = None,
     max_customers: int | None = None,
     random_state: int | np.random.Generator | None = None,
@@ -197,11 +200,17 @@ def fit_problem_cox(
     The fit uses :func:`~retention_lab.survival._cox.fit_counting_process_cox`
     (Breslow ties), because lifelines' ``CoxTimeVaryingFitter`` is too slow beyond
     some ten thousand customers; the two agree on data without ties.
+
+    With ``interventions``, windows of problems answered by a retention action
+    get their own terms ``problem[<type>, treated]`` (kind "problem_treated"; see
+    :func:`~retention_lab.survival.threats.mark_treated`), so ``problem[<type>]``
+    is the effect of an untreated problem.
     """
     check_customers(customers, columns=[*covariates, *strata, "signup_date"])
     require_events(customers, what="estimate problem hazard ratios")
-    rng = np.random.default_rng(random_state)
+    rng = make_rng(random_state)
     fit_on = sample_customers(customers, max_customers, by=[*strata, EVENT], rng=rng)
+    problems = mark_treated(problems, interventions)
     types = sorted(problems["problem_type"].astype(str).unique())
     if not types:
         raise DataError(
@@ -214,8 +223,10 @@ def fit_problem_cox(
     episodes = problem_episodes(
         fit_on, problems, strata=strata, window_days=window_days, problem_types=types
     )
+    unexposed = [t for t in types if episodes[f"problem[{t}]"].sum() == 0]
+    types = [t for t in types if not (t.endswith(TREATED) and t in unexposed)]
     problem_cols = [f"problem[{t}]" for t in types]
-    never = [c for c in problem_cols if episodes[c].sum() == 0]
+    never = [f"problem[{t}]" for t in unexposed if not t.endswith(TREATED)]
     if never:
         raise DataError(
             file="problems",
@@ -256,9 +267,11 @@ def fit_problem_cox(
                 {
                     "term": problem_cols,
                     "covariate": "problem_type",
-                    "level": types,
+                    "level": [t.removesuffix(TREATED) for t in types],
                     "reference": "no problem",
-                    "kind": "problem",
+                    "kind": [
+                        "problem_treated" if t.endswith(TREATED) else "problem" for t in types
+                    ],
                 }
             ),
         ],
@@ -305,7 +318,7 @@ def ph_test(
     cols = list(dict.fromkeys([*covariates, *strata]))
     check_customers(customers, columns=cols)
     require_events(customers, what="test proportional hazards")
-    rng = np.random.default_rng(random_state)
+    rng = make_rng(random_state)
     fit_on = sample_customers(customers, max_customers, by=[EVENT], rng=rng)
     design = design_matrix(fit_on, cols)
     check_level_events(design, fit_on[EVENT].to_numpy(bool))
@@ -373,7 +386,7 @@ def fit_aft(
     cols = list(dict.fromkeys([*covariates, *strata]))
     check_customers(customers, columns=cols)
     require_events(customers, what="fit AFT models")
-    rng = np.random.default_rng(random_state)
+    rng = make_rng(random_state)
     fit_on = sample_customers(customers, max_customers, by=[EVENT], rng=rng)
     design = design_matrix(fit_on, cols)
     check_level_events(design, fit_on[EVENT].to_numpy(bool))

@@ -1,4 +1,4 @@
-"""Per-customer scores for the plan: churn risk within a horizon, given the tenure survived so far."""
+"""Per-customer scores for the plan: churn risk within a horizon, given the tenure survived."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def linear_predictor(cox: CoxResult, customers: pd.DataFrame) -> np.ndarray:
 
 
 def survival_curves(cox: CoxResult, customers: pd.DataFrame, times: np.ndarray) -> np.ndarray:
-    """Predicted survival from signup, ``S(t | x) = exp(-H0_stratum(t) exp(lp))``, shape (customers, times)."""
+    """Predicted survival from signup, ``S(t | x) = exp(-H0_s(t) exp(lp))``, (customers, times)."""
     lookup = _BaselineLookup(cox)
     lp = linear_predictor(cox, customers)
     keys = lookup.keys(customers, cox.strata)

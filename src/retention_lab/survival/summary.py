@@ -1,4 +1,4 @@
-"""The survival stage in one call: ``analyse`` returns a ``SurvivalSummary``; ``findings`` words it."""
+"""The survival stage in one call: ``analyse`` -> ``SurvivalSummary``; ``findings`` words it."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from retention_lab.survival._prep import (
     DURATION,
     EVENT,
     check_customers,
+    make_rng,
     require_events,
     with_cohort,
 )
@@ -33,6 +34,7 @@ from retention_lab.survival.scores import score_active
 from retention_lab.survival.threats import (
     cumulative_incidence,
     events_while_exposed,
+    mark_treated,
     reason_table,
     threat_table,
 )
@@ -41,6 +43,39 @@ from retention_lab.survival.validation import Validation, compare_to_truth, vali
 log = logging.getLogger(__name__)
 
 FAST_CAP = 5_000
+EMPTY_CIF = pd.DataFrame(
+    columns=["grouping", "group", "churn_reason", "time_months", "cif", "lower", "upper"]
+)
+EMPTY_RMST = pd.DataFrame(
+    columns=[
+        "grouping",
+        "group",
+        "customers",
+        "tau_months",
+        "rmst_months",
+        "lower",
+        "upper",
+        "reference",
+        "difference_months",
+        "difference_lower",
+        "difference_upper",
+    ]
+)
+EMPTY_REASONS = pd.DataFrame(columns=["churn_reason", "churned", "share_of_churn"])
+EMPTY_THREATS = pd.DataFrame(
+    columns=[
+        "problem_type",
+        "hazard_ratio",
+        "hr_lower",
+        "hr_upper",
+        "churned_while_active",
+        "attributable_churn",
+        "attributable_lower",
+        "attributable_upper",
+        "share_of_churn",
+        "rank",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -89,7 +124,11 @@ class SurvivalSummary:
         return frame[frame["grouping"] == desc.ALL]
 
     def to_metrics(self) -> dict[str, float]:
-        """Headline numbers for MLflow and ``results.json`` (an unreached median is ``inf``)."""
+        """Headline numbers for MLflow and ``results.json``.
+
+        Only finite numbers are returned: a median tenure (or CI bound) the data do
+        not reach is left out and ``median_reached`` is 0.
+        """
         med = self._overall(self.median).iloc[0]
         m = {
             "n_customers": float(self.n_customers),
@@ -120,12 +159,14 @@ class SurvivalSummary:
             )
         if len(self.truth):
             m["truth_coverage"] = float(self.truth["covered"].mean())
-        return m
+        m["median_reached"] = float(np.isfinite(m["median_tenure_months"]))
+        return {k: v for k, v in m.items() if np.isfinite(v)}
 
 
 def analyse(
     customers: pd.DataFrame,
     problems: pd.DataFrame | None = None,
+    interventions: pd.DataFrame | None = None,
     *,
     covariates: Sequence[str] = ("segment", "plan", "channel", "age", "data_usage_gb"),
     strata: Sequence[str] = ("contract",),
@@ -147,14 +188,18 @@ def analyse(
 ) -> SurvivalSummary:
     """Run the whole survival analysis of customer tenure.
 
-    ``truth`` is the simulator's ``GroundTruth`` (or None on real data). ``fast``
+    ``interventions`` (optional) lets the problem model give treated problem
+    windows their own hazard ratios. ``truth`` is the simulator's ``GroundTruth``
+    (or None on real data). ``fast``
     caps every model sample at a few thousand customers, for smoke tests. The
     ``max_*`` options cap the customers a model is fitted on (a random sample,
     stratified by strata and churn status; None = all); descriptive statistics
     and scores always use every customer.
     """
     customers = with_cohort(customers)
-    groups = [g for g in groups if g in customers.columns]
+    covariates, strata, groups = _available(
+        customers, covariates=covariates, strata=strata, groups=groups
+    )
     check_customers(customers, columns=[*covariates, *strata, *groups])
     require_events(customers, what="analyse survival")
     if fast:
@@ -172,7 +217,7 @@ def analyse(
             max_ph_customers,
             max_validation_customers,
         ) = (min(c or FAST_CAP, FAST_CAP) for c in caps)
-    rng = np.random.default_rng(random_state)
+    rng = make_rng(random_state)
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
@@ -183,58 +228,31 @@ def analyse(
         return out
 
     by = [None, *groups]
-    median = timed(
-        "median",
-        lambda: pd.concat([desc.median_tenure(customers, by=g) for g in by], ignore_index=True),
-    )
+    median = timed("median", _stack, desc.median_tenure, customers, by)
     retention = timed(
-        "retention",
-        lambda: pd.concat(
-            [desc.retention_at(customers, horizons=horizons_months, by=g) for g in by],
-            ignore_index=True,
-        ),
+        "retention", _stack, desc.retention_at, customers, by, horizons=horizons_months
     )
-    km = timed(
-        "kaplan_meier",
-        lambda: pd.concat([desc.km_table(customers, by=g) for g in by], ignore_index=True),
-    )
+    km = timed("kaplan_meier", _stack, desc.km_table, customers, by)
     logrank, pairwise = timed("logrank", desc.logrank_tests, customers, by=groups)
     hazard = timed(
         "hazard",
-        lambda: pd.concat(
-            [
-                desc.hazard_table(customers, by=g, bandwidth_months=hazard_bandwidth_months)
-                for g in [None, *strata]
-            ],
-            ignore_index=True,
-        ),
+        _stack,
+        desc.hazard_table,
+        customers,
+        [None, *strata],
+        bandwidth_months=hazard_bandwidth_months,
     )
-    rmst = timed(
-        "rmst",
-        lambda: pd.concat(
-            [desc.rmst_table(customers, by=g, tau_months=rmst_months) for g in groups],
-            ignore_index=True,
-        ),
+    rmst = (
+        timed("rmst", _stack, desc.rmst_table, customers, groups, tau_months=rmst_months)
+        if groups
+        else EMPTY_RMST
     )
-    has_reason = "churn_reason" in customers.columns
-    cif = (
-        timed(
-            "cumulative_incidence",
-            lambda: pd.concat(
-                [
-                    cumulative_incidence(customers, by=g)
-                    for g in (None, "segment")
-                    if g is None or g in customers
-                ],
-                ignore_index=True,
-            ),
+    cif, reasons = EMPTY_CIF, EMPTY_REASONS
+    if "churn_reason" in customers.columns:
+        cif = timed(
+            "cumulative_incidence", _stack, cumulative_incidence, customers, [None, "segment"]
         )
-        if has_reason
-        else pd.DataFrame()
-    )
-    reasons = (
-        reason_table(cif, customers, horizons=horizons_months) if has_reason else pd.DataFrame()
-    )
+        reasons = reason_table(cif, customers, horizons=horizons_months)
     cox = timed(
         "cox",
         fit_cox,
@@ -270,7 +288,7 @@ def analyse(
         max_customers=max_aft_customers,
         random_state=rng,
     )
-    problem_cox, threats = None, pd.DataFrame()
+    problem_cox, threats = None, EMPTY_THREATS
     if problems is not None and len(problems):
         problem_cox = timed(
             "problem_cox",
@@ -280,18 +298,20 @@ def analyse(
             covariates=covariates,
             strata=strata,
             window_days=problem_window_days,
+            interventions=interventions,
             references=cox.design.references,
             max_customers=max_problem_customers,
             random_state=rng,
         )
-        problem_hr = problem_cox.hazard_ratios[problem_cox.hazard_ratios["kind"] == "problem"]
+        hr = problem_cox.hazard_ratios
+        problem_hr = hr[hr["kind"].isin(["problem", "problem_treated"])]
         exposed = timed(
             "exposure",
             events_while_exposed,
             customers,
-            problems,
+            mark_treated(problems, interventions),
             window_days=problem_window_days,
-            problem_types=list(problem_hr["level"]),
+            problem_types=[term[len("problem[") : -1] for term in problem_hr["term"]],
         )
         threats = threat_table(problem_hr, exposed, n_churned=int(customers[EVENT].sum()))
     validation = timed(
@@ -339,6 +359,33 @@ def analyse(
     )
 
 
+def _stack(function, customers: pd.DataFrame, groupings: Sequence[str | None], **kwargs):
+    """Concatenate ``function(customers, by=g, **kwargs)`` over the groupings."""
+    return pd.concat([function(customers, by=g, **kwargs) for g in groupings], ignore_index=True)
+
+
+def _available(customers: pd.DataFrame, **lists: Sequence[str]) -> list[list[str]]:
+    """Keep the configured columns this dataset has; warn about the others."""
+    out, missing = [], []
+    for name, columns in lists.items():
+        out.append([c for c in columns if c in customers.columns])
+        missing += [f"{c} ({name})" for c in columns if c not in customers.columns]
+    if missing:
+        warnings.warn(
+            f"this dataset has no column {', '.join(missing)}; left out of the survival "
+            "analysis (set survival.covariates, strata and groups to silence this)",
+            StatisticalWarning,
+            stacklevel=3,
+        )
+    if not out[0]:
+        out[0] = ["segment"]
+    return out
+
+
+def _bound(x: float) -> str:
+    return f"{x:.1f}" if np.isfinite(x) else "not reached"
+
+
 def _months(x: float) -> str:
     return f"{x:.1f} months"
 
@@ -350,7 +397,7 @@ def findings(result: SurvivalSummary) -> list[str]:
     if np.isfinite(med["median_months"]):
         out.append(
             f"Half of the customers leave within {_months(med['median_months'])} "
-            f"(95% CI {med['lower']:.1f} to {med['upper']:.1f}); "
+            f"(95% CI {_bound(med['lower'])} to {_bound(med['upper'])}); "
             f"{result.n_churned:,} of {result.n_customers:,} customers have churned."
         )
     else:
@@ -403,12 +450,13 @@ def findings(result: SurvivalSummary) -> list[str]:
             f"({r0['share_of_churn']:.0%} of churned customers)."
         )
     hr = result.hazard_ratios
-    cov = hr[hr["kind"] != "problem"]
+    cov = hr[~hr["kind"].isin(["problem", "problem_treated"])]
     if len(cov):
         hi, lo = cov.loc[cov["hazard_ratio"].idxmax()], cov.loc[cov["hazard_ratio"].idxmin()]
         out.append(
             f"Adjusted for the other covariates, {hi['term']} has the highest churn hazard "
-            f"(HR {hi['hazard_ratio']:.2f}) and {lo['term']} the lowest (HR {lo['hazard_ratio']:.2f})."
+            f"(HR {hi['hazard_ratio']:.2f}) and {lo['term']} the lowest "
+            f"(HR {lo['hazard_ratio']:.2f})."
         )
     bad = result.ph[~result.ph["proportional"]]
     if len(bad):

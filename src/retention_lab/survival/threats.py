@@ -14,6 +14,7 @@ from retention_lab.survival.descriptive import ALL, Z95
 
 DAYS_PER_MONTH = 30.4375
 HALF_DAY = 0.5 / DAYS_PER_MONTH
+TREATED = ", treated"
 UNKNOWN = "unknown"
 
 
@@ -180,7 +181,7 @@ def problem_episodes(
         (pd.to_datetime(p["date"]).to_numpy() - signup[ci]) / np.timedelta64(1, "D")
     ) / DAYS_PER_MONTH
     kind = pd.Categorical(p["problem_type"].astype(str), categories=types).codes.astype(np.int64)
-    width = np.array([windows[k] for k in types]) / DAYS_PER_MONTH
+    width = np.array([windows[k.removesuffix(TREATED)] for k in types]) / DAYS_PER_MONTH
     # a tenure ends at the end of its last day: a churn on the signup day, or on the day of
     # a problem, is then at risk and exposed to that problem
     tenure = customers[DURATION].to_numpy(float) + HALF_DAY
@@ -248,56 +249,88 @@ def events_while_exposed(
     return episodes[episodes[EVENT]].drop(columns=["start", "stop", EVENT]).reset_index(drop=True)
 
 
+def mark_treated(problems: pd.DataFrame, interventions: pd.DataFrame | None) -> pd.DataFrame:
+    """Rename the type of problems answered by a retention action to ``"<type>, treated"``.
+
+    An action (``instrument`` other than "none") changes the hazard during the
+    problem's window, so treated windows get their own hazard ratio and the plain
+    ``problem[<type>]`` term keeps the effect of an untreated problem (controls,
+    "none", count as untreated). Problems link to actions by ``problem_id`` when
+    both tables have it, otherwise by customer, date and problem type.
+    """
+    if interventions is None or interventions.empty or "instrument" not in interventions.columns:
+        return problems
+    acted = interventions[interventions["instrument"].astype(str) != "none"]
+    if "problem_id" in problems.columns and "problem_id" in acted.columns:
+        treated = problems["problem_id"].isin(acted["problem_id"])
+    elif "problem_type" in acted.columns:
+        keys = ["customer_id", "date", "problem_type"]
+        marks = acted[keys].drop_duplicates().assign(_treated=True)
+        treated = problems[keys].merge(marks, on=keys, how="left")["_treated"].fillna(False)
+        treated = pd.Series(treated.to_numpy(bool), index=problems.index)
+    else:
+        return problems
+    kind = problems["problem_type"].astype(str)
+    return problems.assign(problem_type=kind.where(~treated.to_numpy(), kind + TREATED))
+
+
 def threat_table(
     problem_hr: pd.DataFrame, exposed: pd.DataFrame, *, n_churned: int
 ) -> pd.DataFrame:
     """Problem types ranked by the churn they cause.
 
-    For a churn that happened while problem types A were active, the share of its
+    For a churn that happened while problem windows A were active, the share of its
     hazard due to them is ``1 - exp(-sum_A gamma)`` (``gamma`` the estimated log
     hazard ratios, negative ones counted as 0), split over A in proportion to
     ``gamma``. Summed over churned customers this is the expected number of churns
-    each type caused; the bounds redo the sum with that type's 95% CI bounds.
+    each type caused, treated and untreated windows together (churn under the
+    current retention practice); the bounds redo the sum with that type's 95% CI
+    bounds. ``problem_hr`` has one row per model term (``term``, ``level`` = problem
+    type, ``kind`` "problem" or "problem_treated").
 
     Returns
     -------
     pandas.DataFrame
-        ``problem_type``, ``hazard_ratio``, ``hr_lower``, ``hr_upper``, ``churned_while_active``,
-        ``attributable_churn``, ``attributable_lower``, ``attributable_upper``, ``share_of_churn``,
-        ``rank``.
+        ``problem_type``, ``hazard_ratio``, ``hr_lower``, ``hr_upper`` (untreated windows),
+        ``hazard_ratio_treated`` (NaN-free: equals ``hazard_ratio`` when no window was
+        treated), ``churned_while_active``, ``attributable_churn``, ``attributable_lower``,
+        ``attributable_upper``, ``share_of_churn``, ``rank``.
     """
-    hr = problem_hr.set_index("level")
-    types = list(hr.index)
-    cols = [f"problem[{t}]" for t in types]
-    E = exposed[cols].to_numpy(float) if len(exposed) else np.zeros((0, len(types)))
+    terms = problem_hr.reset_index(drop=True)
+    base = terms["level"].astype(str).to_numpy()
+    E = exposed[terms["term"]].to_numpy(float) if len(exposed) else np.zeros((0, len(terms)))
 
     def attributable(g: np.ndarray) -> np.ndarray:
         g = np.maximum(g, 0.0)
         total = E @ g
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(total[:, None] > 0, E * g[None, :] / total[:, None], 0.0)
-        return (share * -np.expm1(-total)[:, None]).sum(axis=0)
+        per_term = (share * -np.expm1(-total)[:, None]).sum(axis=0)
+        return pd.Series(per_term).groupby(base).sum()
 
-    gamma = hr["log_hazard_ratio"].to_numpy(float)
+    gamma = terms["log_hazard_ratio"].to_numpy(float)
     point = attributable(gamma)
-    lower, upper = np.empty_like(point), np.empty_like(point)
-    for j in range(len(types)):
-        g = gamma.copy()
-        g[j] = hr["log_hr_lower"].iloc[j]
-        lower[j] = attributable(g)[j]
-        g[j] = hr["log_hr_upper"].iloc[j]
-        upper[j] = attributable(g)[j]
+    lower, upper = pd.Series(0.0, index=point.index), pd.Series(0.0, index=point.index)
+    for kind in point.index:
+        rows = base == kind
+        lower[kind] = attributable(np.where(rows, terms["log_hr_lower"], gamma))[kind]
+        upper[kind] = attributable(np.where(rows, terms["log_hr_upper"], gamma))[kind]
+    plain = terms[terms["kind"] == "problem"].set_index("level").reindex(point.index)
+    treated = terms[terms["kind"] == "problem_treated"].set_index("level")
+    hr_treated = treated["hazard_ratio"].reindex(point.index).fillna(plain["hazard_ratio"])
+    churned = pd.Series(E.sum(axis=0)).groupby(base).sum().reindex(point.index)
     table = pd.DataFrame(
         {
-            "problem_type": types,
-            "hazard_ratio": hr["hazard_ratio"].to_numpy(),
-            "hr_lower": hr["hr_lower"].to_numpy(),
-            "hr_upper": hr["hr_upper"].to_numpy(),
-            "churned_while_active": E.sum(axis=0).astype(int),
-            "attributable_churn": point,
-            "attributable_lower": lower,
-            "attributable_upper": upper,
-            "share_of_churn": point / max(n_churned, 1),
+            "problem_type": point.index,
+            "hazard_ratio": plain["hazard_ratio"].to_numpy(),
+            "hr_lower": plain["hr_lower"].to_numpy(),
+            "hr_upper": plain["hr_upper"].to_numpy(),
+            "hazard_ratio_treated": hr_treated.to_numpy(),
+            "churned_while_active": churned.to_numpy().astype(int),
+            "attributable_churn": point.to_numpy(),
+            "attributable_lower": lower.to_numpy(),
+            "attributable_upper": upper.to_numpy(),
+            "share_of_churn": point.to_numpy() / max(n_churned, 1),
         }
     ).sort_values("attributable_churn", ascending=False, ignore_index=True)
     table["rank"] = np.arange(1, len(table) + 1)

@@ -17,6 +17,7 @@ from retention_lab.survival._prep import (
     DURATION,
     EVENT,
     check_customers,
+    make_rng,
     require_events,
     sample_customers,
 )
@@ -55,7 +56,7 @@ def split_customers(
     """Random split into (train, test) customers, stratified by churn status."""
     if not 0 < test_share < 1:
         raise ValueError(f"test_share must be in (0, 1), got {test_share}")
-    rng = np.random.default_rng(random_state)
+    rng = make_rng(random_state)
     test = np.zeros(len(customers), bool)
     for flag in (True, False):
         idx = np.flatnonzero(customers[EVENT].to_numpy(bool) == flag)
@@ -172,7 +173,7 @@ def validate(
     """
     check_customers(customers, columns=[*covariates, *strata])
     require_events(customers, what="validate a model")
-    rng = np.random.default_rng(random_state)
+    rng = make_rng(random_state)
     pool = sample_customers(customers, max_customers, by=[*strata, EVENT], rng=rng)
     train, test = split_customers(pool, test_share=test_share, random_state=rng)
     require_events(train, what="fit the model on the training split")
