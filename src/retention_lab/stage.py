@@ -72,11 +72,16 @@ class StageContext:
         """Fingerprint of the input tables (see ``retention_lab.data.fingerprint``)."""
         return fingerprint(self.tables())
 
-    def save_table(self, frame: pd.DataFrame, name: str) -> Path:
-        """Store a table as ``<stage>/<name>.parquet`` for later stages."""
+    def save_table(self, frame: pd.DataFrame, name: str) -> None:
+        """Store a table as ``<stage>/<name>.parquet`` for later stages and log it to MLflow.
+
+        The MLflow copy (artifact ``tables/<name>.parquet``) is what the
+        monitoring stage compares across runs.
+        """
         path = self.stage_dir / f"{name}.parquet"
         frame.to_parquet(path, index=False)
-        return path
+        if self.mlflow_run_id:
+            tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "tables")
 
     def read_output(self, stage: str, name: str) -> pd.DataFrame:
         """A table an earlier stage saved; a clear error names the stage to run if missing."""
