@@ -145,6 +145,11 @@ class ClvConfig(_Section):
     max_survival_customers: int | None = Field(
         200_000, gt=0, description="Random sample size for fitting the survival model"
     )
+    non_contractual: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Fit the repeat-purchase models to the transactions: auto = only when the "
+        "customers carry no subscription (no monthly fee), always, or never",
+    )
     transaction_models: list[Literal["bg_nbd", "pareto_nbd"]] = Field(
         ["bg_nbd", "pareto_nbd"],
         description="Repeat-purchase models fitted when transactions exist (first = headline)",

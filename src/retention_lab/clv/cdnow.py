@@ -118,7 +118,10 @@ class CdnowFit:
             model, parameter, fitted, published.
         """
         rows = []
-        for model, fitted in (("bg_nbd", self.purchases.params), ("gamma_gamma", self.spend.params)):
+        for model, fitted in (
+            ("bg_nbd", self.purchases.params),
+            ("gamma_gamma", self.spend.params),
+        ):
             for name, published in PUBLISHED[model].items():
                 rows.append((model, name, fitted[name], published))
         return pd.DataFrame(rows, columns=["model", "parameter", "fitted", "published"])
@@ -127,6 +130,8 @@ class CdnowFit:
 def fit_cdnow(*, priors: str = "flat", random_state: int | None = 0) -> CdnowFit:
     """Fit BG/NBD and Gamma-Gamma to the CDNOW calibration period (maximum likelihood)."""
     calibration = cdnow_calibration()
-    purchases = fit_purchase_model(calibration, kind="bg_nbd", priors=priors, random_state=random_state)
+    purchases = fit_purchase_model(
+        calibration, kind="bg_nbd", priors=priors, random_state=random_state
+    )
     spend = fit_spend_model(calibration, priors=priors, random_state=random_state)
     return CdnowFit(calibration=calibration, purchases=purchases, spend=spend)

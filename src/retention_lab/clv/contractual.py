@@ -94,7 +94,9 @@ def contractual_available(customers: pd.DataFrame, *, fee_col: str = "monthly_fe
 
 
 # ------------------------------------------------------------ tenure models
-def _design(customers: pd.DataFrame, covariates: list[str], levels: dict[str, list]) -> pd.DataFrame:
+def _design(
+    customers: pd.DataFrame, covariates: list[str], levels: dict[str, list]
+) -> pd.DataFrame:
     cols = {}
     for cov in covariates:
         if cov in levels:
@@ -269,7 +271,11 @@ class TrueTenureModel:
         for row in self.terms.itertuples():
             if row.level is None or (isinstance(row.level, float) and np.isnan(row.level)):
                 scale = float(re.match(r"[\d.]+", str(row.unit)).group()) if row.unit else 1.0
-                xb += row.log_hazard_ratio * (customers[row.covariate].astype(float) - row.centre) / scale
+                xb += (
+                    row.log_hazard_ratio
+                    * (customers[row.covariate].astype(float) - row.centre)
+                    / scale
+                )
             else:
                 xb += row.log_hazard_ratio * (customers[row.covariate].astype(str) == row.level)
         return np.asarray(xb, float)
@@ -404,8 +410,10 @@ def new_customer_values(
     )
     cum_cols = [f"m{k}" for k in range(horizon_months)]
     wide = pd.concat(
-        [customers[list(dict.fromkeys([*by, curve_by]))].reset_index(drop=True),
-         pd.DataFrame(cum, columns=cum_cols)],
+        [
+            customers[list(dict.fromkeys([*by, curve_by]))].reset_index(drop=True),
+            pd.DataFrame(cum, columns=cum_cols),
+        ],
         axis=1,
     ).assign(acquisition_cost=cost)
 
@@ -458,10 +466,14 @@ def value_at_risk(
     p = out["p_churn_risk"].to_numpy(float)
     source = np.full(len(out), "clv model", dtype=object)
     if scores is not None and len(scores):
-        mapped = out["customer_id"].astype(str).map(
-            scores.assign(customer_id=scores["customer_id"].astype(str))
-            .drop_duplicates("customer_id")
-            .set_index("customer_id")["p_churn_horizon"]
+        mapped = (
+            out["customer_id"]
+            .astype(str)
+            .map(
+                scores.assign(customer_id=scores["customer_id"].astype(str))
+                .drop_duplicates("customer_id")
+                .set_index("customer_id")["p_churn_horizon"]
+            )
         )
         have = mapped.notna().to_numpy()
         p = np.where(have, mapped.to_numpy(float), p)

@@ -70,9 +70,7 @@ def validate_transactions(
     ids = transactions["customer_id"]
     no_date = transactions["date"].isna().to_numpy()
     if no_date.any():
-        problems.append(
-            DataProblem(file, "date", "a purchase date", _unique(ids[no_date]))
-        )
+        problems.append(DataProblem(file, "date", "a purchase date", _unique(ids[no_date])))
     amount = pd.to_numeric(transactions["amount"], errors="coerce").to_numpy(float)
     bad = ~(amount > 0)
     if bad.any():
@@ -85,9 +83,7 @@ def validate_transactions(
             )
         )
     if customers is not None and "signup_date" in customers.columns:
-        signup = transactions["customer_id"].map(
-            customers.set_index("customer_id")["signup_date"]
-        )
+        signup = transactions["customer_id"].map(customers.set_index("customer_id")["signup_date"])
         early = (transactions["date"] < signup).to_numpy(bool)
         if early.any():
             problems.append(
@@ -132,14 +128,17 @@ def _short_ids(ids: pd.Series) -> np.ndarray | None:
     try:
         import pyarrow as pa
 
-        arr = pa.chunked_array(pa.array(ids.array) if not hasattr(ids.array, "_pa_array")
-                               else ids.array._pa_array).combine_chunks()
+        arr = pa.chunked_array(
+            pa.array(ids.array) if not hasattr(ids.array, "_pa_array") else ids.array._pa_array
+        ).combine_chunks()
     except (TypeError, ValueError, ImportError, pa.ArrowException):
         return None
     if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return None
     offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], dtype=offset_type)[arr.offset : arr.offset + len(arr) + 1]
+    offsets = np.frombuffer(arr.buffers()[1], dtype=offset_type)[
+        arr.offset : arr.offset + len(arr) + 1
+    ]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
     lengths = np.diff(offsets)
     if lengths.size == 0 or lengths.max() > 8 or lengths.min() < 1:
@@ -244,7 +243,9 @@ def rfm_summary(
     is_first = pair_period == first[pair_cust]
     first_amount = np.bincount(pair_cust[is_first], weights=pair_amount[is_first], minlength=n_cust)
     if first_purchase is not None:
-        birth = pd.Series(_period(_days(first_purchase.to_numpy()), freq), index=first_purchase.index)
+        birth = pd.Series(
+            _period(_days(first_purchase.to_numpy()), freq), index=first_purchase.index
+        )
         birth = birth.reindex(uniques).to_numpy(float)
         # a birth in a period before the first logged purchase adds that period as the
         # first purchase (its amount unknown: the logged purchases all count as repeats)
@@ -303,7 +304,10 @@ def calibration_holdout(
     )
     hold = transactions[(days > cal) & (days <= end)]
     periods = pd.DataFrame(
-        {"customer_id": hold["customer_id"].to_numpy(), "p": _period(days[(days > cal) & (days <= end)], freq)}
+        {
+            "customer_id": hold["customer_id"].to_numpy(),
+            "p": _period(days[(days > cal) & (days <= end)], freq),
+        }
     ).drop_duplicates()
     counts = periods.groupby("customer_id").size()
     calib["frequency_holdout"] = calib["customer_id"].map(counts).fillna(0).to_numpy(float)

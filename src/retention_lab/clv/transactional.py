@@ -22,7 +22,10 @@ from retention_lab.errors import DataError
 
 log = logging.getLogger(__name__)
 
-PURCHASE_PARAMETERS = {"bg_nbd": ("r", "alpha", "a", "b"), "pareto_nbd": ("r", "alpha", "s", "beta")}
+PURCHASE_PARAMETERS = {
+    "bg_nbd": ("r", "alpha", "a", "b"),
+    "pareto_nbd": ("r", "alpha", "s", "beta"),
+}
 SPEND_PARAMETERS = ("p", "q", "v")
 MODEL_NAMES = {"bg_nbd": "BG/NBD", "pareto_nbd": "Pareto/NBD", "gamma_gamma": "Gamma-Gamma"}
 
@@ -137,7 +140,9 @@ def fit_purchase_model(
     from pymc_marketing.clv import BetaGeoModel, ParetoNBDModel
 
     cls = BetaGeoModel if kind == "bg_nbd" else ParetoNBDModel
-    data = _sample(summary, max_customers, random_state)[["customer_id", "frequency", "recency", "T"]]
+    data = _sample(summary, max_customers, random_state)[
+        ["customer_id", "frequency", "recency", "T"]
+    ]
     model = cls(model_config=_model_config(PURCHASE_PARAMETERS[kind], priors))
     _fit(model, data.reset_index(drop=True), random_state)
     params = _params(model, PURCHASE_PARAMETERS[kind])
@@ -178,7 +183,9 @@ def fit_spend_model(
         )
     from pymc_marketing.clv import GammaGammaModel
 
-    data = _sample(repeat, max_customers, random_state)[["customer_id", "frequency", "monetary_value"]]
+    data = _sample(repeat, max_customers, random_state)[
+        ["customer_id", "frequency", "monetary_value"]
+    ]
     model = GammaGammaModel(model_config=_model_config(SPEND_PARAMETERS, priors))
     _fit(model, data.reset_index(drop=True), random_state)
     params = _params(model, SPEND_PARAMETERS)
@@ -258,7 +265,9 @@ def holdout_check(
     )
     table = (
         frame.groupby(["order", "frequency"], as_index=False)
-        .agg(customers=("actual", "size"), actual=("actual", "mean"), predicted=("predicted", "mean"))
+        .agg(
+            customers=("actual", "size"), actual=("actual", "mean"), predicted=("predicted", "mean")
+        )
         .drop(columns="order")
     )
     total = pd.DataFrame(

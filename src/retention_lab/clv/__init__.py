@@ -1,0 +1,87 @@
+"""Customer lifetime value: what each customer is worth from today on, and what is at risk.
+
+The stage's library (``notebooks/03_clv.ipynb`` calls it):
+
+- purchase logs: ``validate_transactions``, ``rfm_summary`` (as lifetimes'
+  ``summary_data_from_transaction_data``, much faster), ``calibration_holdout``;
+- non-contractual models (pymc-marketing, flat priors + MAP = maximum likelihood):
+  ``fit_purchase_model`` (BG/NBD, Pareto/NBD), ``fit_spend_model``
+  (Gamma-Gamma), ``customer_values``, ``holdout_check``;
+- contractual value: ``fit_tenure_model`` (lifelines), ``true_tenure_model``
+  (simulator truth), ``monthly_margin``, ``residual_values``,
+  ``new_customer_values`` (value and payback by segment and channel),
+  ``value_at_risk``;
+- renewal cohorts: ``renewal_table``, ``fit_renewals`` (shifted-beta-geometric, DERL);
+- the CDNOW example: ``cdnow_transactions``, ``cdnow_calibration``, ``fit_cdnow``;
+- the whole stage: ``analyse`` -> ``ClvSummary``, ``findings``, ``value_table``.
+
+Money is in the data's currency; values are discounted at the configured
+annual rate and summed over the configured horizon.
+"""
+
+from retention_lab.clv.cdnow import cdnow_calibration, cdnow_transactions, fit_cdnow
+from retention_lab.clv.contractual import (
+    fit_tenure_model,
+    monthly_margin,
+    new_customer_values,
+    residual_values,
+    true_tenure_model,
+    value_at_risk,
+)
+from retention_lab.clv.renewals import derl, expand_renewals, fit_renewals, renewal_table
+from retention_lab.clv.rfm import (
+    calibration_holdout,
+    check_discount_rate,
+    rfm_summary,
+    validate_transactions,
+)
+from retention_lab.clv.summary import (
+    ClvSummary,
+    ContractualValue,
+    TransactionalValue,
+    analyse,
+    analyse_contractual,
+    analyse_transactions,
+    compare_values,
+    findings,
+    value_table,
+)
+from retention_lab.clv.transactional import (
+    customer_values,
+    fit_purchase_model,
+    fit_spend_model,
+    holdout_check,
+)
+
+__all__ = [
+    "ClvSummary",
+    "ContractualValue",
+    "TransactionalValue",
+    "analyse",
+    "analyse_contractual",
+    "analyse_transactions",
+    "calibration_holdout",
+    "cdnow_calibration",
+    "cdnow_transactions",
+    "check_discount_rate",
+    "compare_values",
+    "customer_values",
+    "derl",
+    "expand_renewals",
+    "findings",
+    "fit_cdnow",
+    "fit_purchase_model",
+    "fit_renewals",
+    "fit_spend_model",
+    "fit_tenure_model",
+    "holdout_check",
+    "monthly_margin",
+    "new_customer_values",
+    "renewal_table",
+    "residual_values",
+    "rfm_summary",
+    "true_tenure_model",
+    "validate_transactions",
+    "value_at_risk",
+    "value_table",
+]

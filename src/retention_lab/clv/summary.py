@@ -1,0 +1,555 @@
+"""The whole CLV stage: ``analyse`` -> ``ClvSummary``, ``findings``, the per-customer values."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from retention_lab.clv import contractual as ct
+from retention_lab.clv import renewals as rn
+from retention_lab.clv import transactional as tr
+from retention_lab.clv.rfm import (
+    DAYS_PER_MONTH,
+    calibration_holdout,
+    check_discount_rate,
+    rfm_summary,
+    validate_transactions,
+)
+
+log = logging.getLogger(__name__)
+
+FAST_CUSTOMERS = 20_000
+VALUE_COLUMNS = [
+    "customer_id",
+    "segment",
+    "active",
+    "tenure_months",
+    "monthly_margin",
+    "residual_value",
+    "expected_months",
+    "p_churn",
+    "churn_source",
+    "value_at_risk",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "transactional_value",
+    "value",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class ContractualValue:
+    """Residual value, value at risk, new-customer value and payback (subscription data)."""
+
+    available: bool
+    reason: str = ""
+    values: pd.DataFrame = field(default_factory=pd.DataFrame)
+    by_segment: pd.DataFrame = field(default_factory=pd.DataFrame)
+    new_customers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    payback_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    truth_check: pd.DataFrame | None = None
+    renewals: pd.DataFrame = field(default_factory=pd.DataFrame)
+    renewal_fit: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tenure_model: object = field(default=None, repr=False)
+    churn_source: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class TransactionalValue:
+    """BG/NBD or Pareto/NBD with Gamma-Gamma on a purchase log (non-contractual setting)."""
+
+    available: bool
+    reason: str = ""
+    parameters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    holdout: pd.DataFrame = field(default_factory=pd.DataFrame)
+    values: pd.DataFrame = field(default_factory=pd.DataFrame)
+    calibration_end: str = ""
+    models: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class ClvSummary:
+    """Headline numbers and tables of the CLV stage."""
+
+    contractual: ContractualValue
+    transactional: TransactionalValue
+    values: pd.DataFrame
+    discount_rate: float
+    horizon_months: int
+    margin: float
+    seconds: float = 0.0
+
+    def to_metrics(self) -> dict[str, float]:
+        """Headline numbers for MLflow and ``results.json``."""
+        m: dict[str, float] = {
+            "customers_valued": float(len(self.values)),
+            "total_value": float(self.values["value"].sum()),
+            "discount_rate": self.discount_rate,
+            "horizon_months": float(self.horizon_months),
+        }
+        c = self.contractual
+        if c.available:
+            v = c.values
+            m.update(
+                active_customers=float(len(v)),
+                total_residual_value=float(v["residual_value"].sum()),
+                mean_residual_value=float(v["residual_value"].mean()),
+                total_value_at_risk=float(v["value_at_risk"].sum()),
+                share_value_at_risk=float(v["value_at_risk"].sum() / v["residual_value"].sum()),
+                mean_new_customer_value=_weighted(c.new_customers, "value"),
+                mean_new_customer_net_value=_weighted(c.new_customers, "net_value"),
+            )
+            if c.truth_check is not None:
+                total = c.truth_check[c.truth_check["group"] == "all"].iloc[0]
+                m["truth_value_ratio"] = float(total["ratio"])
+        t = self.transactional
+        if t.available:
+            for row in t.parameters.itertuples():
+                m[f"{row.model}_{row.parameter}"] = float(row.value)
+            total = t.holdout[t.holdout["frequency"] == "all"].iloc[0]
+            m["holdout_predicted_per_customer"] = float(total["predicted"])
+            m["holdout_actual_per_customer"] = float(total["actual"])
+            m["total_transactional_value"] = float(t.values["clv"].sum())
+            m["mean_p_alive"] = float(t.values["p_alive"].mean())
+        return m
+
+
+def _weighted(table: pd.DataFrame, column: str) -> float:
+    if table.empty:
+        return float("nan")
+    return float(np.average(table[column], weights=table["customers"]))
+
+
+# -------------------------------------------------------------- contractual
+def analyse_contractual(
+    customers: pd.DataFrame,
+    *,
+    as_of=None,
+    transactions: pd.DataFrame | None = None,
+    scores: pd.DataFrame | None = None,
+    truth=None,
+    tenure_model: ct.TenureModel | None = None,
+    discount_rate: float = 0.10,
+    horizon_months: int = 60,
+    margin: float = 0.6,
+    survival_model: str = "cox",
+    covariates: list[str] = ("segment", "plan", "channel", "age", "data_usage_gb"),
+    strata: list[str] = ("contract",),
+    risk_horizon_months: float = 12.0,
+    max_customers: int | None = 200_000,
+    renewal_contract: str = "one-year",
+    random_state: int | None = None,
+) -> ContractualValue:
+    """Residual value of active customers, value at risk, new-customer value and payback.
+
+    ``tenure_model`` (any ``TenureModel``) is used when given; otherwise one is
+    fitted with lifelines. ``scores`` (the survival stage's customer_id,
+    p_churn_horizon) supply the churn probability of the value at risk;
+    ``truth`` (simulator ground truth) adds a check of the value against the
+    value from the true parameters. Data without fees or churn return an
+    unavailable result with the reason.
+    """
+    check_discount_rate(discount_rate)
+    reason = ct.contractual_available(customers)
+    if reason:
+        return ContractualValue(available=False, reason=reason)
+    model = tenure_model or ct.fit_tenure_model(
+        customers,
+        kind=survival_model,
+        covariates=list(covariates),
+        strata=list(strata),
+        max_customers=max_customers,
+        random_state=random_state,
+    )
+    active = customers[~customers["churned"].to_numpy(bool)]
+    margins = ct.monthly_margin(active, transactions, margin=margin)
+    opts = dict(discount_rate=discount_rate, horizon_months=horizon_months)
+    values = ct.residual_values(
+        active, model, margin=margins, risk_horizon_months=risk_horizon_months, **opts
+    )
+    values = ct.value_at_risk(values, scores=scores)
+    if "segment" in active.columns:
+        values.insert(1, "segment", active["segment"].to_numpy())
+    sample = customers
+    if max_customers is not None and len(customers) > max_customers:
+        sample = customers.sample(n=max_customers, random_state=random_state)
+    new = ct.new_customer_values(
+        sample, model, margin=ct.monthly_margin(sample, transactions, margin=margin), **opts
+    )
+    truth_check = None
+    if truth is not None and "contract" in active.columns:
+        true_model = ct.true_tenure_model(truth)
+        true_values = ct.residual_values(
+            active, true_model, margin=margins, risk_horizon_months=risk_horizon_months, **opts
+        )
+        truth_check = compare_values(values, true_values, active)
+    renewals = pd.DataFrame()
+    renewal_fit = pd.DataFrame()
+    if as_of is not None and "contract" in customers.columns:
+        renewals = rn.renewal_table(customers, as_of=as_of, contract=renewal_contract)
+        usable = renewals.groupby("cohort")["period"].max()
+        renewals = renewals[renewals["cohort"].isin(usable[usable >= 1].index)]
+        if not renewals.empty:
+            renewal_fit = rn.fit_renewals(renewals, discount_rate=discount_rate).params
+    return ContractualValue(
+        available=True,
+        values=values,
+        by_segment=_by_segment(values),
+        new_customers=new.by_group,
+        payback_curves=new.payback_curves,
+        truth_check=truth_check,
+        renewals=renewals,
+        renewal_fit=renewal_fit,
+        tenure_model=model,
+        churn_source="survival stage" if scores is not None and len(scores) else "clv model",
+    )
+
+
+def _by_segment(values: pd.DataFrame) -> pd.DataFrame:
+    key = values["segment"] if "segment" in values.columns else pd.Series("all", index=values.index)
+    table = values.groupby(key.to_numpy()).agg(
+        customers=("residual_value", "size"),
+        mean_value=("residual_value", "mean"),
+        total_value=("residual_value", "sum"),
+        mean_p_churn=("p_churn", "mean"),
+        value_at_risk=("value_at_risk", "sum"),
+    )
+    table["share_at_risk"] = table["value_at_risk"] / table["total_value"]
+    table = table.rename_axis("segment").reset_index()
+    return table.sort_values("value_at_risk", ascending=False, ignore_index=True)
+
+
+def compare_values(
+    fitted: pd.DataFrame, true: pd.DataFrame, customers: pd.DataFrame
+) -> pd.DataFrame:
+    """Mean residual value from the fitted and the true model, overall and by segment and contract.
+
+    Returns
+    -------
+    pandas.DataFrame
+        group ("all", "segment=...", "contract=..."), customers, fitted, true,
+        ratio (fitted / true).
+    """
+    frame = pd.DataFrame(
+        {"fitted": fitted["residual_value"].to_numpy(), "true": true["residual_value"].to_numpy()}
+    )
+    rows = [("all", len(frame), frame["fitted"].mean(), frame["true"].mean())]
+    for col in ("segment", "contract"):
+        if col in customers.columns:
+            for level, g in frame.groupby(customers[col].to_numpy()):
+                rows.append((f"{col}={level}", len(g), g["fitted"].mean(), g["true"].mean()))
+    out = pd.DataFrame(rows, columns=["group", "customers", "fitted", "true"])
+    out["ratio"] = out["fitted"] / out["true"]
+    return out
+
+
+# ---------------------------------------------------------- transactional
+def analyse_transactions(
+    transactions: pd.DataFrame | None,
+    *,
+    customers: pd.DataFrame | None = None,
+    as_of=None,
+    models: list[str] = ("bg_nbd", "pareto_nbd"),
+    discount_rate: float = 0.10,
+    horizon_months: int = 60,
+    margin: float = 0.6,
+    time_unit_days: float = 7.0,
+    holdout_months: int = 6,
+    priors: str = "flat",
+    max_customers: int | None = 200_000,
+    random_state: int | None = None,
+    unavailable_reason: str = "",
+) -> TransactionalValue:
+    """Repeat-purchase and spend models on a purchase log, with a calibration/holdout check.
+
+    The holdout is the last ``holdout_months`` before ``as_of``; the
+    calibration period ends the day before. The first model of ``models`` is
+    refitted on the whole log for the per-customer values. Without a
+    transactions table an unavailable result is returned.
+    """
+    check_discount_rate(discount_rate)
+    if transactions is None or transactions.empty:
+        return TransactionalValue(
+            available=False, reason=unavailable_reason or "the dataset has no transactions table"
+        )
+    validate_transactions(transactions, customers=customers)
+    end = pd.Timestamp(as_of) if as_of is not None else transactions["date"].max()
+    cal_end = end - pd.DateOffset(months=holdout_months) - pd.Timedelta(days=1)
+    birth = None
+    if customers is not None and "signup_date" in customers.columns:
+        birth = customers.set_index("customer_id")["signup_date"]
+    opts = dict(freq="D", freq_multiplier=time_unit_days, first_purchase=birth)
+    calibration = calibration_holdout(
+        transactions, calibration_end=cal_end, observation_end=end, **opts
+    )
+    calibration = calibration[calibration["T"] > 0].reset_index(drop=True)
+    if calibration.empty or not (calibration["frequency"] > 0).any():
+        return TransactionalValue(
+            available=False,
+            reason=f"no repeat purchases before the holdout period (before {cal_end.date()})",
+        )
+    fit_opts = dict(priors=priors, max_customers=max_customers, random_state=random_state)
+    rows, holdouts, fitted = [], [], {}
+    for kind in models:
+        model = tr.fit_purchase_model(calibration, kind=kind, **fit_opts)
+        fitted[kind] = model
+        rows += [(kind, k, v) for k, v in model.params.items()]
+        holdouts.append(tr.holdout_check(calibration, model).assign(model=kind))
+    spend_cal = tr.fit_spend_model(calibration, **fit_opts)
+    rows += [("gamma_gamma", k, v) for k, v in spend_cal.params.items()]
+    full = rfm_summary(transactions, observation_end=end, **opts)
+    full = full[full["T"] > 0].reset_index(drop=True)
+    headline = models[0]
+    purchases = tr.fit_purchase_model(full, kind=headline, **fit_opts)
+    spend = tr.fit_spend_model(full, **fit_opts)
+    values = tr.customer_values(
+        full,
+        purchases,
+        spend,
+        horizon_months=horizon_months,
+        discount_rate=discount_rate,
+        margin=margin,
+        time_unit_days=time_unit_days,
+    )
+    parameters = pd.DataFrame(rows, columns=["model", "parameter", "value"])
+    parameters["fitted_on"] = "calibration"
+    return TransactionalValue(
+        available=True,
+        parameters=parameters,
+        holdout=pd.concat(holdouts, ignore_index=True),
+        values=values,
+        calibration_end=str(cal_end.date()),
+        models={
+            "purchases": purchases,
+            "spend": spend,
+            **{f"{k}_calibration": v for k, v in fitted.items()},
+        },
+    )
+
+
+# ------------------------------------------------------------------ stage
+def value_table(
+    customers: pd.DataFrame, contractual: ContractualValue, transactional: TransactionalValue
+) -> pd.DataFrame:
+    """The per-customer value table the plan stage reads (``clv/values.parquet``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per customer: customer_id, segment, active, tenure_months,
+        monthly_margin, residual_value (discounted expected margin over the
+        horizon, contractual), expected_months (expected paid months in the
+        horizon), p_churn (churn probability within the risk horizon),
+        churn_source ("survival stage" or "clv model"), value_at_risk
+        (residual_value * p_churn), p_alive, expected_purchases,
+        expected_spend, transactional_value (non-contractual CLV), value (the
+        residual value where the contractual value exists, else the
+        transactional value). Churned customers have value 0; columns of a
+        part that is unavailable are NaN.
+    """
+    base = pd.DataFrame({"customer_id": customers["customer_id"].astype(str).to_numpy()})
+    base["segment"] = customers["segment"].to_numpy() if "segment" in customers else "all"
+    active = ~customers["churned"].to_numpy(bool) if "churned" in customers else True
+    base["active"] = active
+    base["tenure_months"] = (
+        customers["tenure_months"].to_numpy(float) if "tenure_months" in customers else np.nan
+    )
+    if contractual.available:
+        cols = [
+            "monthly_margin",
+            "residual_value",
+            "expected_months",
+            "p_churn",
+            "churn_source",
+            "value_at_risk",
+        ]
+        c = contractual.values.assign(customer_id=contractual.values["customer_id"].astype(str))
+        base = base.merge(c[["customer_id", *cols]], on="customer_id", how="left")
+    if transactional.available:
+        t = transactional.values.assign(customer_id=transactional.values["customer_id"].astype(str))
+        t = t.rename(columns={"clv": "transactional_value"})
+        cols = ["p_alive", "expected_purchases", "expected_spend", "transactional_value"]
+        base = base.merge(t[["customer_id", *cols]], on="customer_id", how="left")
+    for col in VALUE_COLUMNS:
+        if col not in base.columns:
+            base[col] = np.nan
+    if contractual.available:
+        for col in ("residual_value", "expected_months", "value_at_risk"):
+            base[col] = base[col].fillna(0.0)
+        base["value"] = base["residual_value"]
+    else:
+        base["value"] = base["transactional_value"].fillna(0.0)
+    return base[VALUE_COLUMNS]
+
+
+def analyse(
+    tables,
+    *,
+    config=None,
+    scores: pd.DataFrame | None = None,
+    truth=None,
+    fast: bool = False,
+    random_state: int | None = None,
+) -> ClvSummary:
+    """Run the CLV stage on the canonical tables with the ``clv`` section of a run configuration.
+
+    ``fast`` shrinks the samples and fits only the first repeat-purchase model,
+    for smoke runs.
+    """
+    from retention_lab.config import ClvConfig
+
+    cfg = config or ClvConfig()
+    t0 = time.perf_counter()
+    customers = tables.customers
+    max_surv = FAST_CUSTOMERS if fast else cfg.max_survival_customers
+    max_tx = FAST_CUSTOMERS if fast else cfg.max_transaction_customers
+    contractual = analyse_contractual(
+        customers,
+        as_of=tables.as_of,
+        transactions=tables.transactions,
+        scores=scores if cfg.use_survival_scores else None,
+        truth=truth,
+        discount_rate=cfg.discount_rate,
+        horizon_months=cfg.horizon_months,
+        margin=cfg.margin,
+        survival_model=cfg.survival_model,
+        covariates=cfg.covariates,
+        strata=cfg.strata,
+        risk_horizon_months=cfg.risk_horizon_months,
+        max_customers=max_surv,
+        random_state=random_state,
+    )
+    transactions = tables.transactions
+    skip = ""
+    if cfg.non_contractual == "never":
+        skip = "switched off in the configuration (clv.non_contractual: never)"
+    elif cfg.non_contractual == "auto" and contractual.available and transactions is not None:
+        skip = (
+            "the transactions are subscription bills, which follow the contract; the contractual "
+            "value applies (set clv.non_contractual: always to fit them anyway)"
+        )
+    transactional = analyse_transactions(
+        None if skip else transactions,
+        unavailable_reason=skip,
+        customers=customers if tables.has_dates else None,
+        as_of=tables.as_of,
+        models=list(cfg.transaction_models[:1] if fast else cfg.transaction_models),
+        discount_rate=cfg.discount_rate,
+        horizon_months=cfg.horizon_months,
+        margin=cfg.margin,
+        time_unit_days=cfg.time_unit_days,
+        holdout_months=cfg.holdout_months,
+        priors=cfg.priors,
+        max_customers=max_tx,
+        random_state=random_state,
+    )
+    values = value_table(customers, contractual, transactional)
+    seconds = time.perf_counter() - t0
+    log.info("clv stage computed in %.1f s", seconds)
+    return ClvSummary(
+        contractual=contractual,
+        transactional=transactional,
+        values=values,
+        discount_rate=cfg.discount_rate,
+        horizon_months=cfg.horizon_months,
+        margin=cfg.margin,
+        seconds=seconds,
+    )
+
+
+def findings(summary: ClvSummary) -> list[str]:
+    """Plain-language sentences with the stage's numbers, for the report."""
+    out = []
+    years = summary.horizon_months / 12
+    rate = f"{summary.discount_rate:.0%} a year"
+    c = summary.contractual
+    if c.available:
+        v = c.values
+        total, risk = v["residual_value"].sum(), v["value_at_risk"].sum()
+        out.append(
+            f"The {len(v):,} active customers are worth {total:,.0f} in discounted margin over the "
+            f"next {years:g} years (discounted at {rate}), {v['residual_value'].mean():,.0f} each "
+            "on average."
+        )
+        top = c.by_segment.iloc[0]
+        out.append(
+            f"{risk:,.0f} ({risk / total:.0%}) of that value is at risk of churning within the "
+            f"risk horizon; segment '{top['segment']}' holds the most "
+            f"({top['value_at_risk']:,.0f}, "
+            f"{top['share_at_risk']:.0%} of its value). Churn probabilities come from the "
+            f"{c.churn_source}."
+        )
+        nc = c.new_customers
+        if not nc.empty:
+            best = nc.sort_values("net_value", ascending=False).iloc[0]
+            worst = nc.sort_values("net_value").iloc[0]
+            out.append(
+                f"A new customer is worth {_weighted(nc, 'value'):,.0f} on average; net of "
+                f"acquisition cost the best group is {_group(best, nc)} "
+                f"({best['net_value']:,.0f}) and the worst {_group(worst, nc)} "
+                f"({worst['net_value']:,.0f})."
+            )
+            slow = nc.sort_values("payback_month", ascending=False, na_position="first").iloc[0]
+            paid = nc["payback_month"].notna()
+            out.append(
+                f"Acquisition cost is paid back after {nc.loc[paid, 'payback_month'].median():.0f} "
+                f"months for the median group; slowest: {_group(slow, nc)} "
+                + (
+                    f"({slow['payback_month']:.0f} months)."
+                    if pd.notna(slow["payback_month"])
+                    else f"(not within {summary.horizon_months} months)."
+                )
+            )
+        if c.truth_check is not None:
+            all_row = c.truth_check[c.truth_check["group"] == "all"].iloc[0]
+            worst = c.truth_check.iloc[(c.truth_check["ratio"] - 1).abs().argmax()]
+            out.append(
+                f"Against the simulator's true parameters the fitted model's residual value is "
+                f"{all_row['ratio'] - 1:+.1%} off in total and at most {worst['ratio'] - 1:+.1%} "
+                f"in one group ({worst['group']})."
+            )
+        if not c.renewal_fit.empty:
+            r = c.renewal_fit
+            out.append(
+                f"Yearly renewals of one-year contracts (sBG model, {len(r)} signup cohorts): mean "
+                f"yearly churn {r['mean_churn'].mean():.0%}, an active customer's discounted "
+                f"expected residual lifetime {r['derl'].mean():.1f} years."
+            )
+    else:
+        out.append(f"Contractual value: not available for this dataset ({c.reason}).")
+    t = summary.transactional
+    if t.available:
+        p = t.parameters.set_index(["model", "parameter"])["value"]
+        tot = t.holdout[(t.holdout["frequency"] == "all")].iloc[0]
+        first = t.holdout["model"].iloc[0]
+        out.append(
+            f"Repeat purchases ({tr.MODEL_NAMES[first]}, calibration until {t.calibration_end}): "
+            f"in the holdout period customers made {tot['actual']:.2f} repeat purchases each "
+            f"against {tot['predicted']:.2f} predicted "
+            f"({tot['predicted'] / tot['actual'] - 1:+.0%})."
+        )
+        out.append(
+            f"Gamma-Gamma spend model: p = {p[('gamma_gamma', 'p')]:.2f}, q = "
+            f"{p[('gamma_gamma', 'q')]:.2f}, gamma = {p[('gamma_gamma', 'v')]:.2f}; the "
+            f"{len(t.values):,} customers' transactional lifetime value is "
+            f"{t.values['clv'].sum():,.0f} over {years:g} years, and "
+            f"{t.values['p_alive'].mean():.0%} of them are expected to still be buying."
+        )
+    else:
+        out.append(f"Non-contractual value: not available for this dataset ({t.reason}).")
+    return out
+
+
+def _group(row: pd.Series, table: pd.DataFrame) -> str:
+    keys = [c for c in ("segment", "channel") if c in table.columns]
+    return " / ".join(str(row[k]) for k in keys) or "all"
+
+
+def months_to_units(months: float, time_unit_days: float) -> float:
+    """Months expressed in the summary's time unit."""
+    return months * DAYS_PER_MONTH / time_unit_days
