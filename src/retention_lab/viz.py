@@ -108,3 +108,96 @@ def show_table(
             formats[column] = "{:%Y-%m-%d}"
     styler = frame.style.hide(axis="index").format(formats, na_rep="—")
     return styler.set_caption(caption) if caption else styler
+
+
+# ------------------------------------------------------------ lifetime value
+def plot_value_distribution(
+    values: pd.DataFrame,
+    *,
+    value: str = "residual_value",
+    by: str = "segment",
+    ax: Axes | None = None,
+) -> Axes:
+    """Box plot of customer value by group (log scale, one box per group)."""
+    title = "Residual value of active customers by segment"
+    _require_columns(values, [value, by] if not values.empty else [], "plot_value_distribution")
+    ax = ax or plt.figure().gca()
+    if values.empty:
+        return _no_data(ax, title)
+    data = values[values[value] > 0]
+    sns.boxplot(data=data, x=value, y=by, orient="h", log_scale=True, showfliers=False, ax=ax)
+    ax.set(
+        title=title,
+        xlabel="Discounted expected margin over the horizon (currency units, log scale)",
+        ylabel=by.replace("_", " ").capitalize(),
+    )
+    return ax
+
+
+def plot_payback(curves: pd.DataFrame, *, hue: str = "channel", ax: Axes | None = None) -> Axes:
+    """Cumulative discounted margin of a new customer minus acquisition cost, by month."""
+    title = f"Payback of acquisition cost by {hue}"
+    _require_columns(curves, ["month", "net", hue] if not curves.empty else [], "plot_payback")
+    ax = ax or plt.figure().gca()
+    if curves.empty:
+        return _no_data(ax, title)
+    sns.lineplot(data=curves, x="month", y="net", hue=hue, ax=ax)
+    ax.axhline(0.0, color="0.3", linewidth=1, linestyle="--")
+    ax.set(
+        title=title,
+        xlabel="Months since signup",
+        ylabel="Cumulative discounted margin − acquisition cost (currency units)",
+    )
+    return ax
+
+
+def plot_value_at_risk(by_segment: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Bars of residual value and the part of it at risk, by segment."""
+    title = "Residual value and value at risk by segment"
+    cols = ["segment", "total_value", "value_at_risk"]
+    _require_columns(by_segment, cols if not by_segment.empty else [], "plot_value_at_risk")
+    ax = ax or plt.figure().gca()
+    if by_segment.empty:
+        return _no_data(ax, title)
+    long = by_segment.melt(id_vars="segment", value_vars=cols[1:], var_name="measure")
+    long["measure"] = long["measure"].map({"total_value": "value", "value_at_risk": "at risk"})
+    sns.barplot(data=long, y="segment", x="value", hue="measure", orient="h", ax=ax)
+    ax.set(title=title, xlabel="Discounted margin (currency units)", ylabel="Segment")
+    return ax
+
+
+def plot_holdout(holdout: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Mean holdout repeat purchases, actual against predicted, by calibration frequency."""
+    title = "Holdout check: repeat purchases by calibration frequency"
+    ax = ax or plt.figure().gca()
+    if holdout.empty:
+        return _no_data(ax, title)
+    _require_columns(holdout, ["frequency", "actual", "predicted", "model"], "plot_holdout")
+    data = holdout[holdout["frequency"] != "all"]
+    order = list(dict.fromkeys(data["frequency"]))
+    actual = data.drop_duplicates("frequency")
+    ax.plot(order, actual["actual"], marker="o", color="black", label="actual")
+    for model, g in data.groupby("model", sort=False):
+        ax.plot(
+            g["frequency"], g["predicted"], marker="s", linestyle="--", label=f"{model} predicted"
+        )
+    ax.legend()
+    ax.set(
+        title=title,
+        xlabel="Repeat purchases in the calibration period",
+        ylabel="Mean repeat purchases in the holdout (per customer)",
+    )
+    return ax
+
+
+def plot_truth_check(check: pd.DataFrame | None, *, ax: Axes | None = None) -> Axes:
+    """Mean residual value from the fitted model against the simulator's true model, by group."""
+    title = "Residual value: fitted model against the true parameters"
+    ax = ax or plt.figure().gca()
+    if check is None or check.empty:
+        return _no_data(ax, title)
+    _require_columns(check, ["group", "fitted", "true"], "plot_truth_check")
+    long = check.melt(id_vars="group", value_vars=["fitted", "true"], var_name="model")
+    sns.barplot(data=long, y="group", x="value", hue="model", orient="h", ax=ax)
+    ax.set(title=title, xlabel="Mean residual value per customer (currency units)", ylabel="Group")
+    return ax
