@@ -1,6 +1,6 @@
 """Time and peak memory of the survival stage on 1,000,000 simulated customers (tenure in months).
 
-Run with ``.venv/bin/python benchmarks/bench_survival.py [--customers N] [--months M]``.
+Run with ``.venv/bin/python benchmarks/bench_survival.py [--customers N] [--months M] [--full]``.
 
 The tables are simulated once and stored as Parquet under ``data/bench/`` (not
 timed); a fresh child process then loads them and runs ``survival.analyse`` with
@@ -44,7 +44,7 @@ def _prepare(folder: Path, customers: int, months: int, seed: int) -> None:
     (folder / "as_of.txt").write_text(data.as_of.isoformat())
 
 
-def _run_stage(folder: Path, seed: int) -> dict:
+def _run_stage(folder: Path, seed: int, full: bool) -> dict:
     import pandas as pd
 
     import retention_lab.survival as sv
@@ -57,6 +57,14 @@ def _run_stage(folder: Path, seed: int) -> dict:
     interventions = pd.read_parquet(folder / "interventions.parquet")
     rss_loaded = _peak_rss_gb()
     settings = SurvivalConfig()
+    if full:  # the Cox models and the validation on every customer; AFT and PH test keep samples
+        settings = settings.model_copy(
+            update={
+                "max_cox_customers": None,
+                "max_problem_customers": None,
+                "max_validation_customers": None,
+            }
+        )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -88,18 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--months", type=int, default=72)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="fit the Cox models and the validation on every customer",
+    )
     parser.add_argument("--stage-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.stage_only:
-        sys.stdout.write(json.dumps(_run_stage(args.stage_only, args.seed)) + "\n")
+        sys.stdout.write(json.dumps(_run_stage(args.stage_only, args.seed, args.full)) + "\n")
         return 0
     folder = DATA_DIR / "bench" / f"survival-{args.customers}-{args.months}-{args.seed}"
     t0 = time.perf_counter()
     _prepare(folder, args.customers, args.months, args.seed)
     prep = time.perf_counter() - t0
     child = subprocess.run(
-        [sys.executable, __file__, "--stage-only", str(folder), "--seed", str(args.seed)],
+        [sys.executable, __file__, "--stage-only", str(folder), "--seed", str(args.seed)]
+        + (["--full"] if args.full else []),
         capture_output=True,
         text=True,
         check=True,

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import NullFormatter
 
 from retention_lab.viz import _no_data, _require_columns
 
@@ -145,6 +146,12 @@ def plot_forest(
     )
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
+    low, high = data["hr_lower"].min(), data["hr_upper"].max()
+    ticks = [
+        t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10) if low / 1.2 <= t <= high * 1.2
+    ]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yticks(y, data["term"])
     ax.set(
         title=title, xlabel="Hazard ratio (log scale; per unit for numeric covariates)", ylabel=""
