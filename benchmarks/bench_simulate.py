@@ -42,11 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         "transactions": 0 if data.transactions is None else len(data.transactions),
         "intervention_outcomes": len(data.truth.intervention_outcomes),
     }
-    mem = sum(
-        getattr(data, n).memory_usage(deep=True).sum()
-        for n in ("customers", "problems", "interventions", "transactions")
-        if getattr(data, n) is not None
-    ) + data.truth.intervention_outcomes.memory_usage(deep=True).sum()
+    mem = (
+        sum(
+            getattr(data, n).memory_usage(deep=True).sum()
+            for n in ("customers", "problems", "interventions", "transactions")
+            if getattr(data, n) is not None
+        )
+        + data.truth.intervention_outcomes.memory_usage(deep=True).sum()
+    )
     lines = [
         f"{'measure':<28}{'value':>16}",
         f"{'customers simulated':<28}{args.customers:>16,}",

@@ -82,7 +82,10 @@ def test_ids_unique_dtypes_and_dates_within_window(data: SimulatedData):
     churned = c["end_date"].notna()
     assert (c.loc[churned, "end_date"] < as_of).all()
     assert (c.loc[churned, "end_date"] >= c.loc[churned, "signup_date"]).all()
-    assert c.loc[churned, "churn_reason"].notna().all() and c.loc[~churned, "churn_reason"].isna().all()
+    assert (
+        c.loc[churned, "churn_reason"].notna().all()
+        and c.loc[~churned, "churn_reason"].isna().all()
+    )
     assert set(c["segment"]) == {"mass", "business", "vip"}
     assert set(c["contract"]) == {"month-to-month", "one-year", "two-year"}
     assert c["age"].dtype == np.int64 and (c["monthly_fee"] > 0).all()
@@ -106,7 +109,11 @@ def test_events_belong_to_known_customers_while_active(data: SimulatedData, tabl
 def test_labels_cover_problem_types_instruments_and_assignments(data: SimulatedData):
     iv = data.interventions
     assert set(data.problems["problem_type"]) == {
-        "network", "billing", "price", "service", "competitor_offer"
+        "network",
+        "billing",
+        "price",
+        "service",
+        "competitor_offer",
     }
     assert data.problems["severity"].between(1, 3).all()
     assert set(iv["instrument"]) == set(INSTRUMENTS)
@@ -137,7 +144,9 @@ def test_truth_tables_have_the_documented_columns(data: SimulatedData):
     assert (t.log_hazard_ratios["log_hazard_ratio"].abs() >= 0.15).all()
     assert "contract" not in set(t.log_hazard_ratios["covariate"])
     assert list(t.problem_log_hazard_ratios.columns) == [
-        "problem_type", "log_hazard_ratio", "window_weeks"
+        "problem_type",
+        "log_hazard_ratio",
+        "window_weeks",
     ]
     effects = t.instrument_effects.set_index(["instrument", "problem_type", "segment"]).sort_index()
     assert (effects.loc["none", "log_hazard_effect"] == 0).all()
@@ -147,7 +156,9 @@ def test_truth_tables_have_the_documented_columns(data: SimulatedData):
     assert len(out) == len(INSTRUMENTS) * len(data.interventions)
     assert out["p_retained"].between(0, 1).all() and (out["expected_revenue"] > 0).all()
     np.testing.assert_allclose(out.groupby("intervention_id")["propensity"].sum(), 1.0)
-    random_ids = data.interventions.loc[data.interventions["assignment"] == "random", "intervention_id"]
+    random_ids = data.interventions.loc[
+        data.interventions["assignment"] == "random", "intervention_id"
+    ]
     np.testing.assert_allclose(
         out.loc[out["intervention_id"].isin(random_ids), "propensity"], 1 / len(INSTRUMENTS)
     )
@@ -172,7 +183,9 @@ def test_realised_bills_over_horizon_match_expected_revenue(data: SimulatedData,
     realised = tx.groupby("intervention_id")["amount"].sum()
     sub = sub.assign(revenue=sub["intervention_id"].map(realised).fillna(0.0))
     g = sub.groupby("instrument").agg(
-        n=("revenue", "size"), real=("revenue", "mean"), sd=("revenue", "std"),
+        n=("revenue", "size"),
+        real=("revenue", "mean"),
+        sd=("revenue", "std"),
         truth=("rev_assigned", "mean"),
     )
     z = (g["real"] - g["truth"]) / (g["sd"] / np.sqrt(g["n"]))
@@ -207,7 +220,11 @@ def _person_weeks(data: SimulatedData, customers: pd.DataFrame) -> pd.DataFrame:
     pos = pd.Series(np.arange(len(n)), index=customers["customer_id"].to_numpy())
     pr = data.problems[data.problems["customer_id"].isin(pos.index)]
     pc = pos[pr["customer_id"].to_numpy()].to_numpy()
-    pw = ((pr["date"].to_numpy() - customers["signup_date"].to_numpy()[pc]).astype("m8[D]").astype(int)) // 7
+    pw = (
+        (pr["date"].to_numpy() - customers["signup_date"].to_numpy()[pc])
+        .astype("m8[D]")
+        .astype(int)
+    ) // 7
     keep = pw < n[pc]
     pc, pw = pc[keep], pw[keep]
     diff = np.zeros(offset[-1] + 1, np.int64)
@@ -265,11 +282,17 @@ def test_shock_raises_competitor_offers_and_weakens_discounts():
     shock_date = pd.Timestamp(d.truth.parameters["shock_date"])
     assert shock_date == pd.Timestamp("2023-01-01")
     after = d.problems["date"] >= shock_date
-    share = d.problems.groupby(after)["problem_type"].apply(lambda s: (s == "competitor_offer").mean())
+    share = d.problems.groupby(after)["problem_type"].apply(
+        lambda s: (s == "competitor_offer").mean()
+    )
     assert share[True] > 1.5 * share[False]
     eff = d.truth.instrument_effects
-    disc = eff[(eff["instrument"] == "discount") & eff["problem_type"].isin(["price", "competitor_offer"])]
-    theta = disc.pivot_table(index=["problem_type", "segment"], columns="period", values="log_hazard_effect")
+    disc = eff[
+        (eff["instrument"] == "discount") & eff["problem_type"].isin(["price", "competitor_offer"])
+    ]
+    theta = disc.pivot_table(
+        index=["problem_type", "segment"], columns="period", values="log_hazard_effect"
+    )
     assert (theta["before"] < 0).all() and (theta["after"].abs() < theta["before"].abs()).all()
 
 
@@ -289,11 +312,14 @@ def test_write_simulation_round_trips_and_refuses_to_overwrite(small: SimulatedD
     out = tmp_path / "sim"
     write_simulation(small, out)
     for name in TABLES:
-        pd.testing.assert_frame_equal(_ids_as_arrow(pd.read_parquet(out / f"{name}.parquet")),
-                                      getattr(small, name))
+        pd.testing.assert_frame_equal(
+            _ids_as_arrow(pd.read_parquet(out / f"{name}.parquet")), getattr(small, name)
+        )
     truth = read_ground_truth(out)
     for name in GroundTruth.TABLES:
-        pd.testing.assert_frame_equal(_ids_as_arrow(getattr(truth, name)), getattr(small.truth, name))
+        pd.testing.assert_frame_equal(
+            _ids_as_arrow(getattr(truth, name)), getattr(small.truth, name)
+        )
     assert truth.parameters == json.loads(json.dumps(small.truth.parameters))
     assert truth.parameters["customer_id_dtype"] == "string"
     with pytest.raises(FileExistsError):

@@ -66,7 +66,13 @@ PROBLEM_SEGMENT_FACTOR = np.array(
 )
 PROBLEM_GAMMA = np.array([0.70, 0.35, 0.90, 0.25, 1.30])
 SEVERITY_P = np.array(
-    [[0.40, 0.40, 0.20], [0.60, 0.30, 0.10], [0.50, 0.35, 0.15], [0.55, 0.30, 0.15], [0.45, 0.40, 0.15]]
+    [
+        [0.40, 0.40, 0.20],
+        [0.60, 0.30, 0.10],
+        [0.50, 0.35, 0.15],
+        [0.55, 0.30, 0.15],
+        [0.45, 0.40, 0.15],
+    ]
 )
 # churn reason of a problem type: network, billing, price, service, competitor_offer
 PROBLEM_REASON = np.array([1, 2, 0, 2, 3])
@@ -81,7 +87,7 @@ GROSS_MARGIN = 0.60
 
 
 def theta_table(discount_after: float | None) -> np.ndarray:
-    """True instrument effects on the log hazard.
+    """Return the true instrument effects on the log hazard.
 
     Returns
     -------
@@ -162,7 +168,9 @@ def anniversary_day(start: np.datetime64, signup_day: np.ndarray, k: np.ndarray)
     return (day - start).astype(np.int64)
 
 
-def first_bill_on_or_after(start: np.datetime64, signup_day: np.ndarray, day: np.ndarray) -> np.ndarray:
+def first_bill_on_or_after(
+    start: np.datetime64, signup_day: np.ndarray, day: np.ndarray
+) -> np.ndarray:
     """Smallest ``k`` whose anniversary is on or after ``day`` (``day >= signup_day``)."""
     s_month = (start + signup_day.astype("timedelta64[D]")).astype("datetime64[M]")
     d_month = (start + day.astype("timedelta64[D]")).astype("datetime64[M]")
@@ -195,7 +203,9 @@ def _categorical(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray |
     return (u[:, None] >= cum[:, :-1]).sum(axis=1).astype(np.int8)
 
 
-def linear_predictor(pop_codes: dict[str, np.ndarray], age: np.ndarray, usage: np.ndarray) -> np.ndarray:
+def linear_predictor(
+    pop_codes: dict[str, np.ndarray], age: np.ndarray, usage: np.ndarray
+) -> np.ndarray:
     """``x . beta`` from the :data:`PH_TERMS` (numeric terms centred)."""
     xb = np.zeros(len(age))
     levels = {"segment": SEGMENTS, "plan": PLANS, "channel": CHANNELS}
@@ -359,7 +369,9 @@ def simulate_weeks(rng: np.random.Generator, pop: Population, model: WeekModel) 
         act = act[keep]
     p = [np.concatenate(x) for x in zip(*problems, strict=True)]
     c = [np.concatenate(x) for x in zip(*cases, strict=True)]
-    return History(end_day, reason, p[0], p[1], p[2].astype(np.int8), p[3].astype(np.int8), p[4], *c)
+    return History(
+        end_day, reason, p[0], p[1], p[2].astype(np.int8), p[3].astype(np.int8), p[4], *c
+    )
 
 
 # ------------------------------------------------------------ exact outcomes
@@ -412,7 +424,9 @@ def case_outcomes(
         g = np.zeros((week.size, horizon))
         for k, gamma in enumerate(PROBLEM_GAMMA):
             g += gamma * (j[None, :] < rem[:, k : k + 1])
-        base = np.exp(log_base[cases.contract[s][:, None], week[:, None] + j] + cases.xb[s][:, None] + g)
+        base = np.exp(
+            log_base[cases.contract[s][:, None], week[:, None] + j] + cases.xb[s][:, None] + g
+        )
         k0 = first_bill_on_or_after(start, cases.signup_day[s], cases.case_day[s])
         q = np.arange(n_bills)
         bill = anniversary_day(start, cases.signup_day[s][:, None], k0[:, None] + q)
@@ -427,7 +441,9 @@ def case_outcomes(
             cum = np.cumsum(lam, axis=1)
             p_out[s, a] = np.exp(-cum[:, -1])
             lam_b = lam[rows, wb]
-            alive = np.exp(-(cum[rows, wb] - lam_b)) * (np.exp(-lam_b) - np.expm1(-lam_b) * after_day)
+            alive = np.exp(-(cum[rows, wb] - lam_b)) * (
+                np.exp(-lam_b) - np.expm1(-lam_b) * after_day
+            )
             amount = bill_amount(cases.fee[s][:, None], (a == 1) & (q[None, :] < DISCOUNT_MONTHS))
             rev_out[s, a] = (alive * amount * valid).sum(axis=1)
     return p_out, rev_out

@@ -62,7 +62,9 @@ class MarketShock(BaseModel):
         2.5, gt=0, description="Multiplier of the monthly rate of competitor offers from then on"
     )
     discount_effect: float = Field(
-        0.4, ge=0, description="Multiplier of the discount's log-hazard effect from then on (weaker)"
+        0.4,
+        ge=0,
+        description="Multiplier of the discount's log-hazard effect from then on (weaker)",
     )
 
 
@@ -73,7 +75,9 @@ class SimulatorSettings(BaseModel):
 
     n_customers: int = Field(50_000, ge=10, description="Customers signed up over the window")
     start: date = Field(date(2020, 1, 1), description="First day of the simulated window")
-    months: int = Field(72, ge=12, le=240, description="Length of the window; as_of = start + months")
+    months: int = Field(
+        72, ge=12, le=240, description="Length of the window; as_of = start + months"
+    )
     randomised_share: float = Field(
         0.3, ge=0, le=1, description="Share of retention cases whose instrument is randomised"
     )
@@ -288,7 +292,9 @@ def _instrument_effects(theta: np.ndarray, shock: bool) -> pd.DataFrame:
     a, k, s, p = np.meshgrid(*(np.arange(d) for d in theta.shape), indexing="ij")
     keep = (p < 2) if shock else (p == 0)
     a, k, s, p = (x[keep] for x in (a, k, s, p))
-    period = np.array(["before", "after"], dtype=object)[p] if shock else np.full(a.size, "all", object)
+    period = (
+        np.array(["before", "after"], dtype=object)[p] if shock else np.full(a.size, "all", object)
+    )
     return pd.DataFrame(
         {
             "instrument": _labels(sm.INSTRUMENTS, a),
