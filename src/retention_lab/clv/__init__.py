@@ -42,8 +42,10 @@ from retention_lab.clv.summary import (
     analyse,
     analyse_contractual,
     analyse_transactions,
+    availability,
     compare_values,
     findings,
+    read_scores,
     value_table,
 )
 from retention_lab.clv.transactional import (
@@ -60,6 +62,7 @@ __all__ = [
     "analyse",
     "analyse_contractual",
     "analyse_transactions",
+    "availability",
     "calibration_holdout",
     "cdnow_calibration",
     "cdnow_transactions",
@@ -76,6 +79,7 @@ __all__ = [
     "fit_tenure_model",
     "holdout_check",
     "monthly_margin",
+    "read_scores",
     "new_customer_values",
     "renewal_table",
     "residual_values",

@@ -52,7 +52,7 @@ class ContractualValue:
     by_segment: pd.DataFrame = field(default_factory=pd.DataFrame)
     new_customers: pd.DataFrame = field(default_factory=pd.DataFrame)
     payback_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
-    truth_check: pd.DataFrame | None = None
+    truth_check: pd.DataFrame = field(default_factory=pd.DataFrame)
     renewals: pd.DataFrame = field(default_factory=pd.DataFrame)
     renewal_fit: pd.DataFrame = field(default_factory=pd.DataFrame)
     tenure_model: object = field(default=None, repr=False)
@@ -104,7 +104,7 @@ class ClvSummary:
                 mean_new_customer_value=_weighted(c.new_customers, "value"),
                 mean_new_customer_net_value=_weighted(c.new_customers, "net_value"),
             )
-            if c.truth_check is not None:
+            if not c.truth_check.empty:
                 total = c.truth_check[c.truth_check["group"] == "all"].iloc[0]
                 m["truth_value_ratio"] = float(total["ratio"])
         t = self.transactional
@@ -181,7 +181,7 @@ def analyse_contractual(
     new = ct.new_customer_values(
         sample, model, margin=ct.monthly_margin(sample, transactions, margin=margin), **opts
     )
-    truth_check = None
+    truth_check = pd.DataFrame()
     if truth is not None and "contract" in active.columns:
         true_model = ct.true_tenure_model(truth)
         true_values = ct.residual_values(
@@ -505,7 +505,7 @@ def findings(summary: ClvSummary) -> list[str]:
                     else f"(not within {summary.horizon_months} months)."
                 )
             )
-        if c.truth_check is not None:
+        if not c.truth_check.empty:
             all_row = c.truth_check[c.truth_check["group"] == "all"].iloc[0]
             worst = c.truth_check.iloc[(c.truth_check["ratio"] - 1).abs().argmax()]
             out.append(
@@ -553,3 +553,32 @@ def _group(row: pd.Series, table: pd.DataFrame) -> str:
 def months_to_units(months: float, time_unit_days: float) -> float:
     """Months expressed in the summary's time unit."""
     return months * DAYS_PER_MONTH / time_unit_days
+
+
+def read_scores(stage) -> pd.DataFrame | None:
+    """The survival stage's churn scores of this run (``survival/scores.parquet``), or None."""
+    from retention_lab.errors import MissingStageOutput
+
+    try:
+        return stage.read_output("survival", "scores")
+    except MissingStageOutput:
+        log.info("no survival scores in this run: the clv stage fits its own tenure model")
+        return None
+
+
+def availability(summary: ClvSummary) -> pd.DataFrame:
+    """Which parts of the stage ran on this dataset, and why a part did not.
+
+    Returns
+    -------
+    pandas.DataFrame
+        part, status ("computed" or "not available for this dataset"), reason.
+    """
+    rows = []
+    for part, result in (
+        ("contractual value (subscriptions)", summary.contractual),
+        ("non-contractual value (purchase log)", summary.transactional),
+    ):
+        status = "computed" if result.available else "not available for this dataset"
+        rows.append((part, status, result.reason))
+    return pd.DataFrame(rows, columns=["part", "status", "reason"])
