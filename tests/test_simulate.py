@@ -173,6 +173,59 @@ def test_realised_retention_per_arm_matches_p_retained(cases: pd.DataFrame, assi
     assert z.abs().max() < 4, z
 
 
+def test_realised_retention_is_calibrated_across_deciles_of_p_retained(cases: pd.DataFrame):
+    sub = cases[cases["observed"]]
+    decile = pd.qcut(sub["p_assigned"], 10, labels=False, duplicates="drop")
+    g = sub.groupby(decile).agg(
+        n=("retained", "size"), real=("retained", "mean"), truth=("p_assigned", "mean")
+    )
+    z = (g["real"] - g["truth"]) / np.sqrt(g["truth"] * (1 - g["truth"]) / g["n"])
+    assert (z**2).sum() < 29.6, z  # chi-square, 10 df, 0.999 quantile
+
+
+def _recomputed_p_retained(data: SimulatedData, case: pd.Series) -> pd.Series:
+    """p_retained of every arm of one case, rebuilt from the public tables and the truth."""
+    t = data.truth
+    cust = data.customers.set_index("customer_id").loc[case["customer_id"]]
+    xb = 0.0
+    for row in t.log_hazard_ratios.itertuples():
+        if row.level is None:
+            xb += row.log_hazard_ratio * (cust[row.covariate] - row.centre) / 10.0
+        else:
+            xb += row.log_hazard_ratio * (cust[row.covariate] == row.level)
+    w0 = (case["date"] - cust["signup_date"]).days // 7
+    gam = t.problem_log_hazard_ratios.set_index("problem_type")
+    window = int(gam["window_weeks"].iloc[0])
+    horizon = t.parameters["horizon_weeks"]
+    j = np.arange(horizon)
+    earlier = data.problems[
+        (data.problems["customer_id"] == case["customer_id"])
+        & (data.problems["date"] <= case["date"])
+        & (data.problems["date"] > case["date"] - pd.Timedelta(weeks=window))
+    ]
+    log_lam = np.full(horizon, xb)
+    for k, grp in earlier.groupby("problem_type"):
+        remaining = ((grp["date"] - case["date"]).dt.days // 7).max() + window
+        log_lam += gam.loc[k, "log_hazard_ratio"] * (j < remaining)
+    base = t.baseline_hazard.set_index(["contract", "tenure_week"])["weekly_hazard"]
+    lam0 = base.loc[cust["contract"]].loc[w0 + j].to_numpy() * np.exp(log_lam)
+    eff = t.instrument_effects
+    eff = eff[(eff["problem_type"] == case["problem_type"]) & (eff["segment"] == cust["segment"])]
+    theta = eff.set_index("instrument")["log_hazard_effect"]
+    return pd.Series(
+        {a: np.exp(-(lam0 * np.exp(theta[a] * (j < window))).sum()) for a in INSTRUMENTS}
+    )
+
+
+def test_p_retained_is_exact_given_the_truth_tables(data: SimulatedData, cases: pd.DataFrame):
+    sample = cases.sample(60, random_state=0)
+    for _, case in sample.iterrows():
+        expected = _recomputed_p_retained(data, case)
+        np.testing.assert_allclose(
+            case[INSTRUMENTS].astype(float), expected[INSTRUMENTS], rtol=1e-10
+        )
+
+
 def test_realised_bills_over_horizon_match_expected_revenue(data: SimulatedData, cases):
     horizon = pd.Timedelta(days=data.truth.parameters["horizon_days"])
     sub = cases[cases["observed"] & (cases["assignment"] == "random")]
@@ -321,7 +374,7 @@ def test_write_simulation_round_trips_and_refuses_to_overwrite(small: SimulatedD
             _ids_as_arrow(getattr(truth, name)), getattr(small.truth, name)
         )
     assert truth.parameters == json.loads(json.dumps(small.truth.parameters))
-    assert truth.parameters["customer_id_dtype"] == "string"
+    assert truth.parameters["customer_id_dtype"] == "string[pyarrow]"
     with pytest.raises(FileExistsError):
         write_simulation(small, out)
     (tmp_path / "empty").mkdir()

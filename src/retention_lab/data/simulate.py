@@ -349,7 +349,7 @@ def _parameters(
         "start": settings.start.isoformat(),
         "as_of": as_of.isoformat(),
         "shock_date": shock_date.isoformat() if shock_date else None,
-        "customer_id_dtype": str(CUSTOMER_ID_DTYPE),
+        "customer_id_dtype": "string[pyarrow]",
         "week_convention": "tenure week w covers [signup_date + 7w, signup_date + 7w + 7) days; "
         "problems and cases start on signup_date + 7w; churn day uniform within the week",
         "weekly_churn_probability": "1 - exp(weekly_hazard * exp(x.beta + sum gamma + theta))",
@@ -407,6 +407,13 @@ def simulate(
         customer_id, problem_id, date, instrument, assignment, problem_type,
         cost), ``transactions`` (customer_id, date, amount; None when
         ``settings.transactions`` is False), ``as_of`` and ``truth``.
+
+    Notes
+    -----
+    Uplift outcome: a case dated ``d`` is retained when ``end_date`` is NaT or
+    ``end_date >= d + horizon_days``; it is observed only when
+    ``d + horizon_days <= as_of``, but ``truth.intervention_outcomes`` gives
+    ``p_retained`` for every case and arm.
     """
     settings = settings or SimulatorSettings()
     t0 = time.perf_counter()
