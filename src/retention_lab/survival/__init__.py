@@ -10,7 +10,8 @@ The stage's library (``notebooks/01_survival.ipynb`` calls it):
 - validation: ``validate``, ``brier_scores``, ``calibration_at``, ``compare_to_truth``;
 - scores: ``score_active`` (churn risk within the horizon given the tenure survived);
 - the whole stage: ``analyse`` -> ``SurvivalSummary`` and ``findings``;
-- plots: ``plot_km``, ``plot_hazard``, ``plot_cif``, ``plot_forest``, ``plot_calibration``,
+- plots: ``plot_km``, ``plot_hazard``, ``plot_cif``, ``plot_cif_panels``, ``plot_forest``,
+  ``plot_calibration``,
   ``plot_truth``.
 
 Time is tenure in months; churn is the event; active customers are censored.
@@ -27,6 +28,7 @@ from retention_lab.survival.descriptive import (
 from retention_lab.survival.plots import (
     plot_calibration,
     plot_cif,
+    plot_cif_panels,
     plot_forest,
     plot_hazard,
     plot_km,
@@ -82,6 +84,7 @@ __all__ = [
     "ph_test",
     "plot_calibration",
     "plot_cif",
+    "plot_cif_panels",
     "plot_forest",
     "plot_hazard",
     "plot_km",

@@ -7,10 +7,13 @@ title and labelled axes with units, and never call ``plt.show()``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from retention_lab.viz import _no_data, _require_columns
@@ -106,9 +109,13 @@ def plot_cif(
     grouping: str = "all",
     group: str = "all",
     title: str | None = None,
+    reasons: Sequence[str] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """Cumulative incidence of churn by reason (competing risks), stacked to show the total."""
+    """Cumulative incidence of churn by reason (competing risks), stacked to show the total.
+
+    ``reasons`` fixes the stacking order and colours (default: largest first).
+    """
     _require_columns(cif, ["grouping", "group", "churn_reason", "time_months", "cif"], "plot_cif")
     ax = _axes(ax)
     title = title or "Cumulative incidence of churn by reason"
@@ -120,11 +127,51 @@ def plot_cif(
         .ffill()
         .fillna(0.0)
     )
-    order = wide.iloc[-1].sort_values(ascending=False).index
-    ax.stackplot(wide.index, *[wide[c] for c in order], labels=list(order), alpha=0.8)
+    order = list(reasons) if reasons else list(wide.iloc[-1].sort_values(ascending=False).index)
+    wide = wide.reindex(columns=order, fill_value=0.0)
+    ax.stackplot(wide.index, *[wide[c] for c in order], labels=order, alpha=0.8)
     ax.set(title=title, xlabel="Tenure (months)", ylabel="Share of customers churned")
     ax.legend(title="reason", fontsize=8, loc="upper left")
     return ax
+
+
+def plot_cif_panels(cif: pd.DataFrame, *, grouping: str = "segment") -> Figure:
+    """One stacked cumulative-incidence panel per level of ``grouping`` (shared axes)."""
+    _require_columns(
+        cif, ["grouping", "group", "churn_reason", "time_months", "cif"], "plot_cif_panels"
+    )
+    groups = sorted(cif.loc[cif["grouping"] == grouping, "group"].unique())
+    fig, axes = plt.subplots(
+        1, max(len(groups), 1), figsize=(4 * max(len(groups), 1), 4), sharey=True, squeeze=False
+    )
+    if not groups:
+        _no_data(axes[0, 0], f"Churn by reason and {grouping.replace('_', ' ')}")
+        return fig
+    reasons = (
+        cif.sort_values("time_months")
+        .groupby("churn_reason")["cif"]
+        .last()
+        .sort_values(ascending=False)
+        .index.tolist()
+    )
+    for ax, group in zip(axes[0], groups, strict=True):
+        plot_cif(
+            cif,
+            grouping=grouping,
+            group=group,
+            title=f"{grouping.replace('_', ' ')}: {group}",
+            reasons=reasons,
+            ax=ax,
+        )
+    for ax in axes[0, 1:]:
+        ax.set_ylabel("")
+        ax.get_legend().remove()
+    fig.suptitle(
+        f"Cumulative incidence of churn by reason and {grouping.replace('_', ' ')}",
+        fontweight="bold",
+    )
+    fig.tight_layout()
+    return fig
 
 
 def plot_forest(
