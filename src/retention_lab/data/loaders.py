@@ -142,6 +142,30 @@ def validate_tables(
     return Tables(as_of=as_of_ts.date(), files=files, **valid)
 
 
+def snapshot(raw: dict[str, pd.DataFrame | None], as_of: date) -> dict[str, pd.DataFrame | None]:
+    """The tables as they looked at an earlier date ``as_of``.
+
+    Customers who signed up later are dropped, later events are dropped, and a
+    churn after ``as_of`` is not yet known (end date and reason cleared). Used to
+    observe one simulated market at several snapshot dates, as scheduled runs do.
+    """
+    cutoff = pd.Timestamp(as_of)
+    customers = raw["customers"]
+    customers = customers.loc[customers["signup_date"] <= cutoff].copy()
+    unknown_yet = customers["end_date"] > cutoff
+    customers.loc[unknown_yet, "end_date"] = pd.NaT
+    if "churn_reason" in customers.columns:
+        customers.loc[unknown_yet, "churn_reason"] = None
+    known = customers["customer_id"]
+    cut = {"customers": customers}
+    for name in ("problems", "interventions", "transactions"):
+        frame = raw.get(name)
+        if frame is not None:
+            keep = (frame["date"] <= cutoff) & frame["customer_id"].isin(known)
+            cut[name] = frame.loc[keep]
+    return cut
+
+
 def load_tables(data_config: DataConfig, *, random_state: int) -> tuple[Tables, GroundTruth | None]:
     """Load the dataset a run configuration names, validated; ground truth when simulated."""
     if data_config.source == "simulator":
@@ -149,7 +173,7 @@ def load_tables(data_config: DataConfig, *, random_state: int) -> tuple[Tables, 
 
         simulated = simulate(data_config.simulator, random_state=random_state)
         as_of = data_config.as_of or simulated.as_of
-        raw = {name: getattr(simulated, name) for name in TABLES}
+        raw = snapshot({name: getattr(simulated, name) for name in TABLES}, as_of)
         return validate_tables(raw, as_of=as_of), simulated.truth
     raw, files = read_tables_from(data_config)
     tables = validate_tables(
