@@ -146,7 +146,7 @@ def plot_payback(curves: pd.DataFrame, *, hue: str = "channel", ax: Axes | None 
     ax.set(
         title=title,
         xlabel="Months since signup",
-        ylabel="Cumulative discounted margin − acquisition cost (currency units)",
+        ylabel="Cum. margin − acquisition cost\n(discounted, currency units)",
     )
     return ax
 
