@@ -492,3 +492,17 @@ def test_samples_drawn_with_the_run_seed_do_not_replay_the_simulator():
         shares = sample["segment"].value_counts(normalize=True)
         expected = customers["segment"].value_counts(normalize=True)
         assert np.allclose(shares[expected.index], expected, atol=0.02)
+
+
+def test_a_level_missing_from_the_fitted_sample_is_scored_as_the_reference(rng):
+    n = 2000
+    t, e = exponential(rng, n, 0.05, censor_at=30)
+    frame = customers_from(t, e, plan=rng.choice(["a", "b"], n), contract="x")
+    cox = sv.fit_cox(frame, covariates=["plan"], strata=["contract"])
+    new = frame[~frame["churned"]].head(3).assign(plan=["a", "b", "c"])
+    with pytest.warns(StatisticalWarning, match="scored as the reference level"):
+        scores = sv.score_active(cox, new, horizon_months=12)
+    reference = cox.design.references["plan"]
+    assert scores["p_churn_horizon"].iloc[2] == pytest.approx(
+        scores["p_churn_horizon"].iloc[["a", "b"].index(reference)]
+    )

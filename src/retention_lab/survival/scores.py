@@ -37,7 +37,11 @@ def baseline_cumulative_hazard(cox: CoxResult, grid: np.ndarray) -> dict[str, np
 
 
 def linear_predictor(cox: CoxResult, customers: pd.DataFrame) -> np.ndarray:
-    """Centred linear predictor ``(x - mean) . beta`` with the fitted model's coding."""
+    """Centred linear predictor ``(x - mean) . beta`` with the fitted model's coding.
+
+    A categorical level the model never saw (e.g. too rare to be in the fitted
+    sample) is scored as the reference level, with a ``StatisticalWarning``.
+    """
     design = cox.design
     levels = {
         cov: list(g["level"]) + [design.references[cov]]
@@ -47,11 +51,12 @@ def linear_predictor(cox: CoxResult, customers: pd.DataFrame) -> np.ndarray:
     for cov, allowed in levels.items():
         unknown = ~customers[cov].astype(str).isin(allowed)
         if unknown.any():
-            raise DataError(
-                file="customers",
-                column=cov,
-                rows=customers.loc[unknown, "customer_id"].tolist(),
-                expected=f"a level the model was fitted on ({sorted(allowed)})",
+            warnings.warn(
+                f"{int(unknown.sum()):,} customers have a {cov} level the model was not fitted on "
+                f"({sorted(customers.loc[unknown, cov].astype(str).unique())[:5]}); they are "
+                f"scored as the reference level {design.references[cov]!r}",
+                StatisticalWarning,
+                stacklevel=3,
             )
     X = design_matrix(customers, covariates, references=design.references, levels=levels).X
     beta = cox.model.params_
