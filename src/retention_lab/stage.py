@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,6 +153,10 @@ def store_tables(run_dir: Path, config: RunConfig) -> dict:
     return json.loads(meta_file.read_text())
 
 
+def _reviewer_warning(message, category, filename, lineno, line=None) -> str:
+    return f"{category.__name__}: {message}\n"
+
+
 def _resolve(path: str) -> Path:
     candidate = Path(path)
     return candidate if candidate.is_absolute() else PROJ_ROOT / candidate
@@ -168,8 +173,11 @@ def open_stage(
     """Open a stage from the notebook parameters.
 
     Relative paths are taken from the project root, so a notebook runs the same
-    from JupyterLab and from the runner.
+    from JupyterLab and from the runner. Warnings in the notebook are shown as
+    ``Category: message``, without the kernel's temporary file paths, since
+    reviewers read them in the report.
     """
+    warnings.formatwarning = _reviewer_warning
     config = load_config(_resolve(config_file))
     folder = _resolve(run_dir) if run_dir else DATA_DIR / "scratch" / config.name
     folder.mkdir(parents=True, exist_ok=True)
