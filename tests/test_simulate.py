@@ -384,3 +384,15 @@ def test_write_simulation_round_trips_and_refuses_to_overwrite(small: SimulatedD
 def test_transactions_can_be_switched_off():
     d = simulate(SimulatorSettings(n_customers=500, months=24, transactions=False), random_state=0)
     assert d.transactions is None
+
+
+def test_a_market_without_retention_cases_simulates_and_loads_without_that_table():
+    from retention_lab.config import parse_config
+    from retention_lab.data import load_tables
+
+    data = simulate(SimulatorSettings(n_customers=300, intervention_rate=0.0), random_state=1)
+    assert len(data.interventions) == 0 and len(data.truth.intervention_outcomes) == 0
+    config = parse_config({"name": "x", "data": {"simulator": {"n_customers": 300,
+                                                               "intervention_rate": 0.0}}})
+    tables, _ = load_tables(config.data, random_state=1)
+    assert tables.interventions is None and tables.problems is not None

@@ -174,6 +174,8 @@ def load_tables(data_config: DataConfig, *, random_state: int) -> tuple[Tables, 
         simulated = simulate(data_config.simulator, random_state=random_state)
         as_of = data_config.as_of or simulated.as_of
         raw = snapshot({name: getattr(simulated, name) for name in TABLES}, as_of)
+        # a market simulated without retention cases (or problems) has no such table
+        raw = {name: frame for name, frame in raw.items() if frame is None or len(frame)}
         return validate_tables(raw, as_of=as_of), simulated.truth
     raw, files = read_tables_from(data_config)
     tables = validate_tables(

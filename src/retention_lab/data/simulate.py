@@ -167,8 +167,9 @@ def _ids(prefix: str, n: int, width: int = 7) -> pa.Array:
 
 
 def _id_column(ids: pa.Array, index: np.ndarray | None = None) -> pd.arrays.ArrowStringArray:
-    arr = ids if index is None else ids.take(pa.array(index))
-    return pd.arrays.ArrowStringArray(pa.chunked_array([arr]))
+    arr = ids if index is None else ids.take(pa.array(index, type=pa.int64()))
+    # an empty id column arrives with Arrow's null type; name the string type explicitly
+    return pd.arrays.ArrowStringArray(pa.chunked_array([arr.cast(pa.string())]))
 
 
 def _labels(names: tuple[str, ...], codes: np.ndarray) -> np.ndarray:
