@@ -57,3 +57,12 @@ def test_interactive_use_works_in_a_scratch_folder(monkeypatch, tmp_path, config
     stage = open_stage("data", config_file=str(config_file))
     assert stage.run_dir == tmp_path / "data" / "scratch" / "test"
     assert stage.mlflow_run_id is None
+
+
+def test_each_stage_gets_its_own_reproducible_random_state(tmp_path, config_file):
+    survival = open_stage("survival", config_file=str(config_file), run_dir=str(tmp_path))
+    uplift = open_stage("uplift", config_file=str(config_file), run_dir=str(tmp_path))
+    again = open_stage("survival", config_file=str(config_file), run_dir=str(tmp_path))
+    assert survival.random_state == again.random_state
+    assert survival.random_state != uplift.random_state
+    assert survival.random_state != survival.config.seed

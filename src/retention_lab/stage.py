@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from retention_lab import tracking
@@ -49,6 +51,17 @@ class StageContext:
         path = self.run_dir / self.name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def random_state(self) -> int:
+        """Seed for this stage's random choices, derived from the run's seed and the stage name.
+
+        Each stage gets its own stream: reusing ``config.seed`` itself would replay
+        the simulator's draws (a "random" sample would not be random with respect
+        to the simulated data).
+        """
+        entropy = [self.config.seed, zlib.crc32(self.name.encode())]
+        return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
     @property
     def tracking_uri(self) -> str:
