@@ -119,19 +119,17 @@ def _period(days: np.ndarray, freq: str) -> np.ndarray:
     raise ValueError(f"freq must be 'D' or 'W', got {freq!r}")
 
 
-def _short_ids(ids: pd.Series) -> np.ndarray | None:
-    """Identifiers of at most 8 ASCII bytes as big-endian integers (same order), else None.
+MAX_DENSE_CODES = 2**25
 
-    Zero-padded big-endian bytes compare like the strings, so sorting the
-    integers sorts the identifiers; this avoids hashing ten million strings.
-    """
+
+def _id_bytes(ids: pd.Series, max_width: int = 16) -> np.ndarray | None:
+    """ASCII identifiers as a zero-padded byte matrix (rows, width), else None."""
+    import pyarrow as pa
+
     try:
-        import pyarrow as pa
-
-        arr = pa.chunked_array(
-            pa.array(ids.array) if not hasattr(ids.array, "_pa_array") else ids.array._pa_array
-        ).combine_chunks()
-    except (TypeError, ValueError, ImportError, pa.ArrowException):
+        arr = ids.array._pa_array if hasattr(ids.array, "_pa_array") else pa.array(ids.array)
+        arr = pa.chunked_array([arr] if isinstance(arr, pa.Array) else arr).combine_chunks()
+    except (TypeError, ValueError, pa.ArrowException):
         return None
     if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return None
@@ -139,36 +137,88 @@ def _short_ids(ids: pd.Series) -> np.ndarray | None:
     offsets = np.frombuffer(arr.buffers()[1], dtype=offset_type)[
         arr.offset : arr.offset + len(arr) + 1
     ]
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
     lengths = np.diff(offsets)
-    if lengths.size == 0 or lengths.max() > 8 or lengths.min() < 1:
+    if lengths.size == 0 or lengths.max() > max_width or lengths.min() < 1:
         return None
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
     used = data[offsets[0] : offsets[-1]]
     if (used == 0).any() or (used > 127).any():
         return None
-    out = np.zeros(len(arr), dtype=np.uint64)
-    for j in range(int(lengths.max())):  # at most 8 passes over the column
+    width = int(lengths.max())
+    if lengths.min() == width:  # fixed-width identifiers: one reshape
+        return used.reshape(len(arr), width)
+    block = np.zeros((len(arr), width), dtype=np.uint8)
+    for j in range(width):  # at most max_width passes over the column
         has = lengths > j
-        byte = np.zeros(len(arr), dtype=np.uint64)
-        byte[has] = data[offsets[:-1][has] + j]
-        out |= byte << np.uint64(8 * (7 - j))
-    return out
+        block[has, j] = data[offsets[:-1][has] + j]
+    return block
 
 
-def _decode_short(values: np.ndarray) -> np.ndarray:
-    return values.astype(">u8").view("S8").astype("U8").astype(object)
+def _dense_codes(block: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Order-preserving mixed-radix integer per identifier when the id space is small.
+
+    Each position's alphabet is the set of bytes seen there (the zero padding of
+    shorter ids sorts first), so ``C0000001``-style ids map to integers below a
+    few million; counting and ranking then need no sort and no hash at all.
+    """
+    n, width = block.shape
+    block = np.asfortranarray(block)  # contiguous columns
+    alphabets, radices = [], []
+    for j in range(width):
+        seen = np.bincount(block[:, j], minlength=256) > 0
+        alphabets.append(np.flatnonzero(seen).astype(np.uint8))
+        radices.append(int(seen.sum()))
+    size = int(np.prod([float(r) for r in radices]))
+    if size > MAX_DENSE_CODES:
+        return None
+    dense = np.zeros(n, dtype=np.int64)
+    mult = 1
+    mults = [0] * width
+    for j in reversed(range(width)):
+        mults[j] = mult
+        if radices[j] > 1:
+            lut = np.zeros(256, dtype=np.int64)
+            lut[alphabets[j]] = np.arange(radices[j]) * mult
+            dense += lut[block[:, j]]
+        mult *= radices[j]
+    present = np.bincount(dense, minlength=size) > 0
+    rank = (np.cumsum(present, dtype=np.int64) - 1).astype(np.int32 if size < 2**31 else np.int64)
+    index = np.flatnonzero(present)
+    out = np.empty((len(index), width), dtype=np.uint8)
+    for j in range(width):
+        out[:, j] = alphabets[j][(index // mults[j]) % radices[j]]
+    uniques = out.view(f"S{width}").ravel().astype(f"U{width}").astype(object)
+    return rank[dense], uniques
 
 
-def _factorize_ids(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes of customer ids, numbered in sorted order, and the sorted unique ids."""
+def _encode_ids(ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Integer codes of customer ids numbered in sorted order, the sorted unique ids, a row order.
+
+    ASCII identifiers are encoded from their bytes, without hashing ten million
+    strings: from a small id space by a mixed-radix code, else (up to 8 bytes)
+    as big-endian integers sorted once, in which case the rows come back in
+    that order (``order``, to apply to the other columns). Other identifiers are
+    factorized as strings and keep their order (``None``).
+    """
     if isinstance(ids.dtype, pd.CategoricalDtype):
         ids = ids.astype(str)
-    short = _short_ids(ids)
-    if short is not None:
-        codes, uniques = pd.factorize(short, sort=True)
-        return codes, _decode_short(np.asarray(uniques))
+    block = _id_bytes(ids)
+    if block is not None:
+        dense = _dense_codes(block)
+        if dense is not None:
+            return dense[0], dense[1], None
+    if block is not None and block.shape[1] <= 8:
+        padded = np.zeros((len(block), 8), dtype=np.uint8)
+        padded[:, : block.shape[1]] = block
+        short = padded.view(">u8").ravel().astype(np.uint64)
+        order = np.argsort(short)
+        ordered = short[order]
+        start = np.r_[True, ordered[1:] != ordered[:-1]]
+        codes = np.cumsum(start) - 1
+        uniques = ordered[start].astype(">u8").view("S8").astype("U8").astype(object)
+        return codes, uniques, order
     codes, uniques = pd.factorize(ids, sort=True)
-    return codes, np.asarray(uniques, dtype=object)
+    return codes, np.asarray(uniques, dtype=object), None
 
 
 def rfm_summary(
@@ -205,8 +255,10 @@ def rfm_summary(
     end_day = days.max() if observation_end is None else _days([observation_end])[0]
     end_period = _period(np.array([end_day]), freq)[0]
     period = _period(days, freq)
-    codes, uniques = _factorize_ids(transactions["customer_id"])
+    codes, uniques, order = _encode_ids(transactions["customer_id"])
     amount = transactions["amount"].to_numpy(float)
+    if order is not None:
+        period, amount = period[order], amount[order]
     keep = period <= end_period  # as lifetimes: the whole period of observation_end counts
     if not keep.all():
         codes, period, amount = codes[keep], period[keep], amount[keep]
@@ -227,21 +279,21 @@ def rfm_summary(
             n_cust = len(uniques)
     p0 = period.min() if period.size else 0
     span = (period.max() - p0 + 1) if period.size else 1
-    key = codes.astype(np.int64) * span + (period - p0)
-    # one row per (customer, period): hash-based, no sort of the whole log
-    pair_codes, pair_key = pd.factorize(key)
-    pair_amount = np.bincount(pair_codes, weights=amount, minlength=len(pair_key))
+    # one entry per (customer, period) from one sort of integer keys (no hashing)
+    key = np.sort(codes.astype(np.int64) * span + (period - p0))
+    pair_key = key[np.r_[True, key[1:] != key[:-1]]] if key.size else key
     pair_cust = pair_key // span
     pair_period = pair_key % span + p0
     count = np.bincount(pair_cust, minlength=n_cust)
+    has = count > 0
+    ends = np.cumsum(count)
     first = np.full(n_cust, np.iinfo(np.int64).max)
     last = np.full(n_cust, np.iinfo(np.int64).min)
-    np.minimum.at(first, pair_cust, pair_period)
-    np.maximum.at(last, pair_cust, pair_period)
-    has = count > 0
-    total = np.bincount(pair_cust, weights=pair_amount, minlength=n_cust)
-    is_first = pair_period == first[pair_cust]
-    first_amount = np.bincount(pair_cust[is_first], weights=pair_amount[is_first], minlength=n_cust)
+    first[has] = pair_period[(ends - count)[has]]
+    last[has] = pair_period[(ends - 1)[has]]
+    total = np.bincount(codes, weights=amount, minlength=n_cust)
+    in_first = period == first[codes]
+    first_amount = np.bincount(codes[in_first], weights=amount[in_first], minlength=n_cust)
     if first_purchase is not None:
         birth = pd.Series(
             _period(_days(first_purchase.to_numpy()), freq), index=first_purchase.index
