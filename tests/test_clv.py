@@ -431,3 +431,28 @@ def test_contractual_part_explains_why_it_is_unavailable():
     result = clv.analyse_contractual(customers)
     assert not result.available and "monthly fee" in result.reason
     assert ct.contractual_available(customers) == result.reason
+
+
+@pytest.mark.slow
+def test_cdnow_as_the_pipeline_reads_it_gives_the_published_bg_nbd():
+    """The CDNOW data source drops $0 purchase days from the transactions but keeps them as
+    signups; taking the signup as the first purchase restores the paper's calibration."""
+    tx = clv.cdnow_transactions()
+    daily = tx.groupby(["customer_id", "date"], as_index=False)["amount"].sum()
+    customers = (
+        daily.groupby("customer_id", as_index=False)["date"]
+        .min()
+        .rename(columns={"date": "signup_date"})
+    )
+    result = clv.analyse_transactions(
+        daily[daily["amount"] > 0],
+        customers=customers,
+        as_of="1998-07-01",
+        holdout_months=9,
+        models=["bg_nbd"],
+    )
+    assert result.available and result.calibration_end == "1997-09-30"
+    params = result.parameters.set_index(["model", "parameter"])["value"].round(3)
+    assert params["bg_nbd"].to_dict() == {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    assert params["gamma_gamma"].round(2).to_dict() == {"p": 6.25, "q": 3.74, "v": 15.44}
+    assert len(result.values) == 2357
