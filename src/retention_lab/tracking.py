@@ -156,3 +156,80 @@ def child_runs(tracking_uri: str, parent_run_id: str) -> list:
     return client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
     )
+
+
+# ------------------------------------------------------------------ reading history
+PIPELINE_KIND_TAG = "retention_lab.kind"
+
+
+def parent_of(tracking_uri: str, run_id: str) -> str | None:
+    """The parent run id of a (stage) run, or ``None`` for a top-level run."""
+    return _client(tracking_uri).get_run(run_id).data.tags.get(PARENT_TAG)
+
+
+def run_summary(tracking_uri: str, run_id: str) -> dict:
+    """One run as plain data: run_id, experiment_id, status, start_time (ms), tags, metrics, params."""
+    run = _client(tracking_uri).get_run(run_id)
+    return _as_dict(run)
+
+
+def _as_dict(run) -> dict:
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "tags": dict(run.data.tags),
+        "metrics": dict(run.data.metrics),
+        "params": dict(run.data.params),
+    }
+
+
+def earlier_pipeline_runs(
+    tracking_uri: str, run_id: str, *, max_runs: int = 10, status: str = "FINISHED"
+) -> list[dict]:
+    """Finished pipeline runs of ``run_id``'s experiment that started before it, newest first.
+
+    ``run_id`` is a pipeline (parent) run; only runs tagged
+    ``retention_lab.kind=pipeline`` with ``status`` count. Each run is a dict as
+    in ``run_summary``.
+    """
+    client = _client(tracking_uri)
+    current = client.get_run(run_id)
+    runs = client.search_runs(
+        [current.info.experiment_id],
+        filter_string=(
+            f"tags.`{PIPELINE_KIND_TAG}` = 'pipeline' and attributes.status = '{status}' "
+            f"and attributes.start_time < {current.info.start_time}"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=max_runs,
+    )
+    return [_as_dict(run) for run in runs if run.info.run_id != run_id]
+
+
+def stage_runs(tracking_uri: str, parent_run_id: str) -> dict[str, dict]:
+    """The stage (child) runs of a pipeline run by stage name, each as in ``run_summary``."""
+    out = {}
+    for run in child_runs(tracking_uri, parent_run_id):
+        stage = run.data.tags.get("stage")
+        if stage:
+            out[stage] = _as_dict(run)
+    return out
+
+
+def read_table(tracking_uri: str, run_id: str, name: str):
+    """The table a stage saved (artifact ``tables/<name>.parquet``), or ``None`` if absent."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        present = {a.path for a in client.list_artifacts(run_id, "tables")}
+    except MlflowException:
+        return None
+    if f"tables/{name}.parquet" not in present:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, f"tables/{name}.parquet", tmp)
+        return pd.read_parquet(path)

@@ -1,0 +1,59 @@
+"""Run-over-run monitoring: which estimates went stale since the previous scheduled runs.
+
+The stage's library (``notebooks/05_monitoring.ipynb`` calls it):
+
+- profile: ``input_profile`` (key feature distributions, recent problem rates and
+  churn-reason mix, measured on the run's tables and stored for the next run);
+- history: ``current_outputs`` (the run in progress, from its folder) and
+  ``earlier_outputs`` (finished earlier runs of the experiment, from MLflow);
+- quantities: ``run_quantities`` turns a run's metrics and tables into one long table;
+- compare: ``compare_quantities``, ``compare_distributions``, ``psi``, ``holm``,
+  ``flag_changes`` (the flag rule), ``trends``, ``rank_flags``;
+- the whole stage: ``analyse`` -> ``MonitorSummary`` and ``findings``.
+"""
+
+from retention_lab.monitor.compare import (
+    compare_distributions,
+    compare_quantities,
+    flag_changes,
+    holm,
+    psi,
+    rank_flags,
+    trends,
+)
+from retention_lab.monitor.history import current_outputs, earlier_outputs
+from retention_lab.monitor.profile import input_profile
+from retention_lab.monitor.quantities import (
+    QUANTITY_COLUMNS,
+    RunOutputs,
+    effect_quantities,
+    profile_quantities,
+    run_quantities,
+    survival_quantities,
+    value_quantities,
+)
+from retention_lab.monitor.summary import MonitorSummary, analyse, describe, findings
+
+__all__ = [
+    "QUANTITY_COLUMNS",
+    "MonitorSummary",
+    "RunOutputs",
+    "analyse",
+    "compare_distributions",
+    "compare_quantities",
+    "current_outputs",
+    "describe",
+    "earlier_outputs",
+    "effect_quantities",
+    "findings",
+    "flag_changes",
+    "holm",
+    "input_profile",
+    "profile_quantities",
+    "psi",
+    "rank_flags",
+    "run_quantities",
+    "survival_quantities",
+    "trends",
+    "value_quantities",
+]

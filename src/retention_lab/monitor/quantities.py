@@ -1,0 +1,227 @@
+"""The monitored quantities of one run, in one long table.
+
+Each stage's outputs (its logged metrics and the tables it saved with
+``stage.save_table``) become rows of the same shape, so that comparing runs is
+one operation whatever the stage:
+
+stage, family, quantity, group, estimate, se, lower, upper, scale, n, unit
+
+``se`` is the standard error on the comparison ``scale`` ("linear", or "log"
+for ratios and rates, where estimates are compared as logarithms); ``lower``
+and ``upper`` are the 95% interval on the natural scale. A quantity whose stage
+gives no interval has ``se`` NaN: it is shown and its change reported, but it
+cannot raise a statistical flag (see ``compare``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+Z95 = 1.959963984540054
+QUANTITY_COLUMNS = [
+    "stage",
+    "family",
+    "quantity",
+    "group",
+    "estimate",
+    "se",
+    "lower",
+    "upper",
+    "scale",
+    "n",
+    "unit",
+]
+# the tables the monitor reads from each stage's run, when the stage saved them
+TABLES_READ: dict[str, tuple[str, ...]] = {
+    "survival": ("hazard_ratios", "threats"),
+    "uplift": ("effects",),
+    "clv": ("values",),
+    "monitoring": ("input_profile",),
+}
+EFFECT_COLUMNS = ("effect", "estimate", "uplift", "ate", "log_hazard_effect")
+
+
+@dataclass
+class RunOutputs:
+    """What one pipeline run left behind: metrics and tables per stage.
+
+    ``tables`` maps ``(stage, name)`` to a DataFrame; ``started`` is the run's
+    start (or the current time for the run in progress); ``as_of`` the data's
+    snapshot date when known.
+    """
+
+    run_id: str | None
+    started: pd.Timestamp
+    as_of: str = ""
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    tables: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """How a reviewer recognises the run: its snapshot date, else its start."""
+        return self.as_of or f"{self.started:%Y-%m-%d %H:%M}"
+
+    def table(self, stage: str, name: str) -> pd.DataFrame | None:
+        """A saved table, or ``None``."""
+        return self.tables.get((stage, name))
+
+
+def _rows(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=QUANTITY_COLUMNS)
+    return frame.astype({"estimate": float, "se": float, "lower": float, "upper": float, "n": float})
+
+
+def _row(stage, family, quantity, group, estimate, *, se=np.nan, lower=np.nan, upper=np.nan,
+         scale="linear", n=np.nan, unit="") -> dict:
+    return dict(
+        stage=stage, family=family, quantity=quantity, group=group, estimate=estimate, se=se,
+        lower=lower, upper=upper, scale=scale, n=n, unit=unit,
+    )
+
+
+def survival_quantities(
+    metrics: Mapping[str, float], tables: Mapping[str, pd.DataFrame | None]
+) -> pd.DataFrame:
+    """Median tenure, retention at the horizons and hazard ratios of the survival stage.
+
+    The median's SE is read from its 95% CI as ``(upper - lower) / (2 * 1.96)``;
+    retention at a horizon has no CI in the stage's metrics (se NaN). Hazard
+    ratios come from the ``hazard_ratios`` table (log scale, the model's SE) and
+    the ``threats`` table (problem types; SE from the CI on the log scale).
+    """
+    rows = []
+    med, lo, hi = (metrics.get(k) for k in ("median_tenure_months", "median_tenure_lower",
+                                             "median_tenure_upper"))
+    if med is not None and np.isfinite(med):
+        ok = lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi)
+        se = (hi - lo) / (2 * Z95) if ok else np.nan
+        rows.append(_row("survival", "survival", "median tenure", "all", med, se=se,
+                         lower=lo if ok else np.nan, upper=hi if ok else np.nan,
+                         n=metrics.get("n_customers", np.nan), unit="months"))
+    for key, value in sorted(metrics.items()):
+        match = re.fullmatch(r"retention_([0-9.]+)m", key)
+        if match:
+            rows.append(_row("survival", "survival", f"retention at {match.group(1)} months",
+                             "all", value, n=metrics.get("n_customers", np.nan),
+                             unit="share"))
+    hrs = tables.get("hazard_ratios")
+    if hrs is not None and len(hrs) and {"log_hazard_ratio", "se"} <= set(hrs.columns):
+        for r in hrs.itertuples():
+            kind = getattr(r, "kind", "")
+            covariate = getattr(r, "covariate", r.term)
+            level = getattr(r, "level", None)
+            group = f"{covariate}={level}" if isinstance(level, str) and level else str(covariate)
+            family = "problem hazard ratio" if str(kind).startswith("problem") else "hazard ratio"
+            if kind == "problem_treated":
+                group += " (treated)"
+            rows.append(_row("survival", family, "hazard ratio", group,
+                             float(np.exp(r.log_hazard_ratio)), se=float(r.se),
+                             lower=float(np.exp(r.log_hazard_ratio - Z95 * r.se)),
+                             upper=float(np.exp(r.log_hazard_ratio + Z95 * r.se)),
+                             scale="log", unit="ratio"))
+    threats = tables.get("threats")
+    has_problem_hrs = any(r["family"] == "problem hazard ratio" for r in rows)
+    if threats is not None and len(threats) and not has_problem_hrs:
+        for r in threats.itertuples():
+            se = (np.log(r.hr_upper) - np.log(r.hr_lower)) / (2 * Z95)
+            rows.append(_row("survival", "problem hazard ratio", "hazard ratio",
+                             f"problem_type={r.problem_type}", float(r.hazard_ratio), se=se,
+                             lower=float(r.hr_lower), upper=float(r.hr_upper), scale="log",
+                             unit="ratio"))
+    return _rows(rows)
+
+
+def effect_quantities(effects: pd.DataFrame | None) -> pd.DataFrame:
+    """Instrument effects per problem type and segment from the uplift stage's table.
+
+    Reads the first estimate column among ``effect``, ``estimate``, ``uplift``,
+    ``ate``, ``log_hazard_effect`` and its ``se`` (or ``lower``/``upper``, read as
+    a 95% CI); cells are named by whichever of instrument, problem_type and
+    segment the table has.
+    """
+    if effects is None or effects.empty:
+        return _rows([])
+    value = next((c for c in EFFECT_COLUMNS if c in effects.columns), None)
+    if value is None:
+        return _rows([])
+    keys = [c for c in ("instrument", "problem_type", "segment") if c in effects.columns]
+    lower_col = next((c for c in ("lower", "ci_lower", f"{value}_lower") if c in effects), None)
+    upper_col = next((c for c in ("upper", "ci_upper", f"{value}_upper") if c in effects), None)
+    rows = []
+    for _, r in effects.iterrows():
+        lower = float(r[lower_col]) if lower_col else np.nan
+        upper = float(r[upper_col]) if upper_col else np.nan
+        se = float(r["se"]) if "se" in effects.columns else (upper - lower) / (2 * Z95)
+        group = "|".join(f"{k}={r[k]}" for k in keys) or "all"
+        rows.append(_row("uplift", "instrument effect", f"effect ({value})", group,
+                         float(r[value]), se=se, lower=lower, upper=upper,
+                         n=float(r["n"]) if "n" in effects.columns else np.nan,
+                         unit="effect"))
+    return _rows(rows)
+
+
+def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
+    """Total residual value of the active customers by segment (the clv stage's ``values``).
+
+    The clv stage gives no interval for a total, so these rows have se NaN.
+    """
+    if values is None or values.empty or "value" not in values.columns:
+        return _rows([])
+    active = values.loc[values["active"].astype(bool)] if "active" in values else values
+    by = active["segment"] if "segment" in active else pd.Series("all", index=active.index)
+    totals = active.groupby(by.to_numpy())["value"].agg(["sum", "size"])
+    rows = [_row("clv", "value", "total value", f"segment={seg}", float(t["sum"]),
+                 n=float(t["size"]), unit="EUR") for seg, t in totals.iterrows()]
+    rows.append(_row("clv", "value", "total value", "all", float(active["value"].sum()),
+                     n=float(len(active)), unit="EUR"))
+    return _rows(rows)
+
+
+def profile_quantities(profile: pd.DataFrame | None) -> pd.DataFrame:
+    """Problem rates (per 1,000 customer-months) and churn-reason shares of the recent window.
+
+    Rates are compared on the log scale with the Poisson SE ``1 / sqrt(count)``;
+    shares with the binomial SE ``sqrt(p (1 - p) / n)``.
+    """
+    if profile is None or profile.empty:
+        return _rows([])
+    rows = []
+    for r in profile.loc[profile["section"] == "problem_rate"].itertuples():
+        if r.n <= 0:
+            continue
+        rate = 1000 * r.value / r.n
+        se = 1 / np.sqrt(r.value) if r.value > 0 else np.nan
+        rows.append(_row("data", "problem rate", "problems per 1,000 customer-months",
+                         f"problem_type={r.level}", rate, se=se,
+                         lower=rate * np.exp(-Z95 * se), upper=rate * np.exp(Z95 * se),
+                         scale="log", n=r.value, unit="per 1,000 customer-months"))
+    for r in profile.loc[profile["section"] == "churn_reason"].itertuples():
+        if r.n <= 0:
+            continue
+        p = r.value / r.n
+        se = np.sqrt(max(p * (1 - p), 0.25 / r.n) / r.n)  # floor keeps a zero share testable
+        rows.append(_row("data", "churn reason", "share of recent churn",
+                         f"churn_reason={r.level}", p, se=se, lower=max(p - Z95 * se, 0.0),
+                         upper=min(p + Z95 * se, 1.0), n=r.n, unit="share"))
+    return _rows(rows)
+
+
+def run_quantities(outputs: RunOutputs) -> pd.DataFrame:
+    """Every monitored quantity of one run (see the module docstring for the columns)."""
+    survival = survival_quantities(
+        outputs.metrics.get("survival", {}),
+        {name: outputs.table("survival", name) for name in TABLES_READ["survival"]},
+    )
+    parts = [
+        survival,
+        effect_quantities(outputs.table("uplift", "effects")),
+        value_quantities(outputs.table("clv", "values")),
+        profile_quantities(outputs.table("monitoring", "input_profile")),
+    ]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else _rows([])

@@ -1,0 +1,296 @@
+"""The monitoring stage in one call: ``analyse`` -> ``MonitorSummary``; ``findings`` words it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from retention_lab.monitor.compare import (
+    ci_overlap,
+    compare_distributions,
+    compare_quantities,
+    flag_changes,
+    rank_flags,
+    trends,
+)
+from retention_lab.monitor.quantities import QUANTITY_COLUMNS, RunOutputs, run_quantities
+
+# which stages hold estimates that a change in a family of quantities makes stale
+RERUN = {
+    "survival": ("survival", "clv", "plan"),
+    "hazard ratio": ("survival", "clv", "plan"),
+    "problem hazard ratio": ("survival", "plan"),
+    "instrument effect": ("uplift", "plan"),
+    "value": ("clv", "plan"),
+    "problem rate": ("survival", "uplift", "plan"),
+    "churn reason": ("survival", "plan"),
+    "input distribution": ("survival", "clv", "plan"),
+}
+HEADLINE_FAMILIES = ("survival", "problem rate", "churn reason", "instrument effect", "value")
+
+
+@dataclass(frozen=True)
+class MonitorSummary:
+    """What changed since the previous runs.
+
+    ``history`` stacks every run's quantities (``quantities.QUANTITY_COLUMNS``
+    plus run_id, run_label, run_order with 0 the oldest, current); ``comparison``
+    is current against previous with the flag rule applied (see
+    ``compare.flag_changes``); ``flags`` the flagged rows ranked by ``impact``;
+    ``trends`` the slope over the last runs; ``missing`` what could not be
+    monitored and why.
+    """
+
+    current_label: str
+    previous_label: str | None
+    n_previous: int
+    alpha: float
+    psi_threshold: float
+    max_untested_change: float
+    history: pd.DataFrame
+    comparison: pd.DataFrame
+    flags: pd.DataFrame
+    trends: pd.DataFrame
+    stages: tuple[str, ...] = ()
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def has_history(self) -> bool:
+        """Whether there was an earlier run to compare with."""
+        return self.n_previous > 0
+
+    @property
+    def stale_stages(self) -> list[str]:
+        """Stages to rerun with fresh data, in pipeline order."""
+        wanted = {s for fam in self.flags.get("family", []) for s in RERUN.get(fam, ())}
+        order = list(self.stages) or sorted(wanted)
+        return [s for s in order if s in wanted]
+
+    @property
+    def large_untested(self) -> pd.DataFrame:
+        """Quantities that moved a lot but have no CI to test the move."""
+        if self.comparison.empty:
+            return self.comparison
+        return self.comparison.loc[self.comparison["large_untested"]]
+
+    def to_metrics(self) -> dict[str, float]:
+        """Headline numbers for MLflow and ``results.json``."""
+        c = self.comparison
+        m = {
+            "previous_runs": float(self.n_previous),
+            "quantities": float(len(self.history.loc[self.history["current"]])),
+            "tests": float(c["tested"].sum()) if len(c) else 0.0,
+            "flags": float(len(self.flags)),
+            "large_untested_changes": float(len(self.large_untested)),
+            "drifting_trends": float(self.trends["drifting"].sum()) if len(self.trends) else 0.0,
+        }
+        if len(c) and "psi" in c:
+            m["max_psi"] = float(c["psi"].max())
+        return {k: v for k, v in m.items() if np.isfinite(v)}
+
+
+def _stack(runs: list[RunOutputs]) -> pd.DataFrame:
+    """Quantities of the runs (oldest first), with the run columns."""
+    parts = []
+    for order, run in enumerate(runs):
+        q = run_quantities(run)
+        parts.append(
+            q.assign(
+                run_id=run.run_id or "",
+                run_label=run.label,
+                run_order=order,
+                current=order == len(runs) - 1,
+            )
+        )
+    columns = [*QUANTITY_COLUMNS, "run_id", "run_label", "run_order", "current"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def _value_base(current: RunOutputs) -> tuple[pd.Series, str]:
+    values = current.table("clv", "values")
+    if values is not None and {"value", "segment"} <= set(values.columns):
+        active = values.loc[values["active"].astype(bool)] if "active" in values else values
+        base = active.groupby("segment")["value"].sum()
+        base["all"] = active["value"].sum()
+        return base, "EUR"
+    profile = current.table("monitoring", "input_profile")
+    if profile is not None:
+        seg = profile.loc[(profile["section"] == "categorical") & (profile["feature"] == "segment")]
+        if len(seg):
+            base = seg.set_index("level")["value"]
+            base["all"] = float(seg["n"].iloc[0])
+            return base, "active customers"
+    return pd.Series({"all": 1.0}), "share of the book"
+
+
+def _missing(current: RunOutputs, quantities: pd.DataFrame, stages: Sequence[str]) -> list[str]:
+    families = set(quantities["family"])
+    out = []
+    if "survival" in stages:
+        if "hazard ratio" not in families:
+            out.append(
+                "hazard ratios of the customer covariates: the survival stage saves no "
+                "hazard_ratios table (save_table(result.hazard_ratios, 'hazard_ratios'))"
+            )
+        if "problem hazard ratio" not in families:
+            out.append(
+                "hazard ratios of the problem types: the survival stage saves no "
+                "threats or hazard_ratios table"
+            )
+        if quantities.loc[quantities["family"] == "survival", "se"].isna().any():
+            out.append(
+                "a confidence interval for retention at the horizons: the survival stage "
+                "logs retention_<h>m without bounds, so those changes are shown, not tested"
+            )
+    if "uplift" not in stages or "instrument effect" not in families:
+        out.append(
+            "instrument effects per problem type and segment: no uplift stage saved an "
+            "effects table with standard errors in this run"
+        )
+    if "value" in families:
+        out.append(
+            "a confidence interval for value totals: the clv stage gives point values only, "
+            "so value changes are shown, not tested"
+        )
+    elif "clv" in stages:
+        out.append("value totals by segment: the clv stage saved no values table")
+    if "plan" not in stages or current.table("plan", "plan") is None:
+        out.append(
+            "the plan's expected value per cell: flags are ranked by a proxy, the relative "
+            "change times the value of the segment concerned"
+        )
+    return out
+
+
+def analyse(
+    current: RunOutputs,
+    previous: Sequence[RunOutputs] = (),
+    *,
+    n_runs: int = 6,
+    alpha: float = 0.05,
+    psi_threshold: float = 0.1,
+    max_untested_change: float = 0.25,
+    stages: Sequence[str] = (),
+) -> MonitorSummary:
+    """Compare the current run with the previous one and the trend of the last ``n_runs``.
+
+    ``previous`` are earlier runs, newest first (``history.earlier_outputs``).
+    Flag rule: see ``retention_lab.monitor.compare``.
+    """
+    runs = [*reversed(list(previous)[: max(n_runs - 1, 1)]), current]
+    history = _stack(runs)
+    cur_q = history.loc[history["current"]]
+    if previous:
+        prev_q = history.loc[history["run_order"] == len(runs) - 2]
+        comparison = compare_quantities(cur_q, prev_q)
+        cur_profile = current.table("monitoring", "input_profile")
+        prev_profile = previous[0].table("monitoring", "input_profile")
+        if cur_profile is not None and prev_profile is not None:
+            comparison = pd.concat(
+                [comparison, compare_distributions(cur_profile, prev_profile)], ignore_index=True
+            )
+        comparison = flag_changes(
+            comparison,
+            alpha=alpha,
+            psi_threshold=psi_threshold,
+            max_untested_change=max_untested_change,
+        )
+        comparison["ci_overlap"] = ci_overlap(comparison)
+        base, unit = _value_base(current)
+        flags = rank_flags(comparison.loc[comparison["flagged"]], base, unit=unit)
+        trend = trends(history, alpha=alpha)
+    else:
+        comparison = flags = pd.DataFrame()
+        trend = trends(history.iloc[:0], alpha=alpha)
+    return MonitorSummary(
+        current_label=current.label,
+        previous_label=previous[0].label if previous else None,
+        n_previous=len(previous),
+        alpha=alpha,
+        psi_threshold=psi_threshold,
+        max_untested_change=max_untested_change,
+        history=history,
+        comparison=comparison,
+        flags=flags,
+        trends=trend,
+        stages=tuple(stages),
+        missing=_missing(current, cur_q, stages),
+    )
+
+
+def describe(row) -> str:
+    """A flagged or compared quantity in words, e.g. 'share of recent churn (churn_reason=price)'."""
+    group = str(row["group"]).replace("|", ", ")
+    return f"{row['quantity']}" + ("" if group == "all" else f" ({group})")
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "share":
+        return f"{value:.1%}"
+    if unit == "EUR":
+        return f"EUR {value:,.0f}"
+    return f"{value:.3g}"
+
+
+def findings(summary: MonitorSummary) -> list[str]:
+    """Plain-language sentences for the report, most important first."""
+    if not summary.has_history:
+        return [
+            "There is nothing to compare yet: this is the first finished run of the "
+            "experiment that the monitor can read (or the notebook runs without MLflow). "
+            f"This run's {len(summary.history)} monitored quantities are stored for the next run."
+        ]
+    c = summary.comparison
+    out = [
+        f"Compared with the previous run ({summary.previous_label}) and the trend over the "
+        f"last {summary.n_previous + 1} runs: {int(c['tested'].sum())} changes tested, "
+        f"{len(summary.flags)} flagged (Holm-corrected, at most {summary.alpha:.0%} chance of a "
+        "false flag per run; input distributions also need a PSI of at least "
+        f"{summary.psi_threshold:g})."
+    ]
+    if summary.flags.empty:
+        out.append(
+            "No statistically meaningful change: the estimates the retention plan rests on "
+            "are still current."
+        )
+    for row in summary.flags.head(5).to_dict("records"):
+        if row["family"] == "input distribution":
+            what = (
+                f"The distribution of {row['group'].split('=', 1)[1]} among active customers "
+                f"shifted (PSI {row['current']:.2f})"
+            )
+        else:
+            what = (
+                f"{describe(row).capitalize()} moved from {_number(row['previous'], row['unit'])} "
+                f"to {_number(row['current'], row['unit'])} (z = {row['z']:.1f})"
+            )
+        stages = [s for s in RERUN.get(row["family"], ()) if not summary.stages or s in summary.stages]
+        impact = "" if not np.isfinite(row["impact"]) else (
+            f"; it bears on about {row['impact']:,.0f} {row['impact_unit']} of the plan's base"
+        )
+        out.append(
+            f"Stale: {what}; the estimates of {', '.join(stages) or 'the stages'} that pool "
+            f"data from before the change no longer hold{impact}."
+        )
+    if summary.stale_stages:
+        out.append(
+            f"Rerun with fresh data (since {summary.previous_label}): "
+            f"{', '.join(summary.stale_stages)}."
+        )
+    untested = summary.large_untested
+    if len(untested):
+        names = ", ".join(describe(r) for r in untested.head(4).to_dict("records"))
+        out.append(
+            f"{len(untested)} quantities moved by more than {summary.max_untested_change:.0%} "
+            f"but have no confidence interval to test the move: {names}."
+        )
+    drifting = summary.trends.loc[summary.trends["drifting"]] if len(summary.trends) else []
+    if len(drifting):
+        names = ", ".join(describe(r) for r in drifting.head(4).to_dict("records"))
+        out.append(f"Drifting over the last runs (a significant trend): {names}.")
+    if summary.missing:
+        out.append("Not monitored yet: " + "; ".join(summary.missing) + ".")
+    return out
