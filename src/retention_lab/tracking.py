@@ -168,7 +168,7 @@ def parent_of(tracking_uri: str, run_id: str) -> str | None:
 
 
 def run_summary(tracking_uri: str, run_id: str) -> dict:
-    """One run as plain data: run_id, experiment_id, status, start_time (ms), tags, metrics, params."""
+    """One run as a dict: run_id, experiment_id, status, start_time (ms), tags, metrics, params."""
     run = _client(tracking_uri).get_run(run_id)
     return _as_dict(run)
 

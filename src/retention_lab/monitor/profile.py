@@ -47,7 +47,9 @@ def input_profile(
     customers = tables.customers
     as_of = pd.Timestamp(tables.as_of)
     start = as_of - pd.Timedelta(days=recent_months * DAYS_PER_MONTH)
-    active = customers.loc[~customers["churned"].astype(bool)] if "churned" in customers else customers
+    active = (
+        customers.loc[~customers["churned"].astype(bool)] if "churned" in customers else customers
+    )
     parts = [_features(active, features)]
     if tables.has_dates:
         exposure = _months_at_risk(customers, start, as_of)
@@ -76,7 +78,8 @@ def _features(active: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
         else:
             counts = column.astype(str).value_counts()
             rows += [
-                ("categorical", feature, level, float(c), len(column)) for level, c in counts.items()
+                ("categorical", feature, level, float(c), len(column))
+                for level, c in counts.items()
             ]
     return pd.DataFrame(rows, columns=PROFILE_COLUMNS)
 
@@ -100,7 +103,9 @@ def _problem_rates(
     )
 
 
-def _churn_reasons(customers: pd.DataFrame, start: pd.Timestamp, as_of: pd.Timestamp) -> pd.DataFrame:
+def _churn_reasons(
+    customers: pd.DataFrame, start: pd.Timestamp, as_of: pd.Timestamp
+) -> pd.DataFrame:
     churned = customers.loc[customers["churned"].astype(bool)]
     recent = churned.loc[(churned["end_date"] > start) & (churned["end_date"] <= as_of)]
     reasons = recent["churn_reason"].fillna("unknown").astype(str)

@@ -73,14 +73,37 @@ class RunOutputs:
 
 def _rows(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=QUANTITY_COLUMNS)
-    return frame.astype({"estimate": float, "se": float, "lower": float, "upper": float, "n": float})
+    return frame.astype(
+        {"estimate": float, "se": float, "lower": float, "upper": float, "n": float}
+    )
 
 
-def _row(stage, family, quantity, group, estimate, *, se=np.nan, lower=np.nan, upper=np.nan,
-         scale="linear", n=np.nan, unit="") -> dict:
+def _row(
+    stage,
+    family,
+    quantity,
+    group,
+    estimate,
+    *,
+    se=np.nan,
+    lower=np.nan,
+    upper=np.nan,
+    scale="linear",
+    n=np.nan,
+    unit="",
+) -> dict:
     return dict(
-        stage=stage, family=family, quantity=quantity, group=group, estimate=estimate, se=se,
-        lower=lower, upper=upper, scale=scale, n=n, unit=unit,
+        stage=stage,
+        family=family,
+        quantity=quantity,
+        group=group,
+        estimate=estimate,
+        se=se,
+        lower=lower,
+        upper=upper,
+        scale=scale,
+        n=n,
+        unit=unit,
     )
 
 
@@ -95,20 +118,41 @@ def survival_quantities(
     the ``threats`` table (problem types; SE from the CI on the log scale).
     """
     rows = []
-    med, lo, hi = (metrics.get(k) for k in ("median_tenure_months", "median_tenure_lower",
-                                             "median_tenure_upper"))
+    med, lo, hi = (
+        metrics.get(k)
+        for k in ("median_tenure_months", "median_tenure_lower", "median_tenure_upper")
+    )
     if med is not None and np.isfinite(med):
         ok = lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi)
         se = (hi - lo) / (2 * Z95) if ok else np.nan
-        rows.append(_row("survival", "survival", "median tenure", "all", med, se=se,
-                         lower=lo if ok else np.nan, upper=hi if ok else np.nan,
-                         n=metrics.get("n_customers", np.nan), unit="months"))
+        rows.append(
+            _row(
+                "survival",
+                "survival",
+                "median tenure",
+                "all",
+                med,
+                se=se,
+                lower=lo if ok else np.nan,
+                upper=hi if ok else np.nan,
+                n=metrics.get("n_customers", np.nan),
+                unit="months",
+            )
+        )
     for key, value in sorted(metrics.items()):
         match = re.fullmatch(r"retention_([0-9.]+)m", key)
         if match:
-            rows.append(_row("survival", "survival", f"retention at {match.group(1)} months",
-                             "all", value, n=metrics.get("n_customers", np.nan),
-                             unit="share"))
+            rows.append(
+                _row(
+                    "survival",
+                    "survival",
+                    f"retention at {match.group(1)} months",
+                    "all",
+                    value,
+                    n=metrics.get("n_customers", np.nan),
+                    unit="share",
+                )
+            )
     hrs = tables.get("hazard_ratios")
     if hrs is not None and len(hrs) and {"log_hazard_ratio", "se"} <= set(hrs.columns):
         for r in hrs.itertuples():
@@ -119,20 +163,39 @@ def survival_quantities(
             family = "problem hazard ratio" if str(kind).startswith("problem") else "hazard ratio"
             if kind == "problem_treated":
                 group += " (treated)"
-            rows.append(_row("survival", family, "hazard ratio", group,
-                             float(np.exp(r.log_hazard_ratio)), se=float(r.se),
-                             lower=float(np.exp(r.log_hazard_ratio - Z95 * r.se)),
-                             upper=float(np.exp(r.log_hazard_ratio + Z95 * r.se)),
-                             scale="log", unit="ratio"))
+            rows.append(
+                _row(
+                    "survival",
+                    family,
+                    "hazard ratio",
+                    group,
+                    float(np.exp(r.log_hazard_ratio)),
+                    se=float(r.se),
+                    lower=float(np.exp(r.log_hazard_ratio - Z95 * r.se)),
+                    upper=float(np.exp(r.log_hazard_ratio + Z95 * r.se)),
+                    scale="log",
+                    unit="ratio",
+                )
+            )
     threats = tables.get("threats")
     has_problem_hrs = any(r["family"] == "problem hazard ratio" for r in rows)
     if threats is not None and len(threats) and not has_problem_hrs:
         for r in threats.itertuples():
             se = (np.log(r.hr_upper) - np.log(r.hr_lower)) / (2 * Z95)
-            rows.append(_row("survival", "problem hazard ratio", "hazard ratio",
-                             f"problem_type={r.problem_type}", float(r.hazard_ratio), se=se,
-                             lower=float(r.hr_lower), upper=float(r.hr_upper), scale="log",
-                             unit="ratio"))
+            rows.append(
+                _row(
+                    "survival",
+                    "problem hazard ratio",
+                    "hazard ratio",
+                    f"problem_type={r.problem_type}",
+                    float(r.hazard_ratio),
+                    se=se,
+                    lower=float(r.hr_lower),
+                    upper=float(r.hr_upper),
+                    scale="log",
+                    unit="ratio",
+                )
+            )
     return _rows(rows)
 
 
@@ -158,10 +221,20 @@ def effect_quantities(effects: pd.DataFrame | None) -> pd.DataFrame:
         upper = float(r[upper_col]) if upper_col else np.nan
         se = float(r["se"]) if "se" in effects.columns else (upper - lower) / (2 * Z95)
         group = "|".join(f"{k}={r[k]}" for k in keys) or "all"
-        rows.append(_row("uplift", "instrument effect", f"effect ({value})", group,
-                         float(r[value]), se=se, lower=lower, upper=upper,
-                         n=float(r["n"]) if "n" in effects.columns else np.nan,
-                         unit="effect"))
+        rows.append(
+            _row(
+                "uplift",
+                "instrument effect",
+                f"effect ({value})",
+                group,
+                float(r[value]),
+                se=se,
+                lower=lower,
+                upper=upper,
+                n=float(r["n"]) if "n" in effects.columns else np.nan,
+                unit="effect",
+            )
+        )
     return _rows(rows)
 
 
@@ -175,10 +248,29 @@ def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
     active = values.loc[values["active"].astype(bool)] if "active" in values else values
     by = active["segment"] if "segment" in active else pd.Series("all", index=active.index)
     totals = active.groupby(by.to_numpy())["value"].agg(["sum", "size"])
-    rows = [_row("clv", "value", "total value", f"segment={seg}", float(t["sum"]),
-                 n=float(t["size"]), unit="EUR") for seg, t in totals.iterrows()]
-    rows.append(_row("clv", "value", "total value", "all", float(active["value"].sum()),
-                     n=float(len(active)), unit="EUR"))
+    rows = [
+        _row(
+            "clv",
+            "value",
+            "total value",
+            f"segment={seg}",
+            float(t["sum"]),
+            n=float(t["size"]),
+            unit="EUR",
+        )
+        for seg, t in totals.iterrows()
+    ]
+    rows.append(
+        _row(
+            "clv",
+            "value",
+            "total value",
+            "all",
+            float(active["value"].sum()),
+            n=float(len(active)),
+            unit="EUR",
+        )
+    )
     return _rows(rows)
 
 
@@ -196,18 +288,40 @@ def profile_quantities(profile: pd.DataFrame | None) -> pd.DataFrame:
             continue
         rate = 1000 * r.value / r.n
         se = 1 / np.sqrt(r.value) if r.value > 0 else np.nan
-        rows.append(_row("data", "problem rate", "problems per 1,000 customer-months",
-                         f"problem_type={r.level}", rate, se=se,
-                         lower=rate * np.exp(-Z95 * se), upper=rate * np.exp(Z95 * se),
-                         scale="log", n=r.value, unit="per 1,000 customer-months"))
+        rows.append(
+            _row(
+                "data",
+                "problem rate",
+                "problems per 1,000 customer-months",
+                f"problem_type={r.level}",
+                rate,
+                se=se,
+                lower=rate * np.exp(-Z95 * se),
+                upper=rate * np.exp(Z95 * se),
+                scale="log",
+                n=r.value,
+                unit="per 1,000 customer-months",
+            )
+        )
     for r in profile.loc[profile["section"] == "churn_reason"].itertuples():
         if r.n <= 0:
             continue
         p = r.value / r.n
         se = np.sqrt(max(p * (1 - p), 0.25 / r.n) / r.n)  # floor keeps a zero share testable
-        rows.append(_row("data", "churn reason", "share of recent churn",
-                         f"churn_reason={r.level}", p, se=se, lower=max(p - Z95 * se, 0.0),
-                         upper=min(p + Z95 * se, 1.0), n=r.n, unit="share"))
+        rows.append(
+            _row(
+                "data",
+                "churn reason",
+                "share of recent churn",
+                f"churn_reason={r.level}",
+                p,
+                se=se,
+                lower=max(p - Z95 * se, 0.0),
+                upper=min(p + Z95 * se, 1.0),
+                n=r.n,
+                unit="share",
+            )
+        )
     return _rows(rows)
 
 

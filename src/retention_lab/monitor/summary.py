@@ -222,7 +222,7 @@ def analyse(
 
 
 def describe(row) -> str:
-    """A flagged or compared quantity in words, e.g. 'share of recent churn (churn_reason=price)'."""
+    """A quantity in words, e.g. 'share of recent churn (churn_reason=price)'."""
     group = str(row["group"]).replace("|", ", ")
     return f"{row['quantity']}" + ("" if group == "all" else f" ({group})")
 
@@ -267,9 +267,15 @@ def findings(summary: MonitorSummary) -> list[str]:
                 f"{describe(row).capitalize()} moved from {_number(row['previous'], row['unit'])} "
                 f"to {_number(row['current'], row['unit'])} (z = {row['z']:.1f})"
             )
-        stages = [s for s in RERUN.get(row["family"], ()) if not summary.stages or s in summary.stages]
-        impact = "" if not np.isfinite(row["impact"]) else (
-            f"; it bears on about {row['impact']:,.0f} {row['impact_unit']} of the plan's base"
+        stages = [
+            s for s in RERUN.get(row["family"], ()) if not summary.stages or s in summary.stages
+        ]
+        impact = (
+            ""
+            if not np.isfinite(row["impact"])
+            else (
+                f"; it bears on about {row['impact']:,.0f} {row['impact_unit']} of the plan's base"
+            )
         )
         out.append(
             f"Stale: {what}; the estimates of {', '.join(stages) or 'the stages'} that pool "
