@@ -531,3 +531,110 @@ def write_ground_truth(truth: GroundTruth, directory: str | Path) -> Path:
     text = json.dumps(truth.parameters, indent=2, sort_keys=True)
     (truth_dir / "parameters.json").write_text(text + "\n", encoding="utf-8")
     return truth_dir
+
+
+def true_treatment_outcomes(
+    truth: GroundTruth,
+    customers: pd.DataFrame,
+    problem_type: str | np.ndarray | pd.Series,
+    *,
+    arms: list[str] | None = None,
+    horizon_weeks: int | None = None,
+) -> pd.DataFrame:
+    """Exact outcome of acting now on active customers, under every arm, from the generative model.
+
+    For each customer a problem of the given type is taken to start on the first
+    day of the customer's current tenure week at ``as_of`` (no other problem
+    active), and a retention case answering it opens that day with each arm in
+    turn. The retention probability and expected bills over the horizon come
+    from the same code as ``truth.intervention_outcomes`` (``case_outcomes``).
+
+    Parameters
+    ----------
+    truth
+        The simulation's ground truth (its ``parameters`` give the window, the
+        shock and the horizon).
+    customers
+        Active customers with the simulator's columns (customer_id, signup_date,
+        segment, plan, contract, channel, age, data_usage_gb, monthly_fee).
+    problem_type
+        One problem type for everyone, or one per customer.
+    arms
+        Arms to return (default every instrument, "none" included).
+    horizon_weeks
+        Horizon of the outcome (default the simulation's ``horizon_weeks``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        customer_id, arm, p_retained, expected_revenue, cost; one row per
+        customer and arm, customers in input order.
+    """
+    params = truth.parameters
+    settings = params["settings"]
+    start = np.datetime64(params["start"], "D")
+    as_of_day = int((np.datetime64(params["as_of"], "D") - start).astype(np.int64))
+    horizon = int(horizon_weeks or params["horizon_weeks"])
+    window = int(params["problem_window_weeks"])
+    n = len(customers)
+    ptype = np.broadcast_to(np.asarray(problem_type, dtype=object), (n,))
+    unknown = sorted(set(ptype) - set(sm.PROBLEM_TYPES))
+    if unknown:
+        raise ValueError(f"unknown problem types {unknown}; expected one of {sm.PROBLEM_TYPES}")
+
+    def codes(column: str, names: tuple[str, ...]) -> np.ndarray:
+        return pd.Categorical(customers[column], categories=names).codes.astype(np.int64)
+
+    signup = (customers["signup_date"].to_numpy("datetime64[D]") - start).astype(np.int64)
+    week = np.maximum(as_of_day - signup, 0) // 7
+    seg = codes("segment", sm.SEGMENTS)
+    xb = sm.linear_predictor(
+        {
+            "segment": seg,
+            "plan": codes("plan", sm.PLANS),
+            "channel": codes("channel", sm.CHANNELS),
+        },
+        customers["age"].to_numpy(float),
+        customers["data_usage_gb"].to_numpy(float),
+    )
+    k = pd.Categorical(ptype, categories=sm.PROBLEM_TYPES).codes.astype(np.int64)
+    remaining = np.zeros((n, len(sm.PROBLEM_TYPES)), np.int64)
+    remaining[np.arange(n), k] = window
+    shock = settings.get("shock")
+    case_day = signup + 7 * week
+    after = np.zeros(n, bool)
+    if shock and params.get("shock_date"):
+        shock_day = int((np.datetime64(params["shock_date"], "D") - start).astype(np.int64))
+        after = case_day >= shock_day
+    fee = customers["monthly_fee"].to_numpy(float)
+    case = sm.CaseInputs(
+        customer=np.arange(n),
+        signup_day=signup,
+        case_day=case_day,
+        week=week,
+        contract=codes("contract", sm.CONTRACTS),
+        segment=seg,
+        xb=xb,
+        fee=fee,
+        ptype=k,
+        remaining=remaining,
+        after=after,
+    )
+    theta = sm.theta_table(shock["discount_effect"] if shock else None)
+    n_weeks = int(week.max(initial=0)) + horizon + 1
+    log_base = np.log(sm.baseline_weekly_hazard(n_weeks))
+    p_ret, revenue = sm.case_outcomes(
+        start, case, horizon=horizon, window=window, theta=theta, log_base=log_base
+    )
+    names = list(arms) if arms is not None else list(sm.INSTRUMENTS)
+    idx = [sm.INSTRUMENTS.index(a) for a in names]
+    cost = np.round(sm.COST_FIXED[None, idx] + sm.COST_FEE_MULTIPLE[None, idx] * fee[:, None], 2)
+    return pd.DataFrame(
+        {
+            "customer_id": np.repeat(customers["customer_id"].to_numpy(), len(idx)),
+            "arm": np.tile(np.asarray(names, dtype=object), n),
+            "p_retained": p_ret[:, idx].ravel(),
+            "expected_revenue": revenue[:, idx].ravel(),
+            "cost": cost.ravel(),
+        }
+    )
