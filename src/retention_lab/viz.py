@@ -201,3 +201,93 @@ def plot_truth_check(check: pd.DataFrame | None, *, ax: Axes | None = None) -> A
     sns.barplot(data=long, y="group", x="value", hue="model", orient="h", ax=ax)
     ax.set(title=title, xlabel="Mean residual value per customer (currency units)", ylabel="Group")
     return ax
+
+
+# ------------------------------------------------------------------ monitoring
+MONITOR_FAMILY_LABELS = {
+    "survival": "Median tenure (months)",
+    "hazard ratio": "Hazard ratio",
+    "problem hazard ratio": "Hazard ratio of an active problem",
+    "instrument effect": "Instrument effect",
+    "value": "Total value of active customers (currency units)",
+    "problem rate": "Problems per 1,000 customer-months",
+    "churn reason": "Share of recent churn",
+}
+
+
+def plot_run_history(
+    history: pd.DataFrame,
+    *,
+    family: str,
+    quantity: str | None = None,
+    max_lines: int = 8,
+    ax: Axes | None = None,
+) -> Axes:
+    """One monitored quantity family across runs: a line per group with its 95% CI band.
+
+    ``history`` is ``MonitorSummary.history`` (run_label, run_order, family,
+    quantity, group, estimate, lower, upper). ``quantity`` picks one quantity of
+    the family (default: the first); at most ``max_lines`` groups are drawn,
+    those that moved most first.
+    """
+    _require_columns(
+        history,
+        ["run_label", "run_order", "family", "quantity", "group", "estimate", "lower", "upper"],
+        "plot_run_history",
+    )
+    data = history.loc[history["family"] == family]
+    if quantity is None and len(data):
+        quantity = str(data["quantity"].iloc[0])
+    data = data.loc[data["quantity"] == quantity]
+    title = f"{(quantity or family).capitalize()} across runs"
+    ax = ax or plt.figure().gca()
+    if data.empty:
+        return _no_data(ax, title)
+    spread = data.groupby("group")["estimate"].agg(lambda s: s.max() - s.min())
+    groups = spread.sort_values(ascending=False).index[:max_lines]
+    labels = data.drop_duplicates("run_order").sort_values("run_order")
+    colors = sns.color_palette(PALETTE, len(groups))
+    for color, group in zip(colors, groups, strict=False):
+        g = data.loc[data["group"] == group].sort_values("run_order")
+        ax.plot(g["run_order"], g["estimate"], marker="o", color=color, label=group)
+        if g["lower"].notna().any():
+            ax.fill_between(g["run_order"], g["lower"], g["upper"], color=color, alpha=0.15)
+    ax.set_xticks(labels["run_order"], labels["run_label"], rotation=30, ha="right")
+    ax.legend(fontsize="small", loc="best")
+    ax.set(
+        title=title,
+        xlabel="Run (snapshot date, oldest left)",
+        ylabel=MONITOR_FAMILY_LABELS.get(family, quantity or family),
+    )
+    return ax
+
+
+def plot_monitor_panels(history: pd.DataFrame, *, families: list[str]):
+    """The headline quantities across runs, one panel per family present (a ``Figure``)."""
+    present = [f for f in families if f in set(history.get("family", []))]
+    n = max(len(present), 1)
+    cols = 2 if n > 1 else 1
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4 * rows), squeeze=False)
+    for ax, family in zip(axes.flat, present, strict=False):
+        plot_run_history(history, family=family, ax=ax)
+    if not present:
+        _no_data(axes.flat[0], "Monitored quantities across runs")
+    for ax in list(axes.flat)[len(present) or 1 :]:
+        ax.set_visible(False)
+    fig.suptitle("Headline estimates across runs (95% CI bands)", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def plot_flags(flags: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Flagged changes ranked by how much of the plan's value they bear on (``impact``)."""
+    title = "Flagged changes by impact on the plan"
+    ax = ax or plt.figure().gca()
+    if flags is None or flags.empty:
+        return _no_data(ax, title)
+    _require_columns(flags, ["quantity", "group", "impact", "impact_unit"], "plot_flags")
+    data = flags.assign(label=flags["quantity"] + "\n" + flags["group"].str.replace("|", ", "))
+    sns.barplot(data=data, y="label", x="impact", orient="h", ax=ax, color=sns.color_palette()[3])
+    ax.set(title=title, xlabel=f"Impact ({flags['impact_unit'].iloc[0]})", ylabel="Quantity")
+    return ax

@@ -76,6 +76,25 @@ class MonitorSummary:
             return self.comparison
         return self.comparison.loc[self.comparison["large_untested"]]
 
+    @property
+    def flag_table(self) -> pd.DataFrame:
+        """The flags for a reviewer: rank, what moved, from and to, z, adjusted p, impact."""
+        columns = ["rank", "family", "quantity", "group", "previous", "current", "z", "p_holm",
+                   "impact", "impact_unit", "stage"]  # fmt: skip
+        if self.flags.empty:
+            return pd.DataFrame(columns=columns)
+        return self.flags[[c for c in columns if c in self.flags.columns]]
+
+    @property
+    def comparison_table(self) -> pd.DataFrame:
+        """Every compared quantity for a reviewer, flagged first, then by adjusted p-value."""
+        columns = ["family", "quantity", "group", "previous", "current", "relative_change", "z",
+                   "p_value", "p_holm", "ci_overlap", "flagged", "large_untested"]  # fmt: skip
+        if self.comparison.empty:
+            return pd.DataFrame(columns=columns)
+        c = self.comparison.sort_values(["flagged", "p_holm"], ascending=[False, True])
+        return c[[col for col in columns if col in c.columns]].reset_index(drop=True)
+
     def to_metrics(self) -> dict[str, float]:
         """Headline numbers for MLflow and ``results.json``."""
         c = self.comparison
