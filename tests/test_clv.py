@@ -456,3 +456,16 @@ def test_cdnow_as_the_pipeline_reads_it_gives_the_published_bg_nbd():
     assert params["bg_nbd"].to_dict() == {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
     assert params["gamma_gamma"].round(2).to_dict() == {"p": 6.25, "q": 3.74, "v": 15.44}
     assert len(result.values) == 2357
+
+
+def test_unavailable_parts_keep_the_columns_the_report_formats():
+    contractual = clv.ContractualValue(available=False, reason="no fees")
+    transactional = clv.TransactionalValue(available=False, reason="no log")
+    viz.show_table(contractual.by_segment, percent=["mean_p_churn", "share_at_risk"])
+    viz.show_table(contractual.truth_check, percent=["ratio"])
+    viz.show_table(transactional.holdout)
+    assert "Not available" in viz.plot_holdout(transactional.holdout).texts[0].get_text()
+    assert "Not available" in viz.plot_payback(contractual.payback_curves).texts[0].get_text()
+    customers = pd.DataFrame({"customer_id": ["A"], "segment": ["all"]})
+    values = clv.value_table(customers, contractual, transactional)
+    viz.show_table(values.nlargest(10, "value_at_risk"), percent=["p_churn"])

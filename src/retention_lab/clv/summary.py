@@ -42,19 +42,46 @@ VALUE_COLUMNS = [
 ]
 
 
+CONTRACTUAL_VALUE_COLUMNS = [
+    "customer_id", "segment", "tenure_months", "monthly_margin", "residual_value",
+    "expected_months", "p_churn_risk", "p_churn", "churn_source", "value_at_risk",
+]  # fmt: skip
+BY_SEGMENT_COLUMNS = [
+    "segment", "customers", "mean_value", "total_value", "mean_p_churn", "value_at_risk",
+    "share_at_risk",
+]  # fmt: skip
+NEW_CUSTOMER_COLUMNS = [
+    "segment", "channel", "customers", "value", "acquisition_cost", "net_value", "payback_month",
+]  # fmt: skip
+PAYBACK_COLUMNS = ["channel", "month", "cumulative_margin", "acquisition_cost", "net"]
+TRUTH_COLUMNS = ["group", "customers", "fitted", "true", "ratio"]
+RENEWAL_FIT_COLUMNS = ["cohort", "alpha", "beta", "mean_churn", "periods", "active", "derl"]
+RENEWAL_COLUMNS = ["cohort", "period", "customers"]
+PARAMETER_COLUMNS = ["model", "parameter", "value", "fitted_on"]
+HOLDOUT_COLUMNS = ["frequency", "customers", "actual", "predicted", "model"]
+TRANSACTIONAL_VALUE_COLUMNS = [
+    "customer_id", "frequency", "recency", "T", "monetary_value", "p_alive",
+    "expected_purchases", "expected_spend", "clv",
+]  # fmt: skip
+
+
+def _empty(columns: list[str]):
+    return field(default_factory=lambda: pd.DataFrame(columns=columns))
+
+
 @dataclass(frozen=True, eq=False)
 class ContractualValue:
     """Residual value, value at risk, new-customer value and payback (subscription data)."""
 
     available: bool
     reason: str = ""
-    values: pd.DataFrame = field(default_factory=pd.DataFrame)
-    by_segment: pd.DataFrame = field(default_factory=pd.DataFrame)
-    new_customers: pd.DataFrame = field(default_factory=pd.DataFrame)
-    payback_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
-    truth_check: pd.DataFrame = field(default_factory=pd.DataFrame)
-    renewals: pd.DataFrame = field(default_factory=pd.DataFrame)
-    renewal_fit: pd.DataFrame = field(default_factory=pd.DataFrame)
+    values: pd.DataFrame = _empty(CONTRACTUAL_VALUE_COLUMNS)
+    by_segment: pd.DataFrame = _empty(BY_SEGMENT_COLUMNS)
+    new_customers: pd.DataFrame = _empty(NEW_CUSTOMER_COLUMNS)
+    payback_curves: pd.DataFrame = _empty(PAYBACK_COLUMNS)
+    truth_check: pd.DataFrame = _empty(TRUTH_COLUMNS)
+    renewals: pd.DataFrame = _empty(RENEWAL_COLUMNS)
+    renewal_fit: pd.DataFrame = _empty(RENEWAL_FIT_COLUMNS)
     tenure_model: object = field(default=None, repr=False)
     churn_source: str = ""
 
@@ -65,9 +92,9 @@ class TransactionalValue:
 
     available: bool
     reason: str = ""
-    parameters: pd.DataFrame = field(default_factory=pd.DataFrame)
-    holdout: pd.DataFrame = field(default_factory=pd.DataFrame)
-    values: pd.DataFrame = field(default_factory=pd.DataFrame)
+    parameters: pd.DataFrame = _empty(PARAMETER_COLUMNS)
+    holdout: pd.DataFrame = _empty(HOLDOUT_COLUMNS)
+    values: pd.DataFrame = _empty(TRANSACTIONAL_VALUE_COLUMNS)
     calibration_end: str = ""
     models: dict = field(default_factory=dict, repr=False)
 
@@ -181,15 +208,15 @@ def analyse_contractual(
     new = ct.new_customer_values(
         sample, model, margin=ct.monthly_margin(sample, transactions, margin=margin), **opts
     )
-    truth_check = pd.DataFrame()
+    truth_check = pd.DataFrame(columns=TRUTH_COLUMNS)
     if truth is not None and "contract" in active.columns:
         true_model = ct.true_tenure_model(truth)
         true_values = ct.residual_values(
             active, true_model, margin=margins, risk_horizon_months=risk_horizon_months, **opts
         )
         truth_check = compare_values(values, true_values, active)
-    renewals = pd.DataFrame()
-    renewal_fit = pd.DataFrame()
+    renewals = pd.DataFrame(columns=RENEWAL_COLUMNS)
+    renewal_fit = pd.DataFrame(columns=RENEWAL_FIT_COLUMNS)
     if as_of is not None and "contract" in customers.columns:
         renewals = rn.renewal_table(customers, as_of=as_of, contract=renewal_contract)
         usable = renewals.groupby("cohort")["period"].max()
