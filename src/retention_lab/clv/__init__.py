@@ -46,6 +46,7 @@ from retention_lab.clv.summary import (
     compare_values,
     findings,
     read_scores,
+    top_customers,
     value_table,
 )
 from retention_lab.clv.transactional import (
@@ -84,6 +85,7 @@ __all__ = [
     "renewal_table",
     "residual_values",
     "rfm_summary",
+    "top_customers",
     "true_tenure_model",
     "validate_transactions",
     "value_at_risk",

@@ -609,3 +609,9 @@ def availability(summary: ClvSummary) -> pd.DataFrame:
         status = "computed" if result.available else "not available for this dataset"
         rows.append((part, status, result.reason))
     return pd.DataFrame(rows, columns=["part", "status", "reason"])
+
+
+def top_customers(values: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The ``n`` customers with the most value at risk (by value where that is not known)."""
+    order = values.sort_values(["value_at_risk", "value"], ascending=False, na_position="last")
+    return order.head(n).reset_index(drop=True)
