@@ -469,3 +469,14 @@ def test_unavailable_parts_keep_the_columns_the_report_formats():
     customers = pd.DataFrame({"customer_id": ["A"], "segment": ["all"]})
     values = clv.value_table(customers, contractual, transactional)
     viz.show_table(values.nlargest(10, "value_at_risk"), percent=["p_churn"])
+
+
+def test_new_customer_value_without_channel_or_acquisition_cost():
+    customers = pd.DataFrame({"customer_id": ["A", "B"], "segment": ["DSL", "Fiber"]})
+    result = clv.new_customer_values(
+        customers, ConstantHazard(0.01), margin=[10.0, 20.0], horizon_months=12
+    )
+    table = result.by_group.set_index("segment")
+    assert table["payback_month"].isna().all() and table["net_value"].isna().all()
+    assert table.loc["Fiber", "value"] == pytest.approx(2 * table.loc["DSL", "value"])
+    assert set(result.payback_curves["segment"]) == {"DSL", "Fiber"}

@@ -395,7 +395,10 @@ def new_customer_values(
     """
     rate = check_discount_rate(discount_rate)
     margin = np.asarray(margin, float)
-    by = [c for c in by if c in customers.columns]
+    by = [c for c in by if c in customers.columns] or ["all"]
+    if curve_by not in customers.columns:
+        curve_by = by[0]
+    customers = customers.assign(all="all") if "all" in (*by, curve_by) else customers
     months = np.arange(horizon_months)
     disc = _discount(months, rate)
     cum = np.empty((len(customers), horizon_months))
@@ -406,7 +409,7 @@ def new_customer_values(
     cost = (
         customers[acquisition_col].astype(float).to_numpy()
         if acquisition_col in customers.columns
-        else np.zeros(len(customers))
+        else np.full(len(customers), np.nan)  # unknown: no payback month
     )
     cum_cols = [f"m{k}" for k in range(horizon_months)]
     wide = pd.concat(
@@ -421,7 +424,7 @@ def new_customer_values(
         hit = np.flatnonzero(row_cum >= c)
         return float(hit[0]) if hit.size else float("nan")
 
-    grouped = wide.groupby(by, observed=True) if by else wide.groupby(lambda _: "all")
+    grouped = wide.groupby(by, observed=True)
     means = grouped[[*cum_cols, "acquisition_cost"]].mean()
     by_group = pd.DataFrame(
         {

@@ -143,7 +143,7 @@ class ClvSummary:
             m["holdout_actual_per_customer"] = float(total["actual"])
             m["total_transactional_value"] = float(t.values["clv"].sum())
             m["mean_p_alive"] = float(t.values["p_alive"].mean())
-        return m
+        return {k: v for k, v in m.items() if np.isfinite(v)}
 
 
 def _weighted(table: pd.DataFrame, column: str) -> float:
@@ -511,27 +511,7 @@ def findings(summary: ClvSummary) -> list[str]:
             f"{top['share_at_risk']:.0%} of its value). Churn probabilities come from the "
             f"{c.churn_source}."
         )
-        nc = c.new_customers
-        if not nc.empty:
-            best = nc.sort_values("net_value", ascending=False).iloc[0]
-            worst = nc.sort_values("net_value").iloc[0]
-            out.append(
-                f"A new customer is worth {_weighted(nc, 'value'):,.0f} on average; net of "
-                f"acquisition cost the best group is {_group(best, nc)} "
-                f"({best['net_value']:,.0f}) and the worst {_group(worst, nc)} "
-                f"({worst['net_value']:,.0f})."
-            )
-            slow = nc.sort_values("payback_month", ascending=False, na_position="first").iloc[0]
-            paid = nc["payback_month"].notna()
-            out.append(
-                f"Acquisition cost is paid back after {nc.loc[paid, 'payback_month'].median():.0f} "
-                f"months for the median group; slowest: {_group(slow, nc)} "
-                + (
-                    f"({slow['payback_month']:.0f} months)."
-                    if pd.notna(slow["payback_month"])
-                    else f"(not within {summary.horizon_months} months)."
-                )
-            )
+        out += _new_customer_findings(c.new_customers, summary.horizon_months)
         if not c.truth_check.empty:
             all_row = c.truth_check[c.truth_check["group"] == "all"].iloc[0]
             worst = c.truth_check.iloc[(c.truth_check["ratio"] - 1).abs().argmax()]
@@ -569,6 +549,37 @@ def findings(summary: ClvSummary) -> list[str]:
         )
     else:
         out.append(f"Non-contractual value: not available for this dataset ({t.reason}).")
+    return out
+
+
+def _new_customer_findings(nc: pd.DataFrame, horizon: int) -> list[str]:
+    if nc.empty:
+        return []
+    text = f"A new customer is worth {_weighted(nc, 'value'):,.0f} on average"
+    if nc["acquisition_cost"].isna().all():
+        return [
+            text + ".",
+            "Payback: not available for this dataset (no acquisition cost recorded).",
+        ]
+    best = nc.sort_values("net_value", ascending=False).iloc[0]
+    worst = nc.sort_values("net_value").iloc[0]
+    out = [
+        f"{text}; net of acquisition cost the best group is {_group(best, nc)} "
+        f"({best['net_value']:,.0f}) and the worst {_group(worst, nc)} "
+        f"({worst['net_value']:,.0f})."
+    ]
+    slow = nc.sort_values("payback_month", ascending=False, na_position="first").iloc[0]
+    paid = nc["payback_month"].notna()
+    median = f"{nc.loc[paid, 'payback_month'].median():.0f} months" if paid.any() else "never"
+    when = (
+        f"{slow['payback_month']:.0f} months"
+        if pd.notna(slow["payback_month"])
+        else f"not within {horizon} months"
+    )
+    out.append(
+        f"Acquisition cost is paid back after {median} for the median group; "
+        f"slowest: {_group(slow, nc)} ({when})."
+    )
     return out
 
 
