@@ -203,35 +203,49 @@ def effect_quantities(effects: pd.DataFrame | None) -> pd.DataFrame:
     """Instrument effects per problem type and segment from the uplift stage's table.
 
     Reads the first estimate column among ``effect``, ``estimate``, ``uplift``,
-    ``ate``, ``log_hazard_effect`` and its ``se`` (or ``lower``/``upper``, read as
-    a 95% CI); cells are named by whichever of instrument, problem_type and
-    segment the table has.
+    ``ate``, ``log_hazard_effect``, its standard error (``std_error`` or ``se``;
+    else ``lower``/``upper`` read as a 95% CI) and, when present, skips rows
+    whose ``status`` is not "estimated". Cells are named by the instrument,
+    problem_type and segment columns the table has, plus outcome, estimator and
+    population when the table holds more than one of them.
     """
     if effects is None or effects.empty:
         return _rows([])
     value = next((c for c in EFFECT_COLUMNS if c in effects.columns), None)
     if value is None:
         return _rows([])
+    if "status" in effects.columns:
+        effects = effects.loc[effects["status"].astype(str) == "estimated"]
     keys = [c for c in ("instrument", "problem_type", "segment") if c in effects.columns]
+    keys += [
+        c for c in ("outcome", "estimator", "population")
+        if c in effects.columns and effects[c].nunique() > 1
+    ]  # fmt: skip
     lower_col = next((c for c in ("lower", "ci_lower", f"{value}_lower") if c in effects), None)
     upper_col = next((c for c in ("upper", "ci_upper", f"{value}_upper") if c in effects), None)
+    se_col = next((c for c in ("std_error", "se") if c in effects.columns), None)
     rows = []
     for _, r in effects.iterrows():
+        estimate = float(r[value])
+        se = float(r[se_col]) if se_col else np.nan
         lower = float(r[lower_col]) if lower_col else np.nan
         upper = float(r[upper_col]) if upper_col else np.nan
-        se = float(r["se"]) if "se" in effects.columns else (upper - lower) / (2 * Z95)
-        group = "|".join(f"{k}={r[k]}" for k in keys) or "all"
+        if not np.isfinite(se):
+            se = (upper - lower) / (2 * Z95)
+        if not (np.isfinite(lower) and np.isfinite(upper)):
+            lower, upper = estimate - Z95 * se, estimate + Z95 * se
+        n = sum(float(r[c]) for c in ("n_treated", "n_control", "n") if c in effects.columns)
         rows.append(
             _row(
                 "uplift",
                 "instrument effect",
                 f"effect ({value})",
-                group,
-                float(r[value]),
+                "|".join(f"{k}={r[k]}" for k in keys) or "all",
+                estimate,
                 se=se,
                 lower=lower,
                 upper=upper,
-                n=float(r["n"]) if "n" in effects.columns else np.nan,
+                n=n or np.nan,
                 unit="effect",
             )
         )

@@ -1,0 +1,321 @@
+"""The monitoring stage: quantities, flag rule, history from MLflow, shock and no-shock markets."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.multitest import multipletests
+
+from retention_lab import monitor, tracking
+from retention_lab.config import MonitorConfig, RunConfig
+from retention_lab.data.loaders import load_tables
+from retention_lab.stage import StageContext
+
+from .conftest import make_config
+
+EXPERIMENT = "retention-lab-monitor-test"
+
+
+# ------------------------------------------------------------------ synthetic history
+def hazard_ratios(shift: float = 0.0) -> pd.DataFrame:
+    rows = [
+        ("segment[vip]", "segment", "vip", "categorical", -0.8, 0.05),
+        ("age", "age", None, "numeric", -0.015, 0.002),
+        ("problem[competitor_offer]", "problem", "competitor_offer", "problem", 1.3 + shift, 0.06),
+        ("problem[network]", "problem", "network", "problem", 0.7, 0.06),
+    ]
+    return pd.DataFrame(
+        rows, columns=["term", "covariate", "level", "kind", "log_hazard_ratio", "se"]
+    )
+
+
+def effects(discount_competitor: float = 0.12) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "problem_type": ["competitor_offer", "price", "network"],
+            "segment": ["mass", "mass", "vip"],
+            "instrument": ["discount", "discount", "technician_visit"],
+            "effect": [discount_competitor, 0.09, 0.10],
+            "std_error": [0.01, 0.01, 0.02],
+            "lower": [np.nan] * 3,
+            "upper": [np.nan] * 3,
+            "status": "estimated",
+        }
+    )
+
+
+def values() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "segment": ["mass"] * 8 + ["vip"] * 2,
+            "active": [True] * 10,
+            "value": [100.0] * 8 + [1000.0] * 2,
+        }
+    )
+
+
+def outputs(
+    label: str,
+    *,
+    retention: float = 0.8,
+    hr_shift: float = 0.0,
+    discount: float = 0.12,
+    profile: pd.DataFrame | None = None,
+) -> monitor.RunOutputs:
+    tables = {
+        ("survival", "hazard_ratios"): hazard_ratios(hr_shift),
+        ("uplift", "effects"): effects(discount),
+        ("clv", "values"): values(),
+    }
+    if profile is not None:
+        tables[("monitoring", "input_profile")] = profile
+    return monitor.RunOutputs(
+        run_id=label,
+        started=pd.Timestamp(label),
+        as_of=label,
+        metrics={
+            "survival": {
+                "median_tenure_months": 30.0,
+                "median_tenure_lower": 28.0,
+                "median_tenure_upper": 32.0,
+                "retention_12m": retention,
+                "n_customers": 5000.0,
+            }
+        },
+        tables=tables,
+    )
+
+
+STAGES = ["data", "survival", "uplift", "clv", "plan", "monitoring"]
+
+
+def test_run_quantities_read_every_stage_with_its_scale():
+    q = monitor.run_quantities(outputs("2024-01-01"))
+    assert set(q["family"]) == {
+        "survival",
+        "hazard ratio",
+        "problem hazard ratio",
+        "instrument effect",
+        "value",
+    }
+    hr = q.loc[q["group"] == "problem=competitor_offer"].iloc[0]
+    assert hr["scale"] == "log" and hr["estimate"] == pytest.approx(np.exp(1.3))
+    assert hr["lower"] < hr["estimate"] < hr["upper"]
+    median = q.loc[q["quantity"] == "median tenure"].iloc[0]
+    assert median["se"] == pytest.approx(4.0 / (2 * 1.959964), rel=1e-4)
+    retention = q.loc[q["quantity"] == "retention at 12 months"].iloc[0]
+    assert np.isnan(retention["se"])  # no CI in the survival metrics
+    effect = q.loc[q["group"] == "instrument=discount|problem_type=competitor_offer|segment=mass"]
+    assert effect["se"].iloc[0] == pytest.approx(0.01)
+    vip = q.loc[(q["family"] == "value") & (q["group"] == "segment=vip")]
+    assert vip["estimate"].iloc[0] == 2000.0
+
+
+def test_first_run_says_there_is_nothing_to_compare():
+    summary = monitor.analyse(outputs("2024-01-01"), [], stages=STAGES)
+    assert not summary.has_history and summary.flags.empty
+    assert summary.to_metrics()["previous_runs"] == 0.0
+    (finding,) = monitor.findings(summary)
+    assert "nothing to compare yet" in finding
+    assert summary.flag_table.empty and summary.comparison_table.empty
+
+
+def test_unchanged_runs_raise_no_flag():
+    summary = monitor.analyse(outputs("2024-02-01"), [outputs("2024-01-01")], stages=STAGES)
+    assert summary.comparison["tested"].sum() >= 8
+    assert summary.flags.empty
+    assert any("No statistically meaningful change" in f for f in monitor.findings(summary))
+
+
+def test_shifted_estimates_are_flagged_ranked_and_name_the_stage_to_rerun():
+    current = outputs("2024-02-01", hr_shift=0.5, discount=0.04)
+    summary = monitor.analyse(current, [outputs("2024-01-01")], stages=STAGES)
+    flagged = set(summary.flags["group"])
+    assert flagged == {
+        "problem=competitor_offer",
+        "instrument=discount|problem_type=competitor_offer|segment=mass",
+    }
+    # impact = relative move x value concerned: the hazard ratio bears on the whole book
+    # (EUR 2,800), the discount effect on the mass segment (EUR 800)
+    top, second = summary.flags.iloc[0], summary.flags.iloc[1]
+    assert top["family"] == "problem hazard ratio" and top["rank"] == 1
+    assert top["impact_unit"] == "EUR" and top["impact"] == pytest.approx(np.expm1(0.5) * 2800)
+    assert second["impact"] == pytest.approx(800 * 2 / 3)
+    assert summary.stale_stages == ["survival", "uplift", "plan"]
+    text = " ".join(monitor.findings(summary))
+    assert (
+        "Stale:" in text
+        and "Rerun with fresh data (since 2024-01-01): survival, uplift, plan" in text
+    )
+
+
+def test_a_large_move_without_a_ci_is_listed_not_flagged():
+    summary = monitor.analyse(
+        outputs("2024-02-01", retention=0.5), [outputs("2024-01-01")], stages=STAGES
+    )
+    assert summary.flags.empty
+    (row,) = summary.large_untested.to_dict("records")
+    assert row["quantity"] == "retention at 12 months"
+    assert any("no confidence interval" in f for f in monitor.findings(summary))
+
+
+def test_holm_matches_statsmodels(rng):
+    p = pd.Series(rng.uniform(0, 0.1, 12))
+    p.iloc[3] = np.nan
+    ours = monitor.holm(p).dropna()
+    theirs = multipletests(p.dropna(), method="holm")[1]
+    np.testing.assert_allclose(ours.to_numpy(), theirs)
+
+
+def test_psi_is_zero_for_equal_mixes_and_grows_with_the_shift():
+    base = pd.Series([50.0, 30.0, 20.0])
+    assert monitor.psi(base, base * 3) == pytest.approx(0.0)
+    small, large = pd.Series([48.0, 30.0, 22.0]), pd.Series([20.0, 30.0, 50.0])
+    assert 0 < monitor.psi(base, small) < 0.01 < 0.25 < monitor.psi(base, large)
+
+
+def test_trend_detects_a_steady_drift_only():
+    history = []
+    for order in range(5):
+        for group, slope in (("drifting", 0.05), ("flat", 0.0)):
+            history.append(
+                {
+                    "stage": "survival",
+                    "family": "hazard ratio",
+                    "quantity": "hazard ratio",
+                    "group": group,
+                    "estimate": np.exp(0.3 + slope * order),
+                    "se": 0.01,
+                    "scale": "log",
+                    "run_order": order,
+                }  # fmt: skip
+            )
+    trends = monitor.trends(pd.DataFrame(history)).set_index("group")
+    assert trends.loc["drifting", "slope_per_run"] == pytest.approx(0.05)
+    assert trends["drifting"].to_dict() == {"drifting": True, "flat": False}
+
+
+# ------------------------------------------------------------------ inputs and history
+@pytest.fixture(scope="module")
+def market():
+    """Two snapshots of one simulated market, six months apart, with and without a shock."""
+
+    def snapshots(shock: dict | None, seed: int, n_customers: int = 20_000):
+        out = []
+        for as_of in ("2022-01-01", "2022-07-01"):
+            simulator = {"n_customers": n_customers, "months": 36}
+            if shock:
+                simulator["shock"] = shock
+            config = make_config(seed=seed, data={"source": "simulator", "as_of": as_of,
+                                                  "simulator": simulator})  # fmt: skip
+            tables, _ = load_tables(config.data, random_state=config.seed)
+            out.append(tables)
+        return out
+
+    return snapshots
+
+
+def test_input_profile_measures_features_recent_problems_and_reasons(market):
+    before, _ = market(None, seed=1, n_customers=3000)
+    profile = monitor.input_profile(before, recent_months=6)
+    assert set(profile["section"]) == {"categorical", "numeric", "problem_rate", "churn_reason"}
+    seg = profile.loc[(profile["section"] == "categorical") & (profile["feature"] == "segment")]
+    assert seg["value"].sum() == seg["n"].iloc[0] == (~before.customers["churned"]).sum()
+    rates = profile.loc[profile["section"] == "problem_rate"]
+    recent = before.problems["date"] > pd.Timestamp("2022-01-01") - pd.Timedelta(days=6 * 30.4375)
+    assert rates["value"].sum() == recent.sum()
+    assert (rates["n"] > 0).all()  # customer-months at risk in the window
+
+
+def log_run(
+    tracking_uri, profile, as_of, *, status=True, monitoring=True, experiment=EXPERIMENT
+) -> str:
+    """A pipeline run as the runner logs it, with the monitoring stage's input profile."""
+    time.sleep(0.005)  # runs are ordered by their start time in milliseconds
+    parent = tracking.start_run(
+        tracking_uri, experiment, run_name=as_of,
+        tags={"retention_lab.kind": "pipeline", "config_name": "test", "data_as_of": as_of},
+    )  # fmt: skip
+    child = tracking.start_run(
+        tracking_uri, experiment, run_name="monitoring", parent_run_id=parent,
+        tags={"stage": "monitoring"},
+    )  # fmt: skip
+    if monitoring:
+        config = RunConfig(name="test", tracking={"experiment": experiment,
+                                                  "tracking_uri": tracking_uri})  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            context = StageContext("monitoring", config, Path(tmp), mlflow_run_id=child)
+            context.save_table(profile, "input_profile")
+    tracking.end_run(tracking_uri, child, succeeded=True)
+    tracking.end_run(tracking_uri, parent, succeeded=status)
+    return child
+
+
+def test_history_is_read_from_mlflow_newest_first_and_skips_failed_runs(market, tracking_uri):
+    before, after = market(None, seed=2, n_customers=2000)
+    p1, p2 = monitor.input_profile(before), monitor.input_profile(after)
+    log_run(tracking_uri, p1, "2021-07-01")
+    log_run(tracking_uri, p1, "2021-10-01", status=False)  # a failed run is no reference
+    log_run(tracking_uri, p1, "2022-01-01")
+    current = log_run(tracking_uri, p2, "2022-07-01", monitoring=False)
+    earlier = monitor.earlier_outputs(tracking_uri, current, max_runs=5)
+    assert [o.as_of for o in earlier] == ["2022-01-01", "2021-07-01"]
+    pd.testing.assert_frame_equal(earlier[0].table("monitoring", "input_profile"), p1)
+    assert monitor.earlier_outputs(tracking_uri, None) == []  # interactive: no history
+
+
+def flagged_after(tracking_uri, before, after, config: MonitorConfig, experiment: str):
+    """Log the earlier snapshot as a finished run, then monitor the later one against it."""
+    profile = monitor.input_profile(before, features=config.features,
+                                    recent_months=config.recent_months)  # fmt: skip
+    log_run(tracking_uri, profile, str(before.as_of), experiment=experiment)
+    current_child = log_run(
+        tracking_uri, profile, str(after.as_of), monitoring=False, experiment=experiment
+    )
+    previous = monitor.earlier_outputs(tracking_uri, current_child, max_runs=config.n_runs)
+    current = monitor.RunOutputs(
+        run_id=current_child, started=pd.Timestamp.now(), as_of=str(after.as_of),
+        tables={("monitoring", "input_profile"): monitor.input_profile(
+            after, features=config.features, recent_months=config.recent_months)},
+    )  # fmt: skip
+    summary = monitor.analyse(current, previous, n_runs=config.n_runs, alpha=config.alpha,
+                              psi_threshold=config.psi_threshold, stages=STAGES)  # fmt: skip
+    return summary
+
+
+def test_competitor_entry_flags_exactly_the_changed_inputs(market, tracking_uri):
+    """Shock at month 24 (2022-01-01): competitor offers x2.5, weaker discounts."""
+    before, after = market({"month": 24}, seed=5)
+    summary = flagged_after(tracking_uri, before, after, MonitorConfig(), "shock")
+    assert set(summary.flags["group"]) == {
+        "problem_type=competitor_offer",
+        "churn_reason=competitor",
+    }
+    rate = summary.flags.set_index("group").loc["problem_type=competitor_offer"]
+    assert rate["current"] / rate["previous"] == pytest.approx(2.5, rel=0.25)
+    assert summary.flags.iloc[0]["group"] == "problem_type=competitor_offer"  # largest impact
+    assert "survival" in summary.stale_stages and "uplift" in summary.stale_stages
+    unchanged = summary.comparison.loc[~summary.comparison["flagged"]]
+    assert (unchanged["family"] != "problem rate").sum() >= 10  # the rest were tested, not flagged
+
+
+@pytest.mark.slow
+def test_without_a_shock_flags_stay_within_the_false_alarm_rate(market, tracking_uri):
+    config = MonitorConfig()
+    flagged_runs = tests = flags = 0
+    seeds = range(11, 19)
+    for seed in seeds:
+        before, after = market(None, seed=seed)
+        summary = flagged_after(tracking_uri, before, after, config, f"no-shock-{seed}")
+        tests += int(summary.comparison["tested"].sum())
+        flags += len(summary.flags)
+        flagged_runs += bool(len(summary.flags))
+    # Holm keeps P(any false flag in a run) <= alpha = 5%: with 8 markets, 2 or more
+    # flagged runs would happen by chance with probability 5.7%
+    assert flagged_runs <= 1, (flagged_runs, flags, tests)
+    assert tests >= 8 * 15
