@@ -480,3 +480,15 @@ def test_new_customer_value_without_channel_or_acquisition_cost():
     assert table["payback_month"].isna().all() and table["net_value"].isna().all()
     assert table.loc["Fiber", "value"] == pytest.approx(2 * table.loc["DSL", "value"])
     assert set(result.payback_curves["segment"]) == {"DSL", "Fiber"}
+
+
+@pytest.mark.slow
+def test_weibull_aft_tenure_model_also_agrees_with_the_truth_at_two_years(small_market):
+    sim, customers = small_market
+    model = clv.fit_tenure_model(customers, kind="weibull_aft", random_state=0)
+    active = customers[~customers["churned"]]
+    kw = dict(margin=clv.monthly_margin(active), horizon_months=24)
+    fitted = clv.residual_values(active, model, **kw)
+    true = clv.residual_values(active, clv.true_tenure_model(sim.truth), **kw)
+    check = clv.compare_values(fitted, true, active)
+    assert (check["ratio"] - 1).abs().max() < 0.05, check

@@ -133,6 +133,7 @@ class LifelinesTenureModel:
     levels: dict[str, list]
     model: object = field(repr=False)
     n_customers: int = 0
+    means: pd.Series = field(default_factory=pd.Series, repr=False)
     _baseline: dict = field(default_factory=dict, repr=False)
 
     def _lp(self, customers: pd.DataFrame) -> np.ndarray:
@@ -140,7 +141,7 @@ class LifelinesTenureModel:
         if self.kind == "cox":
             beta = self.model.params_
             X = X[beta.index]
-            mean = self.model._norm_mean[beta.index]
+            mean = self.means[beta.index]  # lifelines centres the covariates
             return (X.to_numpy(float) - mean.to_numpy(float)) @ beta.to_numpy(float)
         params = self.model.params_["lambda_"]
         X = X.assign(Intercept=1.0)[params.index]
@@ -250,6 +251,7 @@ def fit_tenure_model(
         levels=levels,
         model=model,
         n_customers=len(sample),
+        means=X.mean(),
         _baseline=baseline,
     )
 

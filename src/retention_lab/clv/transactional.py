@@ -43,7 +43,6 @@ def _model_config(parameters, priors: str) -> dict | None:
 def _fit(model, data: pd.DataFrame, random_state: int | None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        logging.getLogger("pymc").setLevel(logging.ERROR)
         model.fit(data=data, method="map", progressbar=False, seed=random_state)
 
 
