@@ -203,6 +203,64 @@ class MonitorConfig(_Section):
     )
 
 
+class UpliftConfig(_Section):
+    """Uplift modelling of retention instruments (stage 02_uplift); see ``uplift.analyse``."""
+
+    horizon_months: int = Field(
+        6, ge=1, le=24, description="Outcome horizon: retained = still a customer this many months "
+        "after the case (the simulator's outcome_horizon_months)"
+    )
+    features: list[str] | None = Field(
+        None,
+        description="Covariates of the learners and the propensity model (None = tenure at the "
+        "case, customer covariates, problem_type, severity; those present)",
+    )
+    learners: list[Literal["s", "t", "x", "dr"]] = Field(
+        ["s", "t", "x", "dr"], min_length=1, description="Meta-learners fitted (causalml)"
+    )
+    max_iter: int = Field(100, gt=0, description="Boosting rounds of the gradient-boosted models")
+    learning_rate: float = Field(0.05, gt=0, le=1, description="Learning rate of the base models")
+    max_leaf_nodes: int = Field(8, ge=2, description="Leaves per tree of the base models")
+    min_samples_leaf: int = Field(200, ge=1, description="Fewest cases per leaf of the base models")
+    l2_regularization: float = Field(1.0, ge=0, description="L2 penalty of the base models")
+    folds: int = Field(
+        3, ge=2, le=10, description="Cross-fitting folds (nuisance models and learner bagging)"
+    )
+    test_share: float = Field(
+        0.5, gt=0, lt=1, description="Share of the randomised cases held out to evaluate learners"
+    )
+    n_bootstrap: int = Field(200, ge=10, description="Bootstrap replicates of the Qini/AUUC bands")
+    trim_bounds: tuple[float, float] = Field(
+        (0.01, 0.99),
+        description="Common support: rule-assigned cases with a propensity outside these bounds "
+        "for any arm are trimmed; the rest are clipped to them",
+    )
+    min_cell_cases: int = Field(
+        20, ge=2, description="Fewest cases of an instrument (and the control) per effect cell"
+    )
+    max_train_cases: int | None = Field(
+        200_000, gt=0, description="Random sample size for fitting the learners (None = all)"
+    )
+    threads: int = Field(
+        1, ge=1, description="OpenMP threads per model fit (1 avoids oversubscription on busy hosts)"
+    )
+    campaign_file: str | None = Field(
+        None,
+        description="CSV/Parquet campaign export (one row per customer: treatment, outcome, "
+        "features) used instead of the interventions table; relative to the project root",
+    )
+    campaign_treatment_col: str = Field("treatment", description="Campaign export: arm column")
+    campaign_outcome_col: str = Field("outcome", description="Campaign export: 0/1 outcome column")
+    campaign_control: str = Field("control", description="Campaign export: the control's label")
+    campaign_id_col: str = Field("customer_id", description="Campaign export: customer id column")
+    campaign_features: list[str] | None = Field(
+        None, description="Campaign export: feature columns (None = all other columns)"
+    )
+    campaign_assignment_col: str | None = Field(
+        None, description="Campaign export: column with random/rule (None = all randomised)"
+    )
+
+
 class PlanConfig(_Section):
     """Retention plan (stage 04_plan); keys match ``plan.analyse``."""
 
@@ -266,6 +324,7 @@ class PlanConfig(_Section):
         12, ge=2, le=100, description="Budgets on the budget curve, from zero to twice the budget"
     )
 
+
 class RunConfig(_Section):
     """A whole pipeline run: data, stages, tracking and every stage's settings."""
 
@@ -288,6 +347,9 @@ class RunConfig(_Section):
     clv: ClvConfig = Field(default_factory=ClvConfig, description="Customer lifetime value")
     plan: PlanConfig = Field(
         default_factory=PlanConfig, description="Retention plan: threats, instruments, budget"
+    )
+    uplift: UpliftConfig = Field(
+        default_factory=UpliftConfig, description="Uplift modelling of retention instruments"
     )
     monitor: MonitorConfig = Field(
         default_factory=MonitorConfig, description="Run-over-run monitoring of the estimates"

@@ -1,0 +1,95 @@
+"""Uplift modelling of retention instruments (stage notebook ``02_uplift``).
+
+Which instrument keeps which customers, against which problem, in which
+segment, and where it is wasted money. Every function works on a plain frame
+of cases with column-name arguments (:class:`UpliftInput`); :func:`case_table`
+builds it from the canonical tables and :func:`from_frame` from a campaign
+export (one row per customer: treatment, outcome, features).
+
+- ``cases``: the input (adapter, campaign export, active customers to score);
+- ``design``: arm sizes, covariate balance, cross-fitted propensity, trimming;
+- ``effects``: difference in means, cross-fitted AIPW, the effect matrix;
+- ``learners``: causalml S/T/X/DR-learners bagged over folds (``UpliftModel``);
+- ``evaluation``: Qini/uplift curves, AUUC, calibration, the learner choice, truth checks;
+- ``summary``: ``analyse`` -> ``UpliftSummary``, ``findings``, the plan-stage table.
+"""
+
+from retention_lab.uplift.cases import (
+    CANONICAL_FEATURES,
+    UpliftInput,
+    active_customers,
+    case_table,
+    from_frame,
+    horizon_days_of,
+    prepare,
+    read_campaign,
+    unavailable,
+)
+from retention_lab.uplift.design import (
+    arm_sizes,
+    balance,
+    check_input,
+    fit_propensity,
+    known_propensity,
+    overlap_table,
+)
+from retention_lab.uplift.effects import (
+    aipw_effects,
+    aipw_scores,
+    difference_in_means,
+    outcome_predictions,
+    true_effects,
+)
+from retention_lab.uplift.evaluation import (
+    calibration,
+    choose_learners,
+    evaluate,
+    truth_metrics,
+    uplift_curves,
+)
+from retention_lab.uplift.learners import LEARNERS, UpliftModel, fit_learners
+from retention_lab.uplift.summary import (
+    EFFECT_TABLE_COLUMNS,
+    UpliftSummary,
+    analyse,
+    findings,
+    plan_effects,
+    predict_effects,
+)
+
+__all__ = [
+    "CANONICAL_FEATURES",
+    "EFFECT_TABLE_COLUMNS",
+    "LEARNERS",
+    "UpliftInput",
+    "UpliftModel",
+    "UpliftSummary",
+    "active_customers",
+    "aipw_effects",
+    "aipw_scores",
+    "analyse",
+    "arm_sizes",
+    "balance",
+    "calibration",
+    "case_table",
+    "check_input",
+    "choose_learners",
+    "difference_in_means",
+    "evaluate",
+    "findings",
+    "fit_learners",
+    "fit_propensity",
+    "from_frame",
+    "horizon_days_of",
+    "known_propensity",
+    "outcome_predictions",
+    "overlap_table",
+    "plan_effects",
+    "predict_effects",
+    "prepare",
+    "read_campaign",
+    "true_effects",
+    "truth_metrics",
+    "unavailable",
+    "uplift_curves",
+]

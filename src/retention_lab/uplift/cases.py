@@ -1,0 +1,381 @@
+"""The uplift stage's input: one row per case (treatment, outcome, features).
+
+Every estimator of the stage works on a plain frame with column-name
+arguments. :func:`case_table` is the adapter from the canonical tables
+(interventions joined to customers, problems and transactions);
+:func:`from_frame` and :func:`read_campaign` take a plain campaign export
+(one row per customer: treatment, outcome, features) instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from retention_lab.config import PROJ_ROOT
+from retention_lab.errors import DataError
+
+DAYS_PER_MONTH = 30.4375
+CANONICAL_FEATURES = (
+    "tenure_months",
+    "segment",
+    "plan",
+    "contract",
+    "monthly_fee",
+    "channel",
+    "region",
+    "age",
+    "data_usage_gb",
+    "problem_type",
+    "severity",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class UpliftInput:
+    """Cases and the names of their columns; what every step of the stage reads.
+
+    Attributes
+    ----------
+    cases : pandas.DataFrame
+        One row per case; at least ``id_col``, ``treatment_col``, ``outcome_col``
+        and the ``features``.
+    treatment_col, outcome_col, id_col : str
+        Arm label (``control`` = untreated), binary outcome (1 = retained) and case id.
+    features : list of str
+        Covariates the learners and the propensity model use.
+    control : str
+        Label of the control arm.
+    assignment_col : str or None
+        Column with "random" / "rule"; ``None`` means every case was randomised.
+    revenue_col, cost_col, customer_col : str or None
+        Revenue over the horizon, cost of the instrument, customer id (optional).
+    strata : list of str
+        Columns of the effect matrix (e.g. problem_type, segment) present in ``cases``.
+    truth : pandas.DataFrame or None
+        Simulated data only: the true retention probability per arm (one column
+        per arm, rows aligned with ``cases``), and ``revenue:<arm>`` columns with
+        the true expected revenue.
+    available : bool
+        False when the dataset has no cases; ``reason`` says why.
+    """
+
+    cases: pd.DataFrame
+    treatment_col: str = "instrument"
+    outcome_col: str = "retained"
+    features: list[str] = field(default_factory=list)
+    control: str = "none"
+    id_col: str = "intervention_id"
+    assignment_col: str | None = "assignment"
+    revenue_col: str | None = "revenue"
+    cost_col: str | None = "cost"
+    customer_col: str | None = "customer_id"
+    strata: list[str] = field(default_factory=list)
+    truth: pd.DataFrame | None = None
+    horizon_days: int | None = None
+    source: str = "interventions"
+    available: bool = True
+    reason: str = ""
+
+    @property
+    def arms(self) -> list[str]:
+        """Arm labels, control first, then the instruments in sorted order."""
+        labels = sorted(set(self.cases[self.treatment_col].astype(str)) - {self.control})
+        return [self.control, *labels]
+
+    @property
+    def instruments(self) -> list[str]:
+        """Treated arms (every arm but the control)."""
+        return self.arms[1:]
+
+    def randomised(self) -> np.ndarray:
+        """Boolean mask of the randomised cases."""
+        if self.assignment_col is None:
+            return np.ones(len(self.cases), bool)
+        return (self.cases[self.assignment_col].astype(str) == "random").to_numpy()
+
+    def subset(self, mask: np.ndarray) -> UpliftInput:
+        """The same input restricted to the rows in ``mask`` (index reset)."""
+        truth = None if self.truth is None else self.truth[mask].reset_index(drop=True)
+        return replace(self, cases=self.cases[mask].reset_index(drop=True), truth=truth)
+
+    def __repr__(self) -> str:
+        if not self.available:
+            return f"UpliftInput(not available: {self.reason})"
+        n_rand = int(self.randomised().sum())
+        return (
+            f"UpliftInput(source={self.source}, cases={len(self.cases):,}, randomised={n_rand:,}, "
+            f"arms={self.arms}, features={len(self.features)}, truth={self.truth is not None})"
+        )
+
+
+def unavailable(reason: str) -> UpliftInput:
+    """An empty input for a dataset the stage cannot use (the report says ``reason``)."""
+    cases = pd.DataFrame(columns=["intervention_id", "instrument", "retained"])
+    return UpliftInput(cases=cases, available=False, reason=reason, source="none")
+
+
+def horizon_days_of(months: int) -> int:
+    """Days of an outcome horizon: ``7 * round(months * 30.4375 / 7)`` (the simulator's rule)."""
+    return 7 * int(round(months * DAYS_PER_MONTH / 7))
+
+
+def _revenue(cases: pd.DataFrame, transactions: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """Sum of amounts per case with ``date <= t < date + horizon`` (vectorised searchsorted)."""
+    ids = pd.Index(pd.unique(transactions["customer_id"].astype(str)))
+    t_code = ids.get_indexer(transactions["customer_id"].astype(str)).astype(np.int64)
+    t_day = transactions["date"].to_numpy("datetime64[D]").astype(np.int64)
+    base = t_day.min() - 10 * horizon_days
+    span = int(t_day.max() - base + 20 * horizon_days)
+    key = t_code * span + (t_day - base)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    cum = np.concatenate([[0.0], np.cumsum(transactions["amount"].to_numpy(float)[order])])
+    c_code = ids.get_indexer(cases["customer_id"].astype(str)).astype(np.int64)
+    c_day = cases["date"].to_numpy("datetime64[D]").astype(np.int64) - base
+    c_day = np.clip(c_day, 0, span - horizon_days - 1)
+    lo = np.searchsorted(key, c_code * span + c_day, side="left")
+    hi = np.searchsorted(key, c_code * span + c_day + horizon_days, side="left")
+    return np.where(c_code >= 0, cum[hi] - cum[lo], 0.0)
+
+
+def case_table(
+    tables,
+    *,
+    horizon_months: int = 6,
+    features: list[str] | None = None,
+    truth=None,
+) -> UpliftInput:
+    """Build the cases from the canonical tables (the adapter for canonical data).
+
+    A case dated ``d`` is *retained* when the customer's ``end_date`` is empty or
+    on or after ``d + horizon_days``; cases whose horizon ends after ``as_of``
+    are dropped (outcome unobserved). Revenue is the sum of the customer's
+    transactions dated in ``[d, d + horizon_days)``.
+
+    Parameters
+    ----------
+    tables : retention_lab.data.Tables
+        Needs interventions and dated customers; problems (severity) and
+        transactions (revenue) are optional. Without interventions the result
+        is :func:`unavailable`.
+    horizon_months
+        Outcome horizon; ``horizon_days = 7 * round(months * 30.4375 / 7)``.
+    features
+        Covariates to use (default :data:`CANONICAL_FEATURES`, those present).
+    truth : GroundTruth, optional
+        The simulator's truth; adds the true retention probability per arm.
+
+    Returns
+    -------
+    UpliftInput
+        ``cases`` has intervention_id, customer_id, date, instrument,
+        assignment, problem_type, severity, cost, the customer covariates,
+        tenure_months (at the case date), retained (0/1), revenue (when
+        transactions exist).
+    """
+    if tables.interventions is None or len(tables.interventions) == 0:
+        return unavailable("this dataset has no interventions table (retention cases)")
+    if not tables.has_dates:
+        return unavailable("customers carry no signup and end dates")
+    h = horizon_days_of(horizon_months)
+    iv = tables.interventions.copy()
+    if "intervention_id" not in iv.columns:
+        iv["intervention_id"] = [f"I{i:08d}" for i in range(1, len(iv) + 1)]
+    as_of = pd.Timestamp(tables.as_of)
+    iv = iv[iv["date"] + pd.Timedelta(days=h) <= as_of]
+    if iv.empty:
+        return unavailable(
+            f"no retention case has its {horizon_months}-month outcome observed by {as_of.date()}"
+        )
+    cust = tables.customers.drop(
+        columns=["tenure_days", "tenure_months", "churned"], errors="ignore"
+    )
+    drop = [c for c in cust.columns if c in iv.columns and c != "customer_id"]
+    cases = iv.merge(cust.drop(columns=drop), on="customer_id", how="left", validate="many_to_one")
+    if "severity" not in cases.columns and tables.problems is not None and "problem_id" in cases:
+        if "severity" in tables.problems.columns:
+            sev = tables.problems.set_index(tables.problems["problem_id"].astype(str))["severity"]
+            cases["severity"] = cases["problem_id"].astype(str).map(sev).to_numpy()
+    cases["tenure_months"] = (cases["date"] - cases["signup_date"]).dt.days / DAYS_PER_MONTH
+    end = cases["end_date"]
+    cases["retained"] = (end.isna() | (end >= cases["date"] + pd.Timedelta(days=h))).astype(int)
+    revenue_col = None
+    if tables.transactions is not None and len(tables.transactions):
+        cases["revenue"] = _revenue(cases, tables.transactions, h)
+        revenue_col = "revenue"
+    for col in ("instrument", "assignment", "problem_type", "segment"):
+        if col in cases.columns:
+            cases[col] = cases[col].astype(object)
+    cases = cases.reset_index(drop=True)
+    wanted = list(features) if features is not None else list(CANONICAL_FEATURES)
+    feats = [c for c in wanted if c in cases.columns and cases[c].notna().any()]
+    out_truth = None
+    if truth is not None:
+        out_truth = _truth_table(truth, cases["intervention_id"])
+    assignment = "assignment" if "assignment" in cases.columns else None
+    return UpliftInput(
+        cases=cases,
+        features=feats,
+        assignment_col=assignment,
+        revenue_col=revenue_col,
+        cost_col="cost" if "cost" in cases.columns else None,
+        strata=[c for c in ("problem_type", "segment") if c in cases.columns],
+        truth=out_truth,
+        horizon_days=h,
+    )
+
+
+def _truth_table(truth, ids: pd.Series) -> pd.DataFrame | None:
+    """True retention probability (``<arm>``) and expected revenue (``revenue:<arm>``) per case."""
+    out = truth.intervention_outcomes
+    if len(out) == 0:
+        return None
+    key = out["intervention_id"].astype(str)
+    p = out.pivot_table(index=key, columns="arm", values="p_retained", aggfunc="first")
+    rev = out.pivot_table(index=key, columns="arm", values="expected_revenue", aggfunc="first")
+    rev.columns = [f"revenue:{c}" for c in rev.columns]
+    wide = p.join(rev)
+    wide = wide.reindex(ids.astype(str).to_numpy())
+    if wide.isna().all(axis=None):
+        return None
+    return wide.reset_index(drop=True)
+
+
+def from_frame(
+    frame: pd.DataFrame,
+    *,
+    treatment_col: str = "treatment",
+    outcome_col: str = "outcome",
+    control: str = "control",
+    features: list[str] | None = None,
+    id_col: str | None = "customer_id",
+    assignment_col: str | None = None,
+    revenue_col: str | None = None,
+    cost_col: str | None = None,
+    strata: list[str] | None = None,
+) -> UpliftInput:
+    """Wrap a plain campaign export (one row per customer) for the stage's functions.
+
+    Parameters
+    ----------
+    features
+        Covariate columns; default every column except the id, treatment,
+        outcome, assignment, revenue and cost columns.
+    assignment_col
+        Column with "random" / "rule"; ``None`` (default) treats the whole
+        export as a randomised campaign.
+    strata
+        Columns of the effect matrix; default the categorical features with at
+        most 12 levels (first two).
+
+    Returns
+    -------
+    UpliftInput
+        The export with ``outcome_col`` as 0/1 integers and an id column
+        (``case_id`` = row number when ``id_col`` is missing).
+    """
+    for col in [treatment_col, outcome_col, *(c for c in (assignment_col,) if c)]:
+        if col not in frame.columns:
+            raise DataError(
+                file="campaign", column=col, expected=f"present (got {list(frame.columns)})"
+            )
+    cases = frame.reset_index(drop=True).copy()
+    if id_col is None or id_col not in cases.columns:
+        id_col = "case_id"
+        cases[id_col] = np.arange(len(cases))
+    y = cases[outcome_col]
+    if y.dtype == bool or set(pd.unique(y.dropna())) <= {0, 1, True, False}:
+        cases[outcome_col] = y.astype(int)
+    else:
+        raise DataError(
+            file="campaign", column=outcome_col, expected="a binary outcome (0/1 or true/false)"
+        )
+    cases[treatment_col] = cases[treatment_col].astype(str)
+    reserved = {id_col, treatment_col, outcome_col, assignment_col, revenue_col, cost_col}
+    feats = list(features) if features is not None else [c for c in cases if c not in reserved]
+    missing = [c for c in feats if c not in cases.columns]
+    if missing:
+        raise DataError(file="campaign", column=missing[0], expected="present (a feature)")
+    if strata is None:
+        strata = [
+            c
+            for c in feats
+            if not pd.api.types.is_numeric_dtype(cases[c]) and cases[c].nunique() <= 12
+        ][:2]
+    return UpliftInput(
+        cases=cases,
+        treatment_col=treatment_col,
+        outcome_col=outcome_col,
+        features=feats,
+        control=str(control),
+        id_col=id_col,
+        assignment_col=assignment_col,
+        revenue_col=revenue_col,
+        cost_col=cost_col,
+        customer_col=id_col,
+        strata=list(strata),
+        source="campaign",
+    )
+
+
+def read_campaign(config) -> UpliftInput:
+    """Read the campaign export named in the configuration's ``uplift`` section.
+
+    A relative ``campaign_file`` is taken from the project root.
+    """
+    path = Path(config.campaign_file)
+    path = path if path.is_absolute() else PROJ_ROOT / path
+    if not path.is_file():
+        raise DataError(file=str(path), column=None, expected="an existing CSV or Parquet file")
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return from_frame(
+        frame,
+        treatment_col=config.campaign_treatment_col,
+        outcome_col=config.campaign_outcome_col,
+        control=config.campaign_control,
+        features=config.campaign_features,
+        id_col=config.campaign_id_col,
+        assignment_col=config.campaign_assignment_col,
+    )
+
+
+def prepare(tables, *, config, truth=None) -> UpliftInput:
+    """The stage's cases: the campaign export when configured, else the canonical adapter."""
+    if config.campaign_file:
+        return read_campaign(config)
+    return case_table(
+        tables, horizon_months=config.horizon_months, features=config.features, truth=truth
+    )
+
+
+def active_customers(tables, *, features: list[str] | None = None) -> pd.DataFrame:
+    """Active customers at ``as_of`` with their most recent problem, ready to score.
+
+    Customers without any recorded problem are left out (the learners were
+    trained on cases that answer a problem).
+
+    Returns
+    -------
+    pandas.DataFrame
+        customer_id, the customer covariates, tenure_months (at ``as_of``),
+        problem_type and severity of the latest problem, problem_date.
+    """
+    cust = tables.customers
+    if tables.problems is None or "end_date" not in cust.columns:
+        return pd.DataFrame(columns=["customer_id", *(features or [])])
+    active = cust[cust["end_date"].isna()].copy()
+    probs = tables.problems.sort_values("date").drop_duplicates("customer_id", keep="last")
+    keep = ["customer_id", "date", "problem_type"] + (
+        ["severity"] if "severity" in probs.columns else []
+    )
+    probs = probs[keep].rename(columns={"date": "problem_date"})
+    active = active.drop(columns=["problem_type", "severity"], errors="ignore")
+    out = active.merge(probs, on="customer_id", how="inner")
+    for col in ("problem_type", "segment"):
+        if col in out.columns:
+            out[col] = out[col].astype(object)
+    return out.reset_index(drop=True)

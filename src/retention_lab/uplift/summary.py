@@ -1,0 +1,597 @@
+"""The uplift stage in one call: ``analyse`` -> ``UpliftSummary``; ``findings`` words it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from retention_lab.errors import StatisticalWarning
+from retention_lab.uplift import design
+from retention_lab.uplift import effects as ef
+from retention_lab.uplift import evaluation as ev
+from retention_lab.uplift.cases import UpliftInput
+from retention_lab.uplift.learners import PREDICTION_COLUMNS, UpliftModel, fit_learners
+
+log = logging.getLogger(__name__)
+
+EFFECT_TABLE_COLUMNS = [
+    "customer_id",
+    "instrument",
+    *PREDICTION_COLUMNS,
+    "problem_type",
+    "segment",
+    "cell_effect",
+    "cell_revenue_effect",
+    "cost",
+]
+FAST = {
+    "max_iter": 40,
+    "learning_rate": 0.15,
+    "folds": 2,
+    "n_bootstrap": 40,
+    "max_train_cases": 20_000,
+}
+
+
+def _empty(columns):
+    return pd.DataFrame(columns=list(columns))
+
+
+@dataclass(frozen=True, eq=False)
+class UpliftSummary:
+    """Everything the uplift report shows (tables are DataFrames; see ``analyse``)."""
+
+    available: bool
+    reason: str = ""
+    source: str = "interventions"
+    n_cases: int = 0
+    n_randomised: int = 0
+    trimmed_share: float = float("nan")
+    control: str = "none"
+    outcome: str = "retained"
+    arm_sizes: pd.DataFrame = field(default_factory=lambda: _empty(design.ARM_SIZE_COLUMNS))
+    balance: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            ["instrument", "feature", "smd_random", "smd_rule", "smd_rule_weighted"]
+        )
+    )
+    overlap: pd.DataFrame = field(
+        default_factory=lambda: _empty(["instrument", "received", "propensity", "trimmed"])
+    )
+    ate: pd.DataFrame = field(default_factory=lambda: _empty(ef.EFFECT_COLUMNS + ["true_effect"]))
+    effect_matrix: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            ["instrument", "effect", "lower", "upper", "cost_per_saved", "status"]
+        )
+    )
+    learner_metrics: pd.DataFrame = field(default_factory=lambda: _empty(ev.METRIC_COLUMNS))
+    curves: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            ["instrument", "learner", "share", "qini", "uplift", "random"]
+        )
+    )
+    calibration: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            ["instrument", "learner", "decile", "predicted", "observed", "lower", "upper"]
+        )
+    )
+    chosen: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            ["instrument", "learner", "qini", "qini_lower", "qini_upper", "reliable", "rule"]
+        )
+    )
+    truth_check: pd.DataFrame = field(
+        default_factory=lambda: _empty(
+            ["instrument", "learner", "pehe", "correlation", "true_gain_top", "true_gain_random"]
+        )
+    )
+    costs: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    models: dict[str, UpliftModel] = field(default_factory=dict)
+    strata: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def availability(self) -> pd.DataFrame:
+        """One row: whether the stage applies to this dataset, and why not."""
+        return pd.DataFrame(
+            {
+                "source": [self.source],
+                "available": [self.available],
+                "cases": [self.n_cases],
+                "randomised": [self.n_randomised],
+                "note": [self.reason or "uplift analysis run"],
+            }
+        )
+
+    def to_metrics(self) -> dict[str, float]:
+        """Headline numbers for MLflow and ``results.json`` (empty when not available)."""
+        if not self.available:
+            return {}
+        out = {
+            "cases": float(self.n_cases),
+            "randomised_cases": float(self.n_randomised),
+            "trimmed_share": float(self.trimmed_share),
+        }
+        for r in self.ate.itertuples():
+            key = f"{r.estimator}_{r.population}_{r.outcome}_{r.instrument}"
+            if np.isfinite(r.effect):
+                out[f"effect.{key}"] = float(r.effect)
+        for r in self.chosen.itertuples():
+            out[f"qini.{r.instrument}"] = float(r.qini)
+        tc = self.chosen_truth()
+        for r in tc.itertuples():
+            out[f"truth_correlation.{r.instrument}"] = float(r.correlation)
+            out[f"truth_pehe.{r.instrument}"] = float(r.pehe)
+        return out
+
+    def chosen_truth(self) -> pd.DataFrame:
+        """Truth metrics of the chosen learner per instrument (simulated data only)."""
+        if self.truth_check.empty or self.chosen.empty:
+            return self.truth_check.iloc[0:0]
+        return self.truth_check.merge(self.chosen[["instrument", "learner"]])
+
+    def ate_table(self, outcome: str | None = None) -> pd.DataFrame:
+        """The average effects of one outcome (default: retention), randomised and rule side by side."""
+        outcome = outcome or self.outcome
+        cols = [
+            "instrument",
+            "estimator",
+            "population",
+            "effect",
+            "lower",
+            "upper",
+            "n_treated",
+            "n_control",
+            "true_effect",
+        ]
+        t = self.ate[self.ate["outcome"] == outcome] if not self.ate.empty else self.ate
+        return t[[c for c in cols if c in t.columns]].reset_index(drop=True)
+
+    def matrix_table(self) -> pd.DataFrame:
+        """The retention effect matrix with cost per customer saved (estimated cells first)."""
+        m = self.effect_matrix
+        if m.empty:
+            return m
+        m = m[m["outcome"] == self.outcome]
+        cols = [
+            *self.strata,
+            "instrument",
+            "effect",
+            "lower",
+            "upper",
+            "n_treated",
+            "n_control",
+            "revenue_effect",
+            "cost_per_saved",
+            "true_effect",
+            "status",
+        ]
+        return m[[c for c in cols if c in m.columns]].reset_index(drop=True)
+
+
+def _split(data: UpliftInput, test_share: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask of held-out randomised cases (stratified by arm)."""
+    rand = data.randomised()
+    arms = data.cases[data.treatment_col].astype(str).to_numpy()
+    test = np.zeros(len(arms), bool)
+    for arm in data.arms:
+        idx = np.flatnonzero(rand & (arms == arm))
+        k = int(round(test_share * len(idx)))
+        test[rng.choice(idx, size=k, replace=False)] = True
+    return test
+
+
+def analyse(
+    data: UpliftInput,
+    *,
+    config=None,
+    fast: bool = False,
+    random_state: int | None = None,
+) -> UpliftSummary:
+    """Run the whole uplift analysis.
+
+    Steps: design checks (arm sizes, balance, cross-fitted propensity with
+    trimming); average effects (difference in means on randomised cases;
+    naive and cross-fitted AIPW on rule-assigned cases; the AIPW effect
+    matrix by strata with cost per customer saved), for retention and
+    revenue; S/T/X/DR-learners fitted on rule cases plus part of the
+    randomised ones and evaluated on the held-out randomised cases; the
+    learner per instrument with the highest Qini coefficient is chosen.
+
+    Parameters
+    ----------
+    data
+        From :func:`~retention_lab.uplift.prepare`, :func:`case_table` or :func:`from_frame`.
+    config : UpliftConfig, optional
+        The configuration's ``uplift`` section (defaults when omitted).
+    fast
+        Small models and bootstraps (tests, smoke runs).
+
+    Returns
+    -------
+    UpliftSummary
+        Unavailable (``available=False``) when ``data`` is.
+    """
+    from retention_lab.config import UpliftConfig
+
+    if not data.available:
+        return UpliftSummary(available=False, reason=data.reason, source=data.source)
+    cfg = (config or UpliftConfig()).model_copy(update=FAST if fast else {})
+    with threadpool_limits(cfg.threads):
+        return _analyse(data, cfg, random_state)
+
+
+def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(random_state)
+    design.check_input(data, folds=cfg.folds)
+    params = dict(
+        max_iter=cfg.max_iter,
+        learning_rate=cfg.learning_rate,
+        max_leaf_nodes=cfg.max_leaf_nodes,
+        min_samples_leaf=cfg.min_samples_leaf,
+    )
+    prop = design.fit_propensity(
+        data,
+        folds=cfg.folds,
+        trim_bounds=tuple(cfg.trim_bounds),
+        random_state=rng.integers(2**31),
+        **params,
+    )
+    keep = ~prop["trimmed"].to_numpy()
+    rand = data.randomised()
+    rule = ~rand
+    arms = design.arm_sizes(data)
+    bal = design.balance(data, propensity=prop)
+    overlap = design.overlap_table(data, prop)
+    trimmed_share = float((~keep & rule).sum() / rule.sum()) if rule.any() else 0.0
+
+    outcomes = [data.outcome_col] + ([data.revenue_col] if data.revenue_col else [])
+    ate_parts, matrix_parts = [], []
+    costs = ef.mean_costs(data)
+    for outcome in outcomes:
+        is_rev = outcome == data.revenue_col
+        dim = ef.difference_in_means(
+            data.cases[rand],
+            treatment_col=data.treatment_col,
+            outcome_col=outcome,
+            control=data.control,
+        )
+        dim = dim.merge(ef.true_effects(data, mask=rand, revenue=is_rev), how="left")
+        ate_parts.append(dim)
+        if not rule.any():
+            mu_mask = keep
+        else:
+            mu_mask = keep
+            naive = ef.difference_in_means(
+                data.cases[rule],
+                treatment_col=data.treatment_col,
+                outcome_col=outcome,
+                control=data.control,
+                estimator="naive",
+                population="rule",
+            )
+            naive = naive.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
+            ate_parts.append(naive)
+        mu = ef.outcome_predictions(
+            data, outcome, keep=mu_mask, folds=cfg.folds, random_state=rng.integers(2**31), **params
+        )
+        scores = ef.aipw_scores(data, outcome, mu, prop)
+        if rule.any():
+            dr = ef.aipw_effects(
+                data, scores, mask=rule & keep, outcome_col=outcome, population="rule"
+            )
+            dr = dr.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
+            ate_parts.append(dr)
+            alld = ef.aipw_effects(data, scores, mask=keep, outcome_col=outcome, population="all")
+            alld = alld.merge(ef.true_effects(data, mask=keep, revenue=is_rev), how="left")
+            ate_parts.append(alld)
+        if data.strata:
+            cell = ef.aipw_effects(
+                data,
+                scores,
+                mask=keep,
+                outcome_col=outcome,
+                by=data.strata,
+                min_cases=cfg.min_cell_cases,
+                population="all",
+            )
+            cell = cell.merge(
+                ef.true_effects(data, mask=keep, by=data.strata, revenue=is_rev), how="left"
+            )
+            matrix_parts.append(cell)
+    ate = pd.concat(ate_parts, ignore_index=True)
+    if "true_effect" not in ate.columns:
+        ate["true_effect"] = np.nan
+    matrix = (
+        pd.concat(matrix_parts, ignore_index=True)
+        if matrix_parts
+        else _empty([*data.strata, *ef.EFFECT_COLUMNS])
+    )
+    if not matrix.empty:
+        matrix["cost_per_saved"] = np.where(
+            matrix["outcome"] == data.outcome_col, ef.cost_per_saved(matrix, costs), np.nan
+        )
+        if data.revenue_col:
+            rev = matrix[matrix["outcome"] == data.revenue_col][
+                [*data.strata, "instrument", "effect"]
+            ].rename(columns={"effect": "revenue_effect"})
+            matrix = matrix.merge(rev, on=[*data.strata, "instrument"], how="left")
+        else:
+            matrix["revenue_effect"] = np.nan
+    # ------------------------------------------------------- individual effects
+    test = _split(data, cfg.test_share, rng)
+    train = keep & ~test
+    train_idx = np.flatnonzero(train)
+    if cfg.max_train_cases and len(train_idx) > cfg.max_train_cases:
+        train_idx = np.sort(rng.choice(train_idx, size=cfg.max_train_cases, replace=False))
+    models = fit_learners(
+        data.cases.iloc[train_idx].reset_index(drop=True),
+        learners=list(cfg.learners),
+        treatment_col=data.treatment_col,
+        outcome_col=data.outcome_col,
+        features=data.features,
+        control=data.control,
+        propensity=prop.iloc[train_idx].reset_index(drop=True),
+        folds=cfg.folds,
+        l2_regularization=cfg.l2_regularization,
+        random_state=rng.integers(2**31),
+        **params,
+    )
+    test_cases = data.cases[test].reset_index(drop=True)
+    preds = {k: m.predict(test_cases) for k, m in models.items()}
+    metrics, curves = ev.evaluate(
+        test_cases,
+        preds,
+        treatment_col=data.treatment_col,
+        outcome_col=data.outcome_col,
+        control=data.control,
+        n_bootstrap=cfg.n_bootstrap,
+        random_state=rng.integers(2**31),
+    )
+    calib = ev.calibration(
+        test_cases,
+        preds,
+        treatment_col=data.treatment_col,
+        outcome_col=data.outcome_col,
+        control=data.control,
+    )
+    chosen = ev.choose_learners(metrics)
+    truth_check = _empty(
+        ["instrument", "learner", "pehe", "correlation", "true_gain_top", "true_gain_random"]
+    )
+    if data.truth is not None:
+        truth_check = ev.truth_metrics(
+            test_cases, preds, data.truth[test].reset_index(drop=True), control=data.control
+        )
+    unreliable = chosen.loc[~chosen["reliable"].astype(bool), "instrument"].tolist()
+    if unreliable:
+        warnings.warn(
+            f"no learner ranks cases better than random for {unreliable} (Qini band includes "
+            "zero on the held-out randomised cases); use the average effect for these "
+            "instruments or collect more randomised cases",
+            StatisticalWarning,
+            stacklevel=2,
+        )
+    seconds = time.perf_counter() - t0
+    log.info("uplift analysis of %d cases in %.1f s", len(data.cases), seconds)
+    return UpliftSummary(
+        available=True,
+        source=data.source,
+        n_cases=len(data.cases),
+        n_randomised=int(rand.sum()),
+        trimmed_share=trimmed_share,
+        control=data.control,
+        outcome=data.outcome_col,
+        arm_sizes=arms,
+        balance=bal,
+        overlap=overlap,
+        ate=ate,
+        effect_matrix=matrix,
+        learner_metrics=metrics,
+        curves=curves,
+        calibration=calib,
+        chosen=chosen,
+        truth_check=truth_check,
+        costs=costs,
+        models=models,
+        strata=list(data.strata),
+        seconds=seconds,
+    )
+
+
+def _cost_model(data: UpliftInput) -> dict[str, tuple[float, float]]:
+    """Per instrument: cost = a + b * monthly_fee (least squares), or the mean cost."""
+    out = {}
+    if data.cost_col is None:
+        return out
+    c = data.cases
+    for inst in data.instruments:
+        g = c[c[data.treatment_col].astype(str) == inst]
+        if "monthly_fee" in g.columns and len(g) > 2 and g["monthly_fee"].std() > 0:
+            b, a = np.polyfit(g["monthly_fee"].to_numpy(float), g[data.cost_col].to_numpy(float), 1)
+            out[inst] = (float(a), float(b))
+        elif len(g):
+            out[inst] = (float(g[data.cost_col].mean()), 0.0)
+    return out
+
+
+def predict_effects(
+    summary: UpliftSummary,
+    customers: pd.DataFrame,
+    *,
+    data: UpliftInput | None = None,
+    id_col: str = "customer_id",
+) -> pd.DataFrame:
+    """Predicted effect of every instrument for every customer, from the chosen learner.
+
+    ``customers`` needs the learners' features (e.g. :func:`active_customers`:
+    each active customer with their most recent problem). Pass the training
+    ``data`` to add the expected cost of each instrument for the customer.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (customer, instrument): customer_id, instrument, learner,
+        effect (predicted change in the probability of being retained at the
+        horizon), effect_std (spread over the fold models), effect_lower and
+        effect_upper (effect +/- 1.96 effect_std), problem_type, segment (when
+        present), cell_effect and cell_revenue_effect (the AIPW effect of the
+        customer's problem x segment cell, NaN where not estimable), cost
+        (expected cost of the instrument for this customer; NaN without costs).
+    """
+    if not summary.available or summary.chosen.empty or customers.empty:
+        return _empty(EFFECT_TABLE_COLUMNS)
+    parts = []
+    for row in summary.chosen.itertuples():
+        model = summary.models[row.learner]
+        pred = model.predict_effects(customers, id_col=id_col)
+        parts.append(pred[pred["instrument"] == row.instrument])
+    out = pd.concat(parts, ignore_index=True).rename(columns={id_col: "customer_id"})
+    extra = [c for c in summary.strata if c in customers.columns]
+    if extra:
+        info = customers[[id_col, *extra]].rename(columns={id_col: "customer_id"})
+        out = out.merge(info.drop_duplicates("customer_id"), on="customer_id", how="left")
+        m = summary.matrix_table()
+        if not m.empty:
+            cell = m[[*extra, "instrument", "effect", "revenue_effect"]].rename(
+                columns={"effect": "cell_effect", "revenue_effect": "cell_revenue_effect"}
+            )
+            out = out.merge(cell, on=[*extra, "instrument"], how="left")
+    cost = np.full(len(out), np.nan)
+    if data is not None:
+        model = _cost_model(data)
+        fee = None
+        if "monthly_fee" in customers.columns:
+            fee = out["customer_id"].map(
+                customers.drop_duplicates(id_col).set_index(id_col)["monthly_fee"]
+            )
+        for inst, (a, b) in model.items():
+            m = (out["instrument"] == inst).to_numpy()
+            cost[m] = a + (b * fee[m].to_numpy(float) if fee is not None else 0.0)
+    out["cost"] = np.round(cost, 2)
+    for c in EFFECT_TABLE_COLUMNS:
+        if c not in out.columns:
+            out[c] = np.nan
+    return out[EFFECT_TABLE_COLUMNS]
+
+
+def plan_effects(summary: UpliftSummary, data: UpliftInput, tables=None) -> pd.DataFrame:
+    """The table saved for the plan stage: active customers (canonical data) or the campaign rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        See :func:`predict_effects`.
+    """
+    from retention_lab.uplift.cases import active_customers
+
+    if not summary.available:
+        return _empty(EFFECT_TABLE_COLUMNS)
+    if data.source == "campaign" or tables is None:
+        customers = data.cases.drop_duplicates(data.id_col)
+        return predict_effects(summary, customers, data=data, id_col=data.id_col)
+    return predict_effects(summary, active_customers(tables), data=data)
+
+
+def _pp(x: float) -> str:
+    return f"{x * 100:+.1f} pp"
+
+
+def findings(summary: UpliftSummary) -> list[str]:
+    """Plain-language findings, every number computed from ``summary``."""
+    if not summary.available:
+        return [f"Uplift analysis not available for this dataset: {summary.reason}."]
+    out = [
+        f"{summary.n_cases:,} retention cases with an observed outcome, "
+        f"{summary.n_randomised:,} of them randomised."
+    ]
+    ate = summary.ate
+    y = summary.outcome
+    rnd = ate[(ate["estimator"] == "difference_in_means") & (ate["outcome"] == y)]
+    rnd = rnd[rnd["status"] == "estimated"].sort_values("effect", ascending=False)
+    if len(rnd):
+        parts = [
+            f"{r.instrument} {_pp(r.effect)} (95% CI {_pp(r.lower)} to {_pp(r.upper)})"
+            for r in rnd.itertuples()
+        ]
+        out.append(
+            "Randomised comparison against no action, change in the share still "
+            "customers at the horizon: " + "; ".join(parts) + "."
+        )
+    m = summary.matrix_table()
+    if not m.empty and summary.strata:
+        est = m[m["status"] == "estimated"]
+
+        def where(r):
+            return " / ".join(f"{getattr(r, c)}" for c in summary.strata)
+
+        for inst, g in est.groupby("instrument"):
+            best = g.sort_values("effect", ascending=False).iloc[0]
+            if best["lower"] > 0:
+                cps = best["cost_per_saved"]
+                cost = f", {cps:,.0f} per customer saved" if np.isfinite(cps) else ""
+                out.append(
+                    f"{inst} works best for {where(best)}: {_pp(best['effect'])} "
+                    f"(95% CI {_pp(best['lower'])} to {_pp(best['upper'])}{cost})."
+                )
+        harmful = est[est["upper"] < 0].sort_values("effect")
+        for r in harmful.head(3).itertuples():
+            out.append(
+                f"{r.instrument} is harmful for {where(r)}: {_pp(r.effect)} "
+                f"(95% CI {_pp(r.lower)} to {_pp(r.upper)}); stop using it there."
+            )
+        wasted = est[(est["lower"] <= 0) & (est["upper"] < 0.02) & (est["upper"] >= 0)]
+        if len(wasted):
+            cost = summary.costs.reindex(wasted["instrument"]).to_numpy()
+            w = wasted.assign(cost=cost).sort_values("cost", ascending=False).head(3)
+            items = [f"{r.instrument} for {where(r)} ({_pp(r.effect)})" for r in w.itertuples()]
+            out.append(
+                "Money likely wasted (no effect above 2 pp plausible): " + "; ".join(items) + "."
+            )
+    naive = ate[(ate["estimator"] == "naive") & (ate["outcome"] == y)]
+    dr = ate[(ate["estimator"] == "aipw") & (ate["population"] == "rule") & (ate["outcome"] == y)]
+    if len(naive) and len(dr):
+        j = naive.merge(dr, on="instrument", suffixes=("_naive", "_dr"))
+        j["gap"] = j["effect_naive"] - j["effect_dr"]
+        j = j.dropna(subset=["gap"]).sort_values("gap", key=np.abs, ascending=False)
+        if len(j):
+            r = j.iloc[0]
+            out.append(
+                f"Staff-assigned cases mislead: the naive comparison gives {r['instrument']} "
+                f"{_pp(r['effect_naive'])}, the doubly robust estimate {_pp(r['effect_dr'])} "
+                f"(selection bias {_pp(r['gap'])}); {summary.trimmed_share:.1%} of the "
+                "rule-assigned cases lacked common support and were trimmed."
+            )
+    if not summary.chosen.empty:
+        lm = summary.learner_metrics.merge(summary.chosen[["instrument", "learner"]])
+        items = [
+            f"{r.instrument}: {r.learner.upper()}-learner (top 30% uplift "
+            f"{_pp(r.uplift_at_30)} vs {_pp(_ate(rnd, r.instrument))} "
+            f"on average)"
+            for r in lm.itertuples()
+        ]
+        out.append(
+            "Chosen learner per instrument (highest Qini coefficient on held-out "
+            "randomised cases): " + "; ".join(items) + "."
+        )
+    tc = summary.chosen_truth()
+    if len(tc):
+        out.append(
+            "Against the simulator's truth, the chosen learners' predicted effects correlate "
+            f"{tc['correlation'].min():.2f} to {tc['correlation'].max():.2f} with the true effects; "
+            f"treating the top 30% by predicted uplift retains {tc['true_gain_top'].mean() * 100:.1f}"
+            f" extra customers per 100 treated against {tc['true_gain_random'].mean() * 100:.1f} "
+            "for a random 30% (mean over instruments)."
+        )
+    return out
+
+
+def _ate(table: pd.DataFrame, instrument: str) -> float:
+    row = table[table["instrument"] == instrument]
+    return float(row["effect"].iloc[0]) if len(row) else float("nan")
