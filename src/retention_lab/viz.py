@@ -10,6 +10,7 @@ from __future__ import annotations
 import matplotlib as mpl
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
@@ -82,15 +83,29 @@ def plot_monthly(
     return ax
 
 
+def _readable_number(value: float) -> str:
+    """Three significant digits, thousands separators, no exponent above 0.001."""
+    if not np.isfinite(value):
+        return "∞" if value > 0 else ("−∞" if value < 0 else "—")
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 0.001 or value == 0:
+        return f"{value:.3g}"
+    return f"{value:.2e}"
+
+
 def show_table(
     frame: pd.DataFrame,
     *,
     percent: list[str] = (),
-    decimals: int = 2,
+    decimals: int | None = None,
     caption: str | None = None,
 ):
     """A table for a report: no index, thousands separators, shares as percentages.
 
+    Floats get ``decimals`` places, or by default three significant digits
+    (thousands without decimals, small numbers such as p-values readable).
     Returns a pandas ``Styler`` (renders as HTML in notebooks and reports).
     """
     missing = [c for c in percent if c not in frame.columns]
@@ -103,7 +118,7 @@ def show_table(
         elif pd.api.types.is_integer_dtype(frame[column]):
             formats[column] = "{:,}"
         elif pd.api.types.is_float_dtype(frame[column]):
-            formats[column] = f"{{:,.{decimals}f}}"
+            formats[column] = _readable_number if decimals is None else f"{{:,.{decimals}f}}"
         elif pd.api.types.is_datetime64_any_dtype(frame[column]):
             formats[column] = "{:%Y-%m-%d}"
     styler = frame.style.hide(axis="index").format(formats, na_rep="—")
