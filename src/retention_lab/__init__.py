@@ -9,8 +9,21 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"config", "data", "errors", "report", "runner", "stage", "survival", "tracking",
-               "viz"}
+_SUBMODULES = {
+    "clv",
+    "config",
+    "data",
+    "errors",
+    "monitor",
+    "plan",
+    "report",
+    "runner",
+    "stage",
+    "survival",
+    "tracking",
+    "uplift",
+    "viz",
+}
 
 
 def __getattr__(name: str):

@@ -150,7 +150,12 @@ def plot_value_distribution(
 
 
 def plot_payback(curves: pd.DataFrame, *, hue: str = "channel", ax: Axes | None = None) -> Axes:
-    """Cumulative discounted margin of a new customer minus acquisition cost, by month."""
+    """Cumulative discounted margin of a new customer minus acquisition cost, by month.
+
+    Data without an acquisition channel are drawn by segment instead.
+    """
+    if hue not in curves.columns and "segment" in curves.columns:
+        hue = "segment"
     title = f"Payback of acquisition cost by {hue}"
     _require_columns(curves, ["month", "net", hue] if not curves.empty else [], "plot_payback")
     ax = ax or plt.figure().gca()
