@@ -300,6 +300,12 @@ class PlanConfig(_Section):
     effect_model_c: float = Field(
         1.0, gt=0, description="Inverse L2 penalty of the plan's logistic effect model"
     )
+    risk_aversion: float = Field(
+        1.0,
+        ge=0,
+        description="The plan values an instrument at its estimated effect minus this many "
+        "standard errors (guards against acting on noise; 0 = point estimates)",
+    )
     baselines: list[Literal["status_quo", "highest_risk", "cheapest", "random", "nothing"]] = Field(
         ["status_quo", "highest_risk", "cheapest", "random", "nothing"],
         description="Targeting rules the plan is compared with at the same budget",

@@ -1,0 +1,526 @@
+"""The whole plan stage: ``read_inputs``, ``analyse`` -> ``PlanSummary``, ``findings``, actions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from retention_lab.errors import MissingStageOutput
+from retention_lab.plan import evaluate as ev
+from retention_lab.plan import inputs as pin
+from retention_lab.plan.allocate import Allocation, allocate, budget_curve
+from retention_lab.plan.threats import playbook, threat_table
+
+log = logging.getLogger(__name__)
+
+ACTION_COLUMNS = [
+    "customer_id",
+    "instrument",
+    "problem_type",
+    "segment",
+    "expected_saved_value",
+    "cost",
+    "expected_net_value",
+    "retention_gain",
+    "gain_lower",
+    "gain_upper",
+    "p_churn",
+    "value",
+    "reason",
+]
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What the plan reads from earlier stages of the run."""
+
+    values: pd.DataFrame
+    scores: pd.DataFrame | None
+    effects: pd.DataFrame | None
+
+
+def read_inputs(stage, *, effects_source: str | None = None) -> PlanInputs:
+    """Read the clv values, the survival scores and (when configured) the uplift effects.
+
+    Raises
+    ------
+    MissingStageOutput
+        When ``clv/values`` or ``survival/scores`` is missing, or the uplift
+        effects are missing and ``plan.effects_source`` is "uplift"; the message
+        names the stage to run.
+    """
+    source = effects_source or stage.config.plan.effects_source
+    values = stage.read_output("clv", "values")
+    scores = stage.read_output("survival", "scores")
+    effects = None
+    if source in ("uplift", "auto"):
+        try:
+            effects = stage.read_output("uplift", "effects")
+        except MissingStageOutput:
+            if source == "uplift":
+                raise
+            log.info("no uplift effects in this run: the plan fits its own effect model")
+    return PlanInputs(values=values, scores=scores, effects=effects)
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """Everything the plan report shows.
+
+    Attributes
+    ----------
+    candidates : pandas.DataFrame
+        Active customers with an open problem, their value, risk and choice.
+    costs : pandas.DataFrame
+        Cost per instrument (``inputs.instrument_costs``).
+    threats : pandas.DataFrame
+        Threat criticality (``threats.threat_table``).
+    playbook : pandas.DataFrame
+        Best instrument per problem type x segment (``threats.playbook``).
+    allocation : Allocation
+        The optimised plan (choice per candidate, value, bound and gap).
+    actions : pandas.DataFrame
+        The action list for the CRM team (``ACTION_COLUMNS``).
+    comparison : pandas.DataFrame
+        policy, label, treated, spent, expected_customers, expected_net_value,
+        and true_customers, true_net_value on simulated data.
+    off_policy : pandas.DataFrame
+        IPW and DR estimates on the randomised cases (``evaluate.off_policy``).
+    budget_curve : pandas.DataFrame
+        Optimal value against budget (``allocate.budget_curve``).
+    by_instrument : pandas.DataFrame
+        instrument, customers, spent, expected_net_value, capacity.
+    """
+
+    budget: float
+    instruments: list[str]
+    effects_source: str
+    candidates: pd.DataFrame
+    costs: pd.DataFrame
+    threats: pd.DataFrame
+    playbook: pd.DataFrame
+    allocation: Allocation
+    actions: pd.DataFrame
+    comparison: pd.DataFrame
+    off_policy: pd.DataFrame
+    budget_curve: pd.DataFrame
+    by_instrument: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def to_metrics(self) -> dict[str, float]:
+        """Headline numbers for MLflow and ``results.json``."""
+        a = self.allocation
+        m = {
+            "budget": self.budget,
+            "candidates": float(len(self.candidates)),
+            "treated": float(a.n_treated),
+            "spent": a.cost,
+            "expected_net_value": a.value,
+            "optimality_gap": a.gap,
+            "relative_gap": a.relative_gap,
+        }
+        plan = self.comparison.set_index("policy")
+        if "true_net_value" in plan.columns and "plan" in plan.index:
+            m["true_net_value"] = float(plan.loc["plan", "true_net_value"])
+            m["true_customers_saved"] = float(plan.loc["plan", "true_customers"])
+            others = plan.drop(index="plan")
+            if len(others):
+                m["true_net_value_best_baseline"] = float(others["true_net_value"].max())
+        dr = self.off_policy[
+            (self.off_policy["estimator"] == "DR") & (self.off_policy["policy"] == "plan")
+        ]
+        if len(dr):
+            m["ope_dr_net_value"] = float(dr["net_value"].iloc[0])
+            m["ope_dr_customers"] = float(dr["incremental_customers"].iloc[0])
+        return m
+
+
+def _value_of_cases(cases: pd.DataFrame, values: pd.DataFrame) -> np.ndarray:
+    """Value of a retained past customer: mean active value of the same segment."""
+    mean = float(values["value"].mean()) if len(values) else 0.0
+    if "segment" in values.columns and "segment" in cases.columns:
+        by = values.groupby(values["segment"].astype(str))["value"].mean()
+        return cases["segment"].astype(str).map(by).fillna(mean).to_numpy(float)
+    return np.full(len(cases), mean)
+
+
+def _cross_fit(
+    cases: pd.DataFrame, model_c: float, rng: np.random.Generator, folds: int = 2
+) -> np.ndarray:
+    """Out-of-fold predicted retention per case and arm (the DR outcome model)."""
+    fold = rng.integers(0, folds, size=len(cases))
+    out = None
+    for k in range(folds):
+        train, test = cases[fold != k], cases[fold == k]
+        m = pin.EffectModel(model_c).fit(train)
+        pred = m.predict_retention(test)
+        if out is None:
+            out = np.zeros((len(cases), len(m.arms_)))
+        out[fold == k] = pred
+    return out
+
+
+def _reason(row) -> str:
+    return (
+        f"{row.problem_type} problem {int(row.days_open)} days ago; churn risk {row.p_churn:.0%}; "
+        f"{row.instrument} adds {row.retention_gain:+.1%} retention on a value of {row.value:,.0f}"
+    )
+
+
+def analyse(
+    tables,
+    *,
+    inputs: PlanInputs,
+    config,
+    truth=None,
+    fast: bool = False,
+    random_state: int | None = None,
+) -> PlanSummary:
+    """Run the plan stage: candidates, effects, threats, playbook, allocation, baselines.
+
+    Parameters
+    ----------
+    tables
+        The run's canonical tables (customers, problems, interventions).
+    inputs
+        The earlier stages' outputs (``read_inputs``).
+    config
+        The ``plan`` section of the run configuration (``PlanConfig``).
+    truth
+        The simulator's ground truth, or None for real data.
+    fast
+        Fewer bootstrap resamples and budget-curve points (for tests).
+    """
+    rng = np.random.default_rng(random_state)
+    notes: list[str] = []
+    n_boot = 30 if fast else config.bootstrap
+    values = inputs.values.assign(customer_id=inputs.values["customer_id"].astype(str))
+    values = values.assign(value=values[config.value_basis].astype(float))
+    cand = pin.candidates(
+        tables,
+        values=values,
+        scores=inputs.scores,
+        open_problem_days=config.open_problem_days,
+        value_col="value",
+    )
+    cases = pin.past_cases(tables, horizon_months=config.horizon_months)
+    randomised = cases[cases["assignment"] == "random"].reset_index(drop=True)
+    costs = pin.instrument_costs(tables.interventions, tables.customers, overrides=config.costs)
+    model = pin.EffectModel(config.effect_model_c).fit(randomised)
+    instruments = [a for a in model.arms_[1:] if a in set(costs["instrument"])]
+    unknown = sorted(set(config.capacities) - set(instruments))
+    if unknown:
+        notes.append(f"capacities for unknown instruments {unknown} were ignored")
+    capacity = np.array([float(config.capacities.get(a, np.inf)) for a in instruments])
+    # effects on the candidates: the uplift stage's, or the plan's own model with bootstrap bands
+    boot_models = [
+        pin.EffectModel(config.effect_model_c).fit(
+            randomised.iloc[rng.integers(0, len(randomised), len(randomised))]
+        )
+        for _ in range(min(n_boot, 10 if fast else 50))
+    ]
+    if inputs.effects is not None:
+        source = "uplift stage"
+        effect, effect_std = pin.effect_matrix(inputs.effects, cand, instruments)
+    else:
+        source = "plan effect model (randomised cases)"
+        effect = _effects(model, cand, instruments)
+        draws = (
+            np.stack([_effects(m, cand, instruments) for m in boot_models])
+            if len(cand) and boot_models
+            else np.zeros((0, len(cand), len(instruments)))
+        )
+        effect_std = draws.std(axis=0, ddof=1) if len(draws) > 1 else np.full(effect.shape, np.nan)
+    value = cand["value"].to_numpy(float)
+    cost = pin.cost_matrix(cand, costs, instruments)
+    cautious = effect - config.risk_aversion * np.nan_to_num(effect_std)
+    net = cautious * value[:, None] - cost
+    allocation = allocate(
+        net,
+        cost,
+        budget=config.budget,
+        capacity=capacity,
+        exact_max_customers=config.exact_max_customers,
+    )
+    choice = allocation.choice
+    # truth on simulated data
+    true_effect = None
+    if truth is not None and len(cand):
+        from retention_lab.data.simulate import horizon_weeks, true_treatment_outcomes
+
+        tr = true_treatment_outcomes(
+            truth,
+            cand,
+            cand["problem_type"].to_numpy(),
+            arms=[pin.CONTROL, *instruments],
+            horizon_weeks=horizon_weeks(config.horizon_months),
+        )
+        p = tr["p_retained"].to_numpy(float).reshape(len(cand), len(instruments) + 1)
+        true_effect = p[:, 1:] - p[:, :1]
+    # baselines at the same budget
+    most_used = (
+        tables.interventions["instrument"].astype(str).loc[lambda s: s.isin(instruments)].mode()
+    )
+    most_used = str(most_used.iloc[0]) if len(most_used) else instruments[0]
+    rule = ev.StatusQuoRule().fit(cases, arms=[pin.CONTROL, *instruments])
+    choices = {"plan": choice}
+    for name in config.baselines:
+        choices[name] = ev.baseline_choice(
+            name,
+            candidates=cand,
+            instruments=instruments,
+            cost=cost,
+            budget=config.budget,
+            capacity=capacity,
+            most_used=most_used,
+            rule=rule,
+            rng=rng,
+        )
+    rows = []
+    for name, ch in choices.items():
+        totals = ev.policy_totals(ch, effect, value, cost, true_effect)
+        rows.append({"policy": name, "label": ev.LABELS[name], **totals})
+    comparison = pd.DataFrame(rows)
+    # off-policy evaluation on the randomised cases
+    ope = _off_policy(
+        randomised, values, costs, instruments, model, config, allocation, choices, rule,
+        most_used, len(cand), n_boot, rng,
+    )  # fmt: skip
+    points = 6 if fast else config.budget_curve_points
+    top = max(config.budget * 2, 1.0)
+    curve = budget_curve(
+        net, cost, np.linspace(0.0, top, points), capacity=capacity,
+        exact_max_customers=min(config.exact_max_customers, 5_000),
+    )  # fmt: skip
+    cand = cand.assign(
+        instrument=np.where(
+            choice >= 0, np.asarray(instruments, object)[np.maximum(choice, 0)], None
+        )
+    )
+    actions = _actions(cand, choice, effect, effect_std, cost, instruments)
+    by_instrument = _by_instrument(choice, effect, value, cost, instruments, capacity)
+    threats = threat_table(tables, values=values, window_days=config.open_problem_days)
+    cells = _cells(randomised, model, boot_models, values, costs, instruments, tables.customers)
+    return PlanSummary(
+        budget=float(config.budget),
+        instruments=instruments,
+        effects_source=source,
+        candidates=cand,
+        costs=costs,
+        threats=threats,
+        playbook=playbook(cells) if len(cells) else pd.DataFrame(),
+        allocation=allocation,
+        actions=actions,
+        comparison=comparison,
+        off_policy=ope,
+        budget_curve=curve,
+        by_instrument=by_instrument,
+        notes=notes,
+    )
+
+
+def _effects(model: pin.EffectModel, frame: pd.DataFrame, instruments: list[str]) -> np.ndarray:
+    p = model.predict_retention(frame)
+    idx = [model.arms_.index(a) if a in model.arms_ else 0 for a in instruments]
+    return p[:, idx] - p[:, :1]
+
+
+def _off_policy(
+    randomised, values, costs, instruments, model, config, allocation, choices, rule,
+    most_used, n_candidates, n_boot, rng,
+) -> pd.DataFrame:  # fmt: skip
+    arms = [pin.CONTROL, *instruments]
+    cases = randomised[randomised["instrument"].isin(arms)].reset_index(drop=True)
+    if cases.empty:
+        return pd.DataFrame()
+    p_all = _cross_fit(cases, config.effect_model_c, rng)
+    p_hat = p_all[:, [model.arms_.index(a) for a in arms]]
+    value = _value_of_cases(cases, values)
+    cost = pin.cost_matrix(cases, costs, instruments)
+    treated_share = allocation.n_treated / max(n_candidates, 1)
+    rule_probs = rule.probabilities(cases)
+    policies = {}
+    for name, ch in choices.items():
+        share = float((ch >= 0).mean()) if len(ch) else 0.0
+        policies[name] = ev.rule_distribution(
+            name,
+            p_hat=p_hat,
+            value=value,
+            cost=cost,
+            multipliers=allocation.multipliers,
+            treated_share=share if name != "plan" else treated_share,
+            instruments=instruments,
+            most_used=most_used,
+            rule_probs=rule_probs,
+        )
+    propensity = config.randomised_arm_probability or 1.0 / cases["instrument"].nunique()
+    arm = pd.Categorical(cases["instrument"], categories=arms).codes
+    return ev.off_policy(
+        policies,
+        arm=arm,
+        retained=cases["retained"].to_numpy(bool),
+        p_hat=p_hat,
+        value=value,
+        cost=cost,
+        propensity=propensity,
+        scale=float(n_candidates),
+        n_boot=n_boot,
+        random_state=rng,
+    )
+
+
+def _cells(randomised, model, boot_models, values, costs, instruments, customers) -> pd.DataFrame:
+    """Mean predicted effect per problem type x segment x instrument over the randomised cases."""
+    if randomised.empty or "segment" not in randomised.columns:
+        return pd.DataFrame()
+    eff = _effects(model, randomised, instruments)
+    draws = (
+        np.stack([_effects(m, randomised, instruments) for m in boot_models])
+        if boot_models
+        else eff[None]
+    )
+    cost = pin.cost_matrix(randomised, costs, instruments)
+    seg_value = (
+        values.groupby(values["segment"].astype(str))["value"].mean()
+        if "segment" in values.columns
+        else None
+    )
+    rows = []
+    keys = randomised[["problem_type", "segment"]].astype(str)
+    for (kind, seg), idx in keys.groupby(["problem_type", "segment"]).groups.items():
+        pos = randomised.index.get_indexer(idx)
+        v = (
+            float(seg_value.get(seg, values["value"].mean()))
+            if seg_value is not None
+            else float(values["value"].mean())
+        )
+        for j, a in enumerate(instruments):
+            d = draws[:, pos, j].mean(axis=1)
+            rows.append(
+                (kind, seg, a, float(eff[pos, j].mean()), float(np.quantile(d, 0.025)),
+                 float(np.quantile(d, 0.975)), float(cost[pos, j].mean()), v, len(pos))
+            )  # fmt: skip
+    cols = ["problem_type", "segment", "instrument", "effect", "effect_lower", "effect_upper",
+            "cost", "value", "cases"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _actions(cand, choice, effect, effect_std, cost, instruments) -> pd.DataFrame:
+    rows = np.flatnonzero(choice >= 0)
+    if rows.size == 0:
+        return pd.DataFrame(columns=ACTION_COLUMNS)
+    a = choice[rows]
+    c = cand.iloc[rows]
+    gain = effect[rows, a]
+    std = effect_std[rows, a] if effect_std is not None else np.full(rows.size, np.nan)
+    out = pd.DataFrame(
+        {
+            "customer_id": c["customer_id"].to_numpy(),
+            "instrument": np.asarray(instruments, dtype=object)[a],
+            "problem_type": c["problem_type"].to_numpy(),
+            "segment": c["segment"].to_numpy() if "segment" in c.columns else None,
+            "expected_saved_value": gain * c["value"].to_numpy(float),
+            "cost": cost[rows, a],
+            "retention_gain": gain,
+            "gain_lower": gain - pin_z() * std,
+            "gain_upper": gain + pin_z() * std,
+            "p_churn": c["p_churn"].to_numpy(float),
+            "value": c["value"].to_numpy(float),
+            "days_open": c["days_open"].to_numpy(),
+        }
+    )
+    out["expected_net_value"] = out["expected_saved_value"] - out["cost"]
+    out["reason"] = [_reason(r) for r in out.itertuples()]
+    return out[ACTION_COLUMNS].sort_values("expected_net_value", ascending=False, ignore_index=True)
+
+
+def pin_z() -> float:
+    """The two-sided 95% normal quantile."""
+    return 1.959963984540054
+
+
+def _by_instrument(choice, effect, value, cost, instruments, capacity) -> pd.DataFrame:
+    rows = []
+    for j, a in enumerate(instruments):
+        sel = choice == j
+        rows.append(
+            (a, int(sel.sum()), float(cost[sel, j].sum()),
+             float((effect[sel, j] * value[sel] - cost[sel, j]).sum()), capacity[j])
+        )  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["instrument", "customers", "spent", "expected_net_value", "capacity"]
+    )
+
+
+def write_actions_csv(actions: pd.DataFrame, directory: str | Path) -> Path:
+    """Write the action list as ``actions.csv`` in ``directory`` (for the CRM team)."""
+    path = Path(directory) / "actions.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    actions.to_csv(path, index=False, float_format="%.2f")
+    return path
+
+
+def findings(summary: PlanSummary) -> list[str]:
+    """Plain-language findings, every number computed from the results."""
+    a = summary.allocation
+    out = []
+    n = len(summary.candidates)
+    out.append(
+        f"{n:,} active customers have an open problem; the plan treats {a.n_treated:,} of them "
+        f"for {a.cost:,.0f} of the {summary.budget:,.0f} budget, with an expected net value of "
+        f"{a.value:,.0f} (saved value minus cost; effects from the {summary.effects_source})."
+    )
+    if a.method != "none needed":
+        out.append(
+            f"The allocation is within {a.gap:,.2f} ({a.relative_gap:.3%}) of the best possible "
+            f"for these estimates (solver: {a.method})."
+        )
+    elif n:
+        out.append(
+            "The budget is not binding: every customer worth treating gets their best instrument."
+        )
+    if len(summary.by_instrument):
+        used = summary.by_instrument[summary.by_instrument["customers"] > 0]
+        if len(used):
+            parts = ", ".join(f"{r.instrument} {r.customers:,}" for r in used.itertuples())
+            out.append(f"Instruments in the plan: {parts}.")
+    comp = summary.comparison.set_index("policy")
+    if "true_net_value" in comp.columns and "plan" in comp.index and len(comp) > 1:
+        others = comp.drop(index="plan")
+        best = others["true_net_value"].idxmax()
+        saved, worth = comp.loc["plan", "true_customers"], comp.loc["plan", "true_net_value"]
+        out.append(
+            f"By the simulator's ground truth the plan saves {saved:,.1f} customers and "
+            f"{worth:,.0f} of net value; the best baseline at the same budget "
+            f"({ev.LABELS[best]}) reaches {others.loc[best, 'true_net_value']:,.0f}."
+        )
+    dr = summary.off_policy
+    if len(dr):
+        d = dr[dr["estimator"] == "DR"].set_index("policy")
+        if "plan" in d.index:
+            r = d.loc["plan"]
+            out.append(
+                "Off-policy (doubly robust) on the randomised cases the plan's rule is worth "
+                f"{r['net_value']:,.0f} (95% CI {r['net_lower']:,.0f} to {r['net_upper']:,.0f}) "
+                f"and {r['incremental_customers']:,.1f} retained customers over the candidates."
+            )
+    if len(summary.threats):
+        t = summary.threats.iloc[0]
+        out.append(
+            f"The most costly threat is {t['problem_type']}: churn is {t['rate_ratio']:.1f} "
+            f"times as frequent while it is open, and its excess churn "
+            f"({t['share_of_churn']:.0%} of all churn) destroyed about "
+            f"{t['value_lost']:,.0f} of value."
+        )
+    if len(summary.playbook):
+        nothing = int((summary.playbook["best"] == "do nothing").sum())
+        out.append(
+            f"In {nothing} of {len(summary.playbook)} problem-segment cells no instrument pays for "
+            "itself: the playbook says do nothing there."
+        )
+    out.extend(summary.notes)
+    return out
