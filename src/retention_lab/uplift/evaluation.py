@@ -20,6 +20,8 @@ thousands of times; ``tests/test_uplift.py`` checks them against causalml's
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -113,6 +115,13 @@ def evaluate(
         learner, share, qini, qini_lower, qini_upper, uplift, uplift_lower,
         uplift_upper, random).
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bootstrap slices in tiny arms
+        return _evaluate(test, predictions, treatment_col, outcome_col, control, n_bootstrap,
+                         random_state)
+
+
+def _evaluate(test, predictions, treatment_col, outcome_col, control, n_bootstrap, random_state):
     rng = np.random.default_rng(random_state)
     arms = test[treatment_col].astype(str).to_numpy()
     y_all = test[outcome_col].to_numpy(float)

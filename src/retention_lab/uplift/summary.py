@@ -55,6 +55,7 @@ class UpliftSummary:
     trimmed_share: float = float("nan")
     control: str = "none"
     outcome: str = "retained"
+    revenue_outcome: str | None = None
     arm_sizes: pd.DataFrame = field(default_factory=lambda: _empty(design.ARM_SIZE_COLUMNS))
     balance: pd.DataFrame = field(
         default_factory=lambda: _empty(
@@ -127,7 +128,7 @@ class UpliftSummary:
         for r in tc.itertuples():
             out[f"truth_correlation.{r.instrument}"] = float(r.correlation)
             out[f"truth_pehe.{r.instrument}"] = float(r.pehe)
-        return out
+        return {k: v for k, v in out.items() if np.isfinite(v)}
 
     def chosen_truth(self) -> pd.DataFrame:
         """Truth metrics of the chosen learner per instrument (simulated data only)."""
@@ -136,42 +137,38 @@ class UpliftSummary:
         return self.truth_check.merge(self.chosen[["instrument", "learner"]])
 
     def ate_table(self, outcome: str | None = None) -> pd.DataFrame:
-        """The average effects of one outcome (default: retention), randomised and rule side by side."""
+        """Average effects on one outcome (default retention): randomised and rule side by side.
+
+        Returns
+        -------
+        pandas.DataFrame
+            instrument, estimator, population, effect, lower, upper, n_treated,
+            n_control, true_effect (NaN on real data), status.
+        """
         outcome = outcome or self.outcome
-        cols = [
-            "instrument",
-            "estimator",
-            "population",
-            "effect",
-            "lower",
-            "upper",
-            "n_treated",
-            "n_control",
-            "true_effect",
-        ]
-        t = self.ate[self.ate["outcome"] == outcome] if not self.ate.empty else self.ate
-        return t[[c for c in cols if c in t.columns]].reset_index(drop=True)
+        cols = ["instrument", "estimator", "population", "effect", "lower", "upper",
+                "n_treated", "n_control", "true_effect", "status"]
+        t = self.ate[self.ate["outcome"] == outcome] if "outcome" in self.ate else self.ate
+        return t.reindex(columns=cols).reset_index(drop=True)
+
+    def revenue_table(self) -> pd.DataFrame:
+        """Average effects on revenue over the horizon (empty without transactions)."""
+        return self.ate_table(self.revenue_outcome or "<none>")
 
     def matrix_table(self) -> pd.DataFrame:
-        """The retention effect matrix with cost per customer saved (estimated cells first)."""
+        """The retention effect matrix per stratum cell with revenue effect and cost per saved.
+
+        Returns
+        -------
+        pandas.DataFrame
+            strata columns, instrument, effect, lower, upper, n_treated,
+            n_control, revenue_effect, cost_per_saved, true_effect, status.
+        """
         m = self.effect_matrix
-        if m.empty:
-            return m
-        m = m[m["outcome"] == self.outcome]
-        cols = [
-            *self.strata,
-            "instrument",
-            "effect",
-            "lower",
-            "upper",
-            "n_treated",
-            "n_control",
-            "revenue_effect",
-            "cost_per_saved",
-            "true_effect",
-            "status",
-        ]
-        return m[[c for c in cols if c in m.columns]].reset_index(drop=True)
+        m = m[m["outcome"] == self.outcome] if "outcome" in m else m
+        cols = [*self.strata, "instrument", "effect", "lower", "upper", "n_treated", "n_control",
+                "revenue_effect", "cost_per_saved", "true_effect", "status"]
+        return m.reindex(columns=cols).reset_index(drop=True)
 
 
 def _split(data: UpliftInput, test_share: float, rng: np.random.Generator) -> np.ndarray:
@@ -388,6 +385,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         trimmed_share=trimmed_share,
         control=data.control,
         outcome=data.outcome_col,
+        revenue_outcome=data.revenue_col,
         arm_sizes=arms,
         balance=bal,
         overlap=overlap,
