@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from retention_lab.plan.allocate import NOTHING, fill_in_order
 from retention_lab.plan.inputs import EffectModel
 
+MAX_RULE_CASES = 20_000  # sample the staff rule is learnt from
 BASELINES = ("status_quo", "highest_risk", "cheapest", "random", "nothing")
 LABELS = {
     "plan": "plan (optimised)",
@@ -42,6 +43,8 @@ class StatusQuoRule:
         """Fit the arm probabilities given customer covariates and the problem type."""
         rule = cases[cases["assignment"] == "rule"] if "assignment" in cases.columns else cases
         rule = rule if len(rule) else cases
+        if len(rule) > MAX_RULE_CASES:
+            rule = rule.sample(MAX_RULE_CASES, random_state=0)
         self.arms_ = list(arms)
         self.base_ = EffectModel()
         self.base_.fit(rule.assign(retained=True), arm_col="instrument")  # design only
@@ -51,7 +54,9 @@ class StatusQuoRule:
         self.shares_ = np.bincount(y[y >= 0], minlength=len(self.arms_)) / max((y >= 0).sum(), 1)
         self.model_ = None
         if self.classes_.size > 1:
-            self.model_ = LogisticRegression(max_iter=1000).fit(X[y >= 0], y[y >= 0])
+            self.model_ = LogisticRegression(solver="newton-cholesky", max_iter=200).fit(
+                X[y >= 0], y[y >= 0]
+            )
         return self
 
     def _x(self, frame: pd.DataFrame) -> np.ndarray:
@@ -143,11 +148,13 @@ def rule_distribution(
     instruments: list[str],
     most_used: str,
     rule_probs: np.ndarray | None,
+    caution: np.ndarray | None = None,
 ) -> np.ndarray:
     """A policy as a rule on past cases: probability of each arm, ``(case, 1 + instrument)``.
 
     Column 0 is the control. The plan gives the option with the largest positive
-    ``effect * value - (1 + lambda) * cost - mu_a``; the budget-limited
+    ``(effect - caution) * value - (1 + lambda) * cost - mu_a`` (``caution`` =
+    risk aversion x the effect's standard error, as in the allocation); the budget-limited
     baselines treat the same share of cases as of candidates (the riskiest by
     the predicted churn under no action, or at random).
     """
@@ -156,6 +163,8 @@ def rule_distribution(
     q = float(np.clip(treated_share, 0.0, 1.0))
     if name == "plan":
         eff = p_hat[:, 1:] - p_hat[:, :1]
+        if caution is not None:
+            eff = eff - caution
         r = eff * value[:, None] - cost - multipliers[0] * cost - multipliers[None, 1:]
         best = r.argmax(axis=1)
         go = r[np.arange(n), best] > 0

@@ -279,7 +279,7 @@ class EffectModel:
         }
         y = cases[outcome_col].to_numpy(bool)
         X = self._design(cases, cases[arm_col].astype(str).to_numpy())
-        self.model_ = LogisticRegression(C=self.c, max_iter=2000)
+        self.model_ = LogisticRegression(C=self.c, solver="newton-cholesky", max_iter=200)
         if y.all() or not y.any():
             self.constant_ = float(y.mean())
         else:

@@ -288,7 +288,7 @@ def analyse(
     # off-policy evaluation on the randomised cases
     ope = _off_policy(
         randomised, values, costs, instruments, model, config, allocation, choices, rule,
-        most_used, len(cand), n_boot, rng,
+        most_used, len(cand), n_boot, rng, boot_models,
     )  # fmt: skip
     points = 6 if fast else config.budget_curve_points
     top = max(config.budget * 2, 1.0)
@@ -331,7 +331,7 @@ def _effects(model: pin.EffectModel, frame: pd.DataFrame, instruments: list[str]
 
 def _off_policy(
     randomised, values, costs, instruments, model, config, allocation, choices, rule,
-    most_used, n_candidates, n_boot, rng,
+    most_used, n_candidates, n_boot, rng, boot_models,
 ) -> pd.DataFrame:  # fmt: skip
     arms = [pin.CONTROL, *instruments]
     cases = randomised[randomised["instrument"].isin(arms)].reset_index(drop=True)
@@ -343,6 +343,10 @@ def _off_policy(
     cost = pin.cost_matrix(cases, costs, instruments)
     treated_share = allocation.n_treated / max(n_candidates, 1)
     rule_probs = rule.probabilities(cases)
+    caution = None
+    if len(boot_models) > 1:
+        draws = np.stack([_effects(m, cases, instruments) for m in boot_models])
+        caution = config.risk_aversion * draws.std(axis=0, ddof=1)
     policies = {}
     for name, ch in choices.items():
         share = float((ch >= 0).mean()) if len(ch) else 0.0
@@ -356,6 +360,7 @@ def _off_policy(
             instruments=instruments,
             most_used=most_used,
             rule_probs=rule_probs,
+            caution=caution,
         )
     propensity = config.randomised_arm_probability or 1.0 / cases["instrument"].nunique()
     arm = pd.Categorical(cases["instrument"], categories=arms).codes
