@@ -39,7 +39,7 @@ run: install ## Run the demo pipeline (CONFIG=...) and print the path of reports
 	$(BIN)/retention-lab run --config $(CONFIG)
 
 test: install-test browser ## Run the whole test suite
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lab: install ## Start JupyterLab with the project's kernel
 	$(BIN)/jupyter lab --notebook-dir=$(CURDIR)

@@ -44,35 +44,3 @@ def make_config(**overrides) -> RunConfig:
 
 
 SMOKE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    """The smoke configuration run once through the CLI with ``--fast``: every stage notebook."""
-    import os
-    import subprocess
-    import sys
-
-    root = tmp_path_factory.mktemp("smoke")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"}
-    cli = Path(sys.executable).parent / "retention-lab"
-    result = subprocess.run(
-        [
-            str(cli),
-            "run",
-            "--config",
-            str(SMOKE_CONFIG),
-            "--reports-dir",
-            str(root / "reports"),
-            "--fast",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
-    return {
-        "result": result,
-        "reports_dir": root / "reports",
-        "tracking_uri": env["MLFLOW_TRACKING_URI"],
-    }

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from mlflow.tracking import MlflowClient
 
 from retention_lab.data.simulate import read_ground_truth
 
@@ -34,7 +32,6 @@ def test_bad_configuration_exits_2_with_the_key_and_no_traceback(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.xdist_group("kernels")
 def test_failing_stage_exits_1_and_names_the_stage(tmp_path):
     config = tmp_path / "failing.yaml"
     config.write_text("name: failing\nstages: [answer, broken]\n")
@@ -78,23 +75,3 @@ def test_validate_reports_the_tables(tmp_path):
     result = cli("validate", "--config", str(config), tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "valid; Tables(as_of=" in result.stdout and "customers=300" in result.stdout
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("pipeline")
-def test_data_stage_stores_tables_truth_and_fingerprint_in_mlflow(smoke_run):
-    assert smoke_run["result"].returncode == 0, smoke_run["result"].stderr[-3000:]
-    (run_dir,) = [p for p in smoke_run["reports_dir"].iterdir() if p.is_dir()]
-    customers = pd.read_parquet(run_dir / "tables" / "customers.parquet")
-    assert {"tenure_months", "churned"} <= set(customers.columns)
-    assert (run_dir / "tables" / "truth" / "parameters.json").is_file()
-    results = json.loads((run_dir / "data" / "results.json").read_text())
-    assert results["metrics"]["n_customers"] == len(customers)
-    assert results["metrics"]["n_churned"] == int(customers["churned"].sum())
-    record = json.loads((run_dir / "run.json").read_text())
-    client = MlflowClient(smoke_run["tracking_uri"])
-    parent = client.get_run(record["mlflow_run_id"])
-    assert parent.info.status == "FINISHED"
-    assert parent.data.tags["data_fingerprint"] == results["tags"]["data_fingerprint"]
-    html = (run_dir / "data" / "data.html").read_text()
-    assert f"{len(customers):,} customers signed up" in html

@@ -14,7 +14,7 @@ from retention_lab.runner import new_run_dir, run_pipeline
 from .conftest import FIXTURES, make_config
 
 NOTEBOOKS = FIXTURES / "notebooks"
-pytestmark = pytest.mark.xdist_group("kernels")
+
 
 
 def run(stages, reports_dir, **kwargs):

@@ -1,0 +1,147 @@
+"""End to end: the smoke configuration through the CLI, every stage notebook, MLflow, and
+the reports as a reviewer opens them in headless Chromium.
+
+The pipeline runs once for this module (``--fast``); the tests read what it left.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from .conftest import SMOKE_CONFIG
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke configuration run once through the CLI with ``--fast``: every stage notebook."""
+    root = tmp_path_factory.mktemp("smoke")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"}
+    cli = Path(sys.executable).parent / "retention-lab"
+    result = subprocess.run(
+        [
+            str(cli),
+            "run",
+            "--config",
+            str(SMOKE_CONFIG),
+            "--reports-dir",
+            str(root / "reports"),
+            "--fast",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    return {
+        "result": result,
+        "reports_dir": root / "reports",
+        "tracking_uri": env["MLFLOW_TRACKING_URI"],
+    }
+
+
+def test_every_notebook_runs_in_the_smoke_pipeline(smoke_run):
+    result = smoke_run["result"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    index = Path(result.stdout.strip().splitlines()[-1])
+    assert index == (smoke_run["reports_dir"] / "index.html").resolve()
+    (run_dir,) = [p for p in smoke_run["reports_dir"].iterdir() if p.is_dir()]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    for stage in record["stages"]:
+        assert stage["status"] == "succeeded", stage
+        results = json.loads((run_dir / stage["stage"] / "results.json").read_text())
+        assert results["findings"], f"{stage['stage']} has no findings for the report"
+        assert (run_dir / stage["html"]).is_file()
+
+
+def test_data_stage_stores_tables_truth_and_fingerprint_in_mlflow(smoke_run):
+    assert smoke_run["result"].returncode == 0, smoke_run["result"].stderr[-3000:]
+    (run_dir,) = [p for p in smoke_run["reports_dir"].iterdir() if p.is_dir()]
+    customers = pd.read_parquet(run_dir / "tables" / "customers.parquet")
+    assert {"tenure_months", "churned"} <= set(customers.columns)
+    assert (run_dir / "tables" / "truth" / "parameters.json").is_file()
+    results = json.loads((run_dir / "data" / "results.json").read_text())
+    assert results["metrics"]["n_customers"] == len(customers)
+    assert results["metrics"]["n_churned"] == int(customers["churned"].sum())
+    record = json.loads((run_dir / "run.json").read_text())
+    client = MlflowClient(smoke_run["tracking_uri"])
+    parent = client.get_run(record["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["data_fingerprint"] == results["tags"]["data_fingerprint"]
+    html = (run_dir / "data" / "data.html").read_text()
+    assert f"{len(customers):,} customers signed up" in html
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: run `make browser` (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    response = page.goto(url, wait_until="load")
+    assert response is None or response.ok
+    return page, errors
+
+
+def broken_images(page) -> int:
+    return page.evaluate(
+        "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length"
+    )
+
+
+@pytest.mark.browser
+def test_reports_index_run_index_and_stage_report_render(browser, smoke_run):
+    assert smoke_run["result"].returncode == 0, smoke_run["result"].stderr[-3000:]
+    index = smoke_run["reports_dir"] / "index.html"
+
+    page, errors = open_page(browser, index.as_uri())
+    assert "retention_lab reports" in page.title()
+    assert page.locator("td.status", has_text="succeeded").count() == 1
+    page.locator("td a", has_text="-smoke").first.click()
+    page.wait_for_load_state("load")
+    assert page.locator("h1").first.inner_text().startswith("Run smoke")
+
+    page.locator("td a", has_text="data").first.click()
+    page.wait_for_load_state("load")
+    assert page.locator(".rl-findings li").count() >= 3
+    assert "customers signed up" in page.locator(".rl-findings").inner_text()
+    images = page.locator("img").count()
+    assert images >= 3
+    assert broken_images(page) == 0
+    assert page.locator(".jp-CodeCell .jp-InputArea").count() == 0  # code is hidden
+    assert "open_stage" not in page.content()
+    assert errors == []
