@@ -396,3 +396,50 @@ def test_a_market_without_retention_cases_simulates_and_loads_without_that_table
                                                                "intervention_rate": 0.0}}})
     tables, _ = load_tables(config.data, random_state=1)
     assert tables.interventions is None and tables.problems is not None
+
+
+# ------------------------------------------------- acting now on active customers
+def test_true_treatment_outcomes_rebuild_from_the_truth_tables(small: SimulatedData):
+    from retention_lab.data.simulate import true_treatment_outcomes
+
+    truth = small.truth
+    active = small.customers[small.customers["end_date"].isna()].head(40).reset_index(drop=True)
+    kinds = np.resize(["price", "network", "competitor_offer", "billing", "service"], len(active))
+    out = true_treatment_outcomes(truth, active, kinds)
+    assert list(out.columns) == ["customer_id", "arm", "p_retained", "expected_revenue", "cost"]
+    assert len(out) == len(active) * len(INSTRUMENTS)
+    params = truth.parameters
+    horizon, window = params["horizon_weeks"], params["problem_window_weeks"]
+    as_of = pd.Timestamp(params["as_of"])
+    base = truth.baseline_hazard.set_index(["contract", "tenure_week"])["weekly_hazard"]
+    gamma = truth.problem_log_hazard_ratios.set_index("problem_type")["log_hazard_ratio"]
+    theta = truth.instrument_effects.set_index(["instrument", "problem_type", "segment"])
+    for i, row in active.iterrows():
+        xb = 0.0
+        for t in truth.log_hazard_ratios.itertuples():
+            if t.level is None:
+                xb += t.log_hazard_ratio * (row[t.covariate] - t.centre) / float(t.unit.split()[0])
+            else:
+                xb += t.log_hazard_ratio * (row[t.covariate] == t.level)
+        week = (as_of - row["signup_date"]).days // 7
+        h0 = base.loc[row["contract"]].reindex(range(week, week + horizon)).to_numpy()
+        inside = np.arange(horizon) < window
+        for arm in INSTRUMENTS:
+            th = theta.loc[(arm, kinds[i], row["segment"]), "log_hazard_effect"]
+            lam = h0 * np.exp(xb + inside * (gamma[kinds[i]] + th))
+            got = out.loc[(out["customer_id"] == row["customer_id"]) & (out["arm"] == arm)]
+            assert got["p_retained"].iloc[0] == pytest.approx(np.exp(-lam.sum()), rel=1e-9)
+
+
+def test_true_treatment_outcomes_order_the_arms_as_the_effects_do(small: SimulatedData):
+    from retention_lab.data.simulate import true_treatment_outcomes
+
+    active = small.customers[small.customers["end_date"].isna()].head(200)
+    arms = ["none", "discount", "plan_upgrade"]
+    out = true_treatment_outcomes(small.truth, active, "price", arms=arms)
+    p = out.pivot(index="customer_id", columns="arm", values="p_retained")
+    assert (p["discount"] > p["none"]).all()  # discounts help against price problems
+    mass = active.set_index("customer_id")["segment"].reindex(p.index) == "mass"
+    assert (p.loc[mass, "plan_upgrade"] < p.loc[mass, "none"]).all()  # and upgrades hurt mass
+    with pytest.raises(ValueError, match="unknown problem types"):
+        true_treatment_outcomes(small.truth, active, "meteor")

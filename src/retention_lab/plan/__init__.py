@@ -16,13 +16,6 @@ The stage's library (``notebooks/04_plan.ipynb`` calls it):
   list (``write_actions_csv``).
 """
 
-from retention_lab.plan.allocate import (
-    Allocation,
-    allocate,
-    budget_curve,
-    fill_in_order,
-    is_feasible,
-)
 from retention_lab.plan.evaluate import BASELINES, LABELS, baseline_choice, off_policy
 from retention_lab.plan.inputs import (
     EffectModel,
@@ -30,6 +23,13 @@ from retention_lab.plan.inputs import (
     cost_matrix,
     instrument_costs,
     past_cases,
+)
+from retention_lab.plan.knapsack import (
+    Allocation,
+    allocate,
+    budget_curve,
+    fill_in_order,
+    is_feasible,
 )
 from retention_lab.plan.summary import (
     ACTION_COLUMNS,

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from retention_lab.plan.allocate import NOTHING, fill_in_order
 from retention_lab.plan.inputs import EffectModel
+from retention_lab.plan.knapsack import NOTHING, fill_in_order
 
 MAX_RULE_CASES = 20_000  # sample the staff rule is learnt from
 BASELINES = ("status_quo", "highest_risk", "cheapest", "random", "nothing")

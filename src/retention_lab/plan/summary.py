@@ -12,7 +12,7 @@ import pandas as pd
 from retention_lab.errors import MissingStageOutput
 from retention_lab.plan import evaluate as ev
 from retention_lab.plan import inputs as pin
-from retention_lab.plan.allocate import Allocation, allocate, budget_curve
+from retention_lab.plan.knapsack import Allocation, allocate, budget_curve
 from retention_lab.plan.threats import playbook, threat_table
 
 log = logging.getLogger(__name__)

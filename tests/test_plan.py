@@ -1,0 +1,303 @@
+"""Tests for the retention plan: allocation, baselines, truth, edge cases, action list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from retention_lab import plan
+from retention_lab.config import PlanConfig
+from retention_lab.data.loaders import Tables
+from retention_lab.data.simulate import SimulatorSettings, simulate
+from retention_lab.errors import MissingStageOutput
+from retention_lab.plan.knapsack import NOTHING, allocate, fill_in_order, is_feasible
+from retention_lab.stage import StageContext
+
+from .conftest import make_config
+
+
+# ------------------------------------------------------------------ fixtures
+def _instance(rng: np.random.Generator, n: int, m: int = 5):
+    base = np.array([15.0, 60.0, 120.0, 30.0, 40.0])[:m]
+    cost = base[None, :] * rng.uniform(0.8, 1.2, (n, m))
+    value = rng.gamma(2.0, 40.0, (n, m)) * rng.uniform(0.0, 1.0, (n, 1)) - cost
+    return value, cost
+
+
+def _exact(value, cost, budget, capacity):
+    """The integer optimum by scipy's MILP on the full formulation (no pruning)."""
+    n, m = value.shape
+    k = n * m
+    rows = [np.kron(np.eye(n), np.ones(m)), cost.ravel()[None, :]]
+    upper = [np.ones(n), [budget]]
+    for a in range(m):
+        if np.isfinite(capacity[a]):
+            row = np.zeros(k)
+            row[a::m] = 1.0
+            rows.append(row[None, :])
+            upper.append([capacity[a]])
+    res = milp(
+        -value.ravel(),
+        constraints=LinearConstraint(np.vstack(rows), -np.inf, np.concatenate(upper)),
+        integrality=np.ones(k),
+        bounds=Bounds(0, 1),
+    )
+    assert res.status == 0
+    return -res.fun
+
+
+@pytest.fixture(scope="module")
+def market():
+    """A simulated market large enough for the effects to be learnt (fixed seed)."""
+    data = simulate(SimulatorSettings(n_customers=100_000, months=72), random_state=2)
+    tables = Tables(
+        customers=data.customers,
+        as_of=data.as_of,
+        problems=data.problems,
+        interventions=data.interventions,
+    )
+    active = data.customers[data.customers["end_date"].isna()]
+    # value of a retained customer: 30 months of margin (stands in for the clv stage)
+    values = pd.DataFrame(
+        {
+            "customer_id": active["customer_id"].astype(str),
+            "segment": active["segment"],
+            "value": active["monthly_fee"] * 0.6 * 30,
+            "p_churn": 0.2,
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "customer_id": active["customer_id"].astype(str),
+            "p_churn_horizon": np.where(active["contract"] == "month-to-month", 0.3, 0.1),
+        }
+    )
+    return data, tables, plan.PlanInputs(values=values, scores=scores, effects=None)
+
+
+@pytest.fixture(scope="module")
+def summary(market):
+    data, tables, inputs = market
+    config = PlanConfig(budget=20_000, capacities={"technician_visit": 30})
+    return plan.analyse(
+        tables, inputs=inputs, config=config, truth=data.truth, fast=True, random_state=0
+    )
+
+
+# ---------------------------------------------------------------- allocation
+@pytest.mark.parametrize("budget", [500.0, 3_000.0, 12_000.0])
+def test_allocation_is_within_its_stated_gap_of_the_exact_optimum(rng, budget):
+    value, cost = _instance(rng, 150)
+    capacity = np.array([np.inf, 10, 5, np.inf, 20])
+    optimum = _exact(value, cost, budget, capacity)
+    for exact_max in (20_000, 0):  # the MILP path and the LP-rounding path
+        a = allocate(value, cost, budget=budget, capacity=capacity, exact_max_customers=exact_max)
+        assert is_feasible(a.choice, cost, budget=budget, capacity=capacity)
+        assert a.value <= optimum + 1e-6
+        assert a.bound >= optimum - 1e-6
+        assert optimum - a.value <= a.gap + 1e-6
+    exact = allocate(value, cost, budget=budget, capacity=capacity)
+    assert exact.value == pytest.approx(optimum, rel=1e-6)
+
+
+def test_lagrangian_allocation_of_many_customers_keeps_budget_and_capacities(rng, monkeypatch):
+    from retention_lab.plan import knapsack as module
+
+    monkeypatch.setattr(module, "LP_SAMPLE", 3_000)
+    value, cost = _instance(rng, 20_000)
+    capacity = np.array([np.inf, 300, 100, np.inf, np.inf])
+    a = module.allocate(
+        value, cost, budget=20_000.0, capacity=capacity, exact_max_customers=0,
+        lp_max_customers=5_000,
+    )  # fmt: skip
+    assert a.method == "lagrangian"
+    assert is_feasible(a.choice, cost, budget=20_000.0, capacity=capacity)
+    lp = module.allocate(
+        value, cost, budget=20_000.0, capacity=capacity, exact_max_customers=0,
+        lp_max_customers=50_000,
+    )  # fmt: skip
+    # the Lagrangian bound is valid (>= the LP optimum) and the gap is small
+    assert a.bound >= lp.bound - 1e-6
+    assert a.value >= lp.bound - a.gap - 1e-6
+    assert a.relative_gap < 0.01
+
+
+def test_zero_budget_treats_nobody(rng):
+    value, cost = _instance(rng, 50)
+    a = allocate(value, cost, budget=0.0)
+    assert a.n_treated == 0 and a.value == 0.0 and a.gap == 0.0
+
+
+def test_budget_larger_than_treating_everyone_gives_everyone_their_best_option(rng):
+    value, cost = _instance(rng, 80)
+    a = allocate(value, cost, budget=1e9)
+    best = np.where(value.max(axis=1) > 0, value.argmax(axis=1), NOTHING)
+    np.testing.assert_array_equal(a.choice, best)
+    assert a.gap == 0.0 and a.cost < 1e9
+
+
+def test_no_customer_with_positive_net_value_means_no_action(rng):
+    value, cost = _instance(rng, 40)
+    a = allocate(-np.abs(value) - 1.0, cost, budget=1e6)
+    assert a.n_treated == 0 and a.value == 0.0
+
+
+def test_instrument_with_zero_capacity_is_never_used(rng):
+    value, cost = _instance(rng, 200)
+    value[:, 2] += 1_000.0  # by far the best instrument ...
+    capacity = np.array([np.inf, np.inf, 0, np.inf, np.inf])  # ... but unavailable
+    for exact_max in (20_000, 0):
+        a = allocate(value, cost, budget=5_000.0, capacity=capacity, exact_max_customers=exact_max)
+        assert not (a.choice == 2).any()
+        assert is_feasible(a.choice, cost, budget=5_000.0, capacity=capacity)
+
+
+def test_fill_in_order_skips_what_no_longer_fits():
+    cost = np.array([[50.0, 10.0], [50.0, 10.0], [50.0, 10.0]])
+    choice = fill_in_order(np.array([0, 1, 2]), np.array([0, 0, 1]), cost, budget=70.0)
+    np.testing.assert_array_equal(choice, [0, NOTHING, 1])
+
+
+def test_allocation_rejects_bad_inputs(rng):
+    value, cost = _instance(rng, 5)
+    with pytest.raises(ValueError, match="non-negative"):
+        allocate(value, -cost, budget=10.0)
+    with pytest.raises(ValueError, match="budget"):
+        allocate(value, cost, budget=-1.0)
+
+
+# ------------------------------------------------------------- the whole plan
+def test_plan_beats_every_baseline_by_the_ground_truth(summary):
+    comp = summary.comparison.set_index("policy")
+    assert set(comp.index) == {"plan", *plan.BASELINES}
+    truth = comp["true_net_value"]
+    assert truth["plan"] > 0
+    for name in plan.BASELINES:
+        assert truth["plan"] > truth[name], name
+
+
+def test_plan_and_baselines_keep_the_budget_and_capacities(summary):
+    comp = summary.comparison.set_index("policy")
+    assert (comp["spent"] <= summary.budget + 1e-6).all()
+    used = summary.by_instrument.set_index("instrument")
+    assert used.loc["technician_visit", "customers"] <= 30
+    assert summary.actions["cost"].sum() <= summary.budget + 1e-6
+    assert summary.allocation.gap <= 1e-6 * max(summary.allocation.bound, 1.0)
+
+
+def test_true_effects_of_the_plan_are_mostly_positive(summary, market):
+    # the plan acts where the truth says it helps: discounts against price and competitor offers
+    acts = summary.actions
+    assert len(acts) > 0
+    share = acts["problem_type"].isin(["price", "competitor_offer"]).mean()
+    assert share > 0.5
+
+
+def test_off_policy_estimates_have_intervals_around_the_point(summary):
+    ope = summary.off_policy
+    assert set(ope["estimator"]) == {"IPW", "DR"}
+    ok = ope["policy"] != "nothing"
+    sub = ope[ok]
+    assert (sub["net_lower"] <= sub["net_value"]).all() and (
+        sub["net_value"] <= sub["net_upper"]
+    ).all()
+    nothing = ope[~ok]
+    assert (nothing[["incremental_customers", "net_value"]] == 0).all().all()
+
+
+def test_action_list_has_the_crm_columns_and_a_csv(summary, tmp_path):
+    acts = summary.actions
+    assert list(acts.columns) == plan.ACTION_COLUMNS
+    assert acts["customer_id"].is_unique
+    assert (acts["expected_net_value"] > 0).all()
+    assert acts["reason"].str.contains("problem").all()
+    path = plan.write_actions_csv(acts, tmp_path / "plan")
+    back = pd.read_csv(path)
+    assert len(back) == len(acts) and list(back.columns) == plan.ACTION_COLUMNS
+
+
+def test_threats_and_playbook_rank_and_choose(summary):
+    threats = summary.threats
+    assert list(threats["rank"]) == list(range(1, len(threats) + 1))
+    assert (threats["ratio_lower"] <= threats["rate_ratio"]).all()
+    # the simulator's strongest problems (competitor offers, price) raise churn the most
+    top = threats.sort_values("rate_ratio", ascending=False)["problem_type"].iloc[:2]
+    assert set(top) == {"competitor_offer", "price"}
+    book = summary.playbook
+    assert {"best", "runner_up", "cost_per_saved", "return_on_spend"} <= set(book.columns)
+    assert (book.loc[book["best"] == "do nothing", "best_net_value"] == 0).all()
+
+
+def test_findings_are_plain_sentences_with_numbers(summary):
+    text = plan.findings(summary)
+    assert any("budget" in t for t in text)
+    assert any("ground truth" in t for t in text)
+    metrics = summary.to_metrics()
+    assert metrics["true_net_value"] > metrics["true_net_value_best_baseline"]
+
+
+def test_zero_budget_plan_treats_nobody_and_still_reports(market):
+    data, tables, inputs = market
+    s = plan.analyse(
+        tables, inputs=inputs, config=PlanConfig(budget=0.0, baselines=["random", "nothing"]),
+        truth=None, fast=True, random_state=1,
+    )  # fmt: skip
+    assert s.allocation.n_treated == 0 and s.actions.empty
+    assert (s.comparison["spent"] == 0).all()
+    assert plan.findings(s)
+
+
+def test_plan_without_valuable_customers_does_nothing(market):
+    data, tables, inputs = market
+    worthless = plan.PlanInputs(
+        values=inputs.values.assign(value=0.0), scores=inputs.scores, effects=None
+    )
+    s = plan.analyse(
+        tables, inputs=worthless, config=PlanConfig(budget=10_000.0, baselines=["nothing"]),
+        fast=True, random_state=1,
+    )  # fmt: skip
+    assert s.allocation.n_treated == 0 and s.actions.empty
+
+
+def test_uplift_effects_are_used_when_given(market):
+    data, tables, inputs = market
+    cand = plan.candidates(tables, values=inputs.values, scores=inputs.scores)
+    effects = pd.DataFrame(
+        {
+            "customer_id": np.repeat(cand["customer_id"].to_numpy(), 1),
+            "instrument": "discount",
+            "effect": 0.5,
+            "effect_std": 0.0,
+        }
+    )
+    s = plan.analyse(
+        tables,
+        inputs=plan.PlanInputs(inputs.values, inputs.scores, effects),
+        config=PlanConfig(budget=5_000.0, baselines=["nothing"]),
+        fast=True,
+        random_state=1,
+    )
+    assert s.effects_source == "uplift stage"
+    assert set(s.actions["instrument"]) == {"discount"}
+
+
+# ------------------------------------------------------------ stage inputs
+def test_missing_upstream_outputs_name_the_stage_to_run(tmp_path):
+    stage = StageContext(name="plan", config=make_config(), run_dir=tmp_path)
+    with pytest.raises(MissingStageOutput, match="run the 'clv' stage before 'plan'"):
+        plan.read_inputs(stage)
+    (tmp_path / "clv").mkdir()
+    pd.DataFrame({"customer_id": ["C1"], "value": [1.0]}).to_parquet(
+        tmp_path / "clv" / "values.parquet"
+    )
+    with pytest.raises(MissingStageOutput, match="run the 'survival' stage"):
+        plan.read_inputs(stage)
+    (tmp_path / "survival").mkdir()
+    pd.DataFrame({"customer_id": ["C1"], "p_churn_horizon": [0.1]}).to_parquet(
+        tmp_path / "survival" / "scores.parquet"
+    )
+    assert plan.read_inputs(stage).effects is None  # auto: the plan's own model
+    with pytest.raises(MissingStageOutput, match="run the 'uplift' stage"):
+        plan.read_inputs(stage, effects_source="uplift")
