@@ -288,7 +288,7 @@ def from_frame(
         id_col = "case_id"
         cases[id_col] = np.arange(len(cases))
     y = cases[outcome_col]
-    if y.dtype == bool or set(pd.unique(y.dropna())) <= {0, 1, True, False}:
+    if y.dtype == bool or set(pd.unique(y.dropna())) <= {0, 1}:
         cases[outcome_col] = y.astype(int)
     else:
         raise DataError(

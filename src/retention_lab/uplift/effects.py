@@ -247,7 +247,7 @@ def true_effects(
 
 
 def cost_per_saved(effects: pd.DataFrame, costs: pd.Series) -> pd.Series:
-    """Mean instrument cost divided by the retention effect (NaN where the effect is not positive)."""
+    """Mean instrument cost over the retention effect (NaN where the effect is not positive)."""
     cost = effects["instrument"].map(costs).astype(float)
     eff = effects["effect"].astype(float)
     return (cost / eff).where(eff > 0)

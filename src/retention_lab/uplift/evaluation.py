@@ -47,7 +47,7 @@ METRIC_COLUMNS = [
 
 
 def _curves(score, w, y, weights, grid=GRID):
-    """qini and uplift on ``grid`` for every row of ``weights`` (bootstrap replicate)."""
+    """Qini and uplift on ``grid`` for every row of ``weights`` (bootstrap replicate)."""
     order = np.argsort(-score, kind="stable")
     w, y = w[order], y[order]
     wt = weights[:, order]
@@ -117,8 +117,9 @@ def evaluate(
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bootstrap slices in tiny arms
-        return _evaluate(test, predictions, treatment_col, outcome_col, control, n_bootstrap,
-                         random_state)
+        return _evaluate(
+            test, predictions, treatment_col, outcome_col, control, n_bootstrap, random_state
+        )
 
 
 def _evaluate(test, predictions, treatment_col, outcome_col, control, n_bootstrap, random_state):
@@ -277,7 +278,7 @@ def choose_learners(metrics: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     pooled = metrics.groupby("learner")["qini"].mean().idxmax()
     rows = []
-    for inst, g in metrics.groupby("instrument", sort=True):
+    for _, g in metrics.groupby("instrument", sort=True):
         best = g.loc[g["qini"].idxmax()]
         if best["qini_lower"] > 0:
             rule = "highest Qini coefficient for this instrument (band above zero)"

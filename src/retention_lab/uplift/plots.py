@@ -40,11 +40,16 @@ def plot_average_effects(ate: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax = ax or plt.figure(figsize=(8, 5)).gca()
     if ate is None or ate.empty:
         return _no_data(ax, title)
-    _require_columns(ate, ["instrument", "estimator", "population", "effect", "lower", "upper"],
-                     "plot_average_effects")
+    _require_columns(
+        ate,
+        ["instrument", "estimator", "population", "effect", "lower", "upper"],
+        "plot_average_effects",
+    )
     data = ate.assign(
-        label=[ESTIMATOR_LABELS.get((e, p), f"{e} ({p})")
-               for e, p in zip(ate["estimator"], ate["population"], strict=True)]
+        label=[
+            ESTIMATOR_LABELS.get((e, p), f"{e} ({p})")
+            for e, p in zip(ate["estimator"], ate["population"], strict=True)
+        ]
     ).dropna(subset=["effect"])
     instruments = sorted(data["instrument"].unique())
     labels = [v for v in ESTIMATOR_LABELS.values() if v in set(data["label"])]
@@ -53,16 +58,27 @@ def plot_average_effects(ate: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     for j, label in enumerate(labels):
         d = data[data["label"] == label].set_index("instrument").reindex(instruments)
         y = np.arange(len(instruments)) + (j - (len(labels) - 1) / 2) * step
-        ax.errorbar(100 * d["effect"], y, xerr=[100 * (d["effect"] - d["lower"]),
-                    100 * (d["upper"] - d["effect"])], fmt="o", color=colours[label],
-                    label=label, capsize=3)
+        ax.errorbar(
+            100 * d["effect"],
+            y,
+            xerr=[100 * (d["effect"] - d["lower"]), 100 * (d["upper"] - d["effect"])],
+            fmt="o",
+            color=colours[label],
+            label=label,
+            capsize=3,
+        )
         if "true_effect" in d.columns and d["true_effect"].notna().any():
-            ax.scatter(100 * d["true_effect"], y, marker="x", color="black", zorder=3,
-                       label="Truth (simulator)" if j == 0 else None)
+            ax.scatter(
+                100 * d["true_effect"],
+                y,
+                marker="x",
+                color="black",
+                zorder=3,
+                label="Truth (simulator)" if j == 0 else None,
+            )
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(np.arange(len(instruments)), instruments)
-    ax.set(title=title, xlabel="Change in share retained (percentage points)",
-           ylabel="Instrument")
+    ax.set(title=title, xlabel="Change in share retained (percentage points)", ylabel="Instrument")
     ax.legend(fontsize="small", loc="best")
     return ax
 
@@ -73,21 +89,39 @@ def plot_effect_matrix(matrix: pd.DataFrame, *, strata: list[str], ax: Axes | No
     ax = ax or plt.figure(figsize=(12, 4.5)).gca()
     if matrix is None or matrix.empty or not strata:
         return _no_data(ax, title)
-    _require_columns(matrix, [*strata, "instrument", "effect", "lower", "upper"],
-                     "plot_effect_matrix")
+    _require_columns(
+        matrix, [*strata, "instrument", "effect", "lower", "upper"], "plot_effect_matrix"
+    )
     data = matrix.assign(cell=matrix[strata].astype(str).agg("\n".join, axis=1))
-    wide = data.pivot_table(index="instrument", columns="cell", values="effect", aggfunc="first",
-                            dropna=False) * 100
+    wide = (
+        data.pivot_table(
+            index="instrument", columns="cell", values="effect", aggfunc="first", dropna=False
+        )
+        * 100
+    )
     sig = data.assign(sig=(data["lower"] > 0) | (data["upper"] < 0)).pivot_table(
-        index="instrument", columns="cell", values="sig", aggfunc="first", dropna=False)
+        index="instrument", columns="cell", values="sig", aggfunc="first", dropna=False
+    )
     notes = wide.map(lambda v: "" if pd.isna(v) else f"{v:+.0f}")
     notes = notes.where(~sig.reindex_like(wide).fillna(False).astype(bool), notes + "*")
     lim = np.nanpercentile(np.abs(wide.to_numpy()), 95) if np.isfinite(wide.to_numpy()).any() else 1
-    sns.heatmap(wide, annot=notes, fmt="", cmap="RdBu", center=0, vmin=-lim, vmax=lim,
-                cbar_kws={"label": "Change in share retained (pp)"}, ax=ax,
-                annot_kws={"fontsize": 7})
-    ax.set(title=title + "; * = 95% CI excludes 0",
-           xlabel=" / ".join(s.replace("_", " ") for s in strata), ylabel="Instrument")
+    sns.heatmap(
+        wide,
+        annot=notes,
+        fmt="",
+        cmap="RdBu",
+        center=0,
+        vmin=-lim,
+        vmax=lim,
+        cbar_kws={"label": "Change in share retained (pp)"},
+        ax=ax,
+        annot_kws={"fontsize": 7},
+    )
+    ax.set(
+        title=title + "; * = 95% CI excludes 0",
+        xlabel=" / ".join(s.replace("_", " ") for s in strata),
+        ylabel="Instrument",
+    )
     ax.tick_params(axis="x", labelsize=7)
     return ax
 
@@ -103,8 +137,17 @@ def plot_overlap(overlap: pd.DataFrame) -> Figure:
     _require_columns(overlap, ["instrument", "received", "propensity"], "plot_overlap")
     for ax, inst in zip(axes, instruments, strict=False):
         d = overlap[overlap["instrument"] == inst]
-        sns.histplot(data=d, x="propensity", hue="received", stat="density", common_norm=False,
-                     bins=30, binrange=(0, 1), element="step", ax=ax)
+        sns.histplot(
+            data=d,
+            x="propensity",
+            hue="received",
+            stat="density",
+            common_norm=False,
+            bins=30,
+            binrange=(0, 1),
+            element="step",
+            ax=ax,
+        )
         ax.set(title=inst, xlabel="P(instrument | case, instrument or control)", ylabel="Density")
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
@@ -117,18 +160,25 @@ def plot_balance(balance: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax = ax or plt.figure(figsize=(8, 6)).gca()
     if balance is None or balance.empty:
         return _no_data(ax, title)
-    cols = {"smd_random": "Randomised", "smd_rule": "Rule-assigned",
-            "smd_rule_weighted": "Rule-assigned, weighted"}
+    cols = {
+        "smd_random": "Randomised",
+        "smd_rule": "Rule-assigned",
+        "smd_rule_weighted": "Rule-assigned, weighted",
+    }
     _require_columns(balance, ["feature", *cols], "plot_balance")
-    worst = balance.assign(**{c: balance[c].abs() for c in cols}).groupby("feature")[
-        list(cols)].max()
+    worst = (
+        balance.assign(**{c: balance[c].abs() for c in cols}).groupby("feature")[list(cols)].max()
+    )
     worst = worst.sort_values("smd_rule", ascending=False).head(20)
     long = worst.reset_index().melt(id_vars="feature", var_name="cases", value_name="smd")
     long["cases"] = long["cases"].map(cols)
     sns.scatterplot(data=long, x="smd", y="feature", hue="cases", style="cases", s=50, ax=ax)
     ax.axvline(0.1, color="grey", ls="--", lw=1)
-    ax.set(title=title, xlabel="|Standardised mean difference| (SD units; 0.1 = dashed)",
-           ylabel="Feature")
+    ax.set(
+        title=title,
+        xlabel="|Standardised mean difference| (SD units; 0.1 = dashed)",
+        ylabel="Feature",
+    )
     return ax
 
 
@@ -147,8 +197,11 @@ def plot_qini(curves: pd.DataFrame) -> Figure:
             ax.plot(100 * g["share"], 100 * g["qini"], label=f"{learner.upper()}-learner")
         g = d[d["learner"] == d["learner"].iloc[0]]
         ax.plot(100 * g["share"], 100 * g["random"], color="grey", ls="--", label="Random")
-        ax.set(title=inst, xlabel="Cases targeted, highest predicted uplift first (%)",
-               ylabel="Extra retained per 100 treated")
+        ax.set(
+            title=inst,
+            xlabel="Cases targeted, highest predicted uplift first (%)",
+            ylabel="Extra retained per 100 treated",
+        )
     axes[0].legend(fontsize="small")
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
@@ -163,23 +216,33 @@ def plot_calibration(calibration: pd.DataFrame, chosen: pd.DataFrame) -> Figure:
     if not instruments or calibration is None or calibration.empty:
         _no_data(axes[0], title)
         return fig
-    _require_columns(calibration, ["instrument", "learner", "predicted", "observed", "lower",
-                                   "upper"], "plot_calibration")
+    _require_columns(
+        calibration,
+        ["instrument", "learner", "predicted", "observed", "lower", "upper"],
+        "plot_calibration",
+    )
     pick = calibration.merge(chosen[["instrument", "learner"]])
     for ax, inst in zip(axes, instruments, strict=False):
         d = pick[pick["instrument"] == inst]
         if d.empty:
             _no_data(ax, inst)
             continue
-        ax.errorbar(100 * d["predicted"], 100 * d["observed"],
-                    yerr=[100 * (d["observed"] - d["lower"]), 100 * (d["upper"] - d["observed"])],
-                    fmt="o", capsize=3)
+        ax.errorbar(
+            100 * d["predicted"],
+            100 * d["observed"],
+            yerr=[100 * (d["observed"] - d["lower"]), 100 * (d["upper"] - d["observed"])],
+            fmt="o",
+            capsize=3,
+        )
         lo = 100 * min(d["predicted"].min(), 0)
         hi = 100 * max(d["predicted"].max(), 0)
         ax.plot([lo, hi], [lo, hi], color="grey", ls="--")
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title=f"{inst} ({d['learner'].iloc[0].upper()}-learner)",
-               xlabel="Predicted uplift (pp)", ylabel="Observed uplift (pp)")
+        ax.set(
+            title=f"{inst} ({d['learner'].iloc[0].upper()}-learner)",
+            xlabel="Predicted uplift (pp)",
+            ylabel="Observed uplift (pp)",
+        )
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     return fig

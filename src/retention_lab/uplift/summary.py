@@ -146,8 +146,18 @@ class UpliftSummary:
             n_control, true_effect (NaN on real data), status.
         """
         outcome = outcome or self.outcome
-        cols = ["instrument", "estimator", "population", "effect", "lower", "upper",
-                "n_treated", "n_control", "true_effect", "status"]
+        cols = [
+            "instrument",
+            "estimator",
+            "population",
+            "effect",
+            "lower",
+            "upper",
+            "n_treated",
+            "n_control",
+            "true_effect",
+            "status",
+        ]
         t = self.ate[self.ate["outcome"] == outcome] if "outcome" in self.ate else self.ate
         return t.reindex(columns=cols).reset_index(drop=True)
 
@@ -166,8 +176,19 @@ class UpliftSummary:
         """
         m = self.effect_matrix
         m = m[m["outcome"] == self.outcome] if "outcome" in m else m
-        cols = [*self.strata, "instrument", "effect", "lower", "upper", "n_treated", "n_control",
-                "revenue_effect", "cost_per_saved", "true_effect", "status"]
+        cols = [
+            *self.strata,
+            "instrument",
+            "effect",
+            "lower",
+            "upper",
+            "n_treated",
+            "n_control",
+            "revenue_effect",
+            "cost_per_saved",
+            "true_effect",
+            "status",
+        ]
         return m.reindex(columns=cols).reset_index(drop=True)
 
 
@@ -580,11 +601,12 @@ def findings(summary: UpliftSummary) -> list[str]:
         )
     tc = summary.chosen_truth()
     if len(tc):
+        lo, hi = tc["correlation"].min(), tc["correlation"].max()
+        top, rnd30 = 100 * tc["true_gain_top"].mean(), 100 * tc["true_gain_random"].mean()
         out.append(
             "Against the simulator's truth, the chosen learners' predicted effects correlate "
-            f"{tc['correlation'].min():.2f} to {tc['correlation'].max():.2f} with the true effects; "
-            f"treating the top 30% by predicted uplift retains {tc['true_gain_top'].mean() * 100:.1f}"
-            f" extra customers per 100 treated against {tc['true_gain_random'].mean() * 100:.1f} "
+            f"{lo:.2f} to {hi:.2f} with the true effects; treating the top 30% by predicted "
+            f"uplift retains {top:.1f} extra customers per 100 treated against {rnd30:.1f} "
             "for a random 30% (mean over instruments)."
         )
     return out

@@ -1,0 +1,410 @@
+"""Uplift stage tests: estimates against the simulator's truth, degenerate inputs, direct use.
+
+One simulated market (60,000 customers, seed 11: about 41,000 cases with an
+observed 6-month outcome, 30 % randomised) is analysed once per module with
+the default configuration.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import retention_lab.uplift as up
+from retention_lab.config import UpliftConfig, parse_config
+from retention_lab.data.loaders import Tables, derive_tenure
+from retention_lab.data.simulate import SimulatorSettings, simulate
+from retention_lab.errors import DataError, StatisticalWarning
+from retention_lab.uplift import effects as ef
+
+SEED = 11
+
+
+def _tables(sim) -> Tables:
+    return Tables(
+        customers=derive_tenure(sim.customers, sim.as_of),
+        as_of=sim.as_of,
+        problems=sim.problems,
+        interventions=sim.interventions,
+        transactions=sim.transactions,
+    )
+
+
+@pytest.fixture(scope="module")
+def market():
+    sim = simulate(SimulatorSettings(n_customers=60_000), random_state=SEED)
+    tables = _tables(sim)
+    return sim, tables, up.case_table(tables, truth=sim.truth)
+
+
+@pytest.fixture(scope="module")
+def summary(market):
+    _, _, data = market
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        return up.analyse(data, config=UpliftConfig(), random_state=0)
+
+
+@pytest.fixture(scope="module")
+def small():
+    sim = simulate(SimulatorSettings(n_customers=3_000, months=36), random_state=5)
+    tables = _tables(sim)
+    return tables, up.case_table(tables, truth=sim.truth)
+
+
+def _toy(n=400, seed=0, arms=("none", "a", "b")) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "treatment": rng.choice(arms, n),
+            "segment": rng.choice(["x", "y"], n),
+            "age": rng.normal(40, 10, n),
+        }
+    )
+    lift = np.where(frame["treatment"] != arms[0], 0.2 * (frame["segment"] == "x"), 0.0)
+    frame["outcome"] = (rng.random(n) < 0.4 + lift).astype(int)
+    return frame
+
+
+# ------------------------------------------------------------------ the input
+@pytest.mark.slow
+def test_case_outcomes_match_the_simulators_expectation(market):
+    _, _, data = market
+    cases, truth = data.cases, data.truth
+    got = truth.to_numpy()[np.arange(len(cases)), truth.columns.get_indexer(cases["instrument"])]
+    rev_cols = truth.columns.get_indexer("revenue:" + cases["instrument"])
+    rev = truth.to_numpy()[np.arange(len(cases)), rev_cols]
+    se = np.sqrt(got.mean() * (1 - got.mean()) / len(cases))
+    assert abs(cases["retained"].mean() - got.mean()) < 4 * se
+    assert cases["revenue"].mean() == pytest.approx(rev.mean(), rel=0.01)
+    assert data.horizon_days == 182 == sim_horizon(market)
+
+
+def sim_horizon(market) -> int:
+    return market[0].truth.parameters["horizon_days"]
+
+
+def test_horizon_default_matches_the_simulator():
+    assert UpliftConfig().horizon_months == SimulatorSettings().outcome_horizon_months
+    assert up.horizon_days_of(6) == 182
+
+
+@pytest.mark.slow
+def test_cases_whose_horizon_ends_after_as_of_are_dropped(market):
+    sim, _, data = market
+    last = pd.Timestamp(sim.as_of) - pd.Timedelta(days=data.horizon_days)
+    assert data.cases["date"].max() <= last
+    assert len(data.cases) < len(sim.interventions)
+
+
+# ------------------------------------------------------------------ design checks
+@pytest.mark.slow
+def test_randomised_share_is_balanced_and_the_rule_is_not(summary):
+    bal = summary.balance
+    assert bal["smd_random"].abs().max() < 0.15
+    assert bal["smd_rule"].abs().max() > 0.5
+    worst = bal.loc[bal["smd_rule"].abs().idxmax()]
+    assert abs(worst["smd_rule_weighted"]) < abs(worst["smd_rule"]) / 2
+
+
+@pytest.mark.slow
+def test_arm_sizes_and_overlap_cover_every_arm(summary):
+    arms = summary.arm_sizes
+    random = arms[arms["assignment"] == "random"]
+    assert random["share"].between(1 / 6 - 0.02, 1 / 6 + 0.02).all()
+    assert set(summary.overlap["instrument"]) == set(random["instrument"]) - {"none"}
+    assert summary.overlap["propensity"].between(0, 1).all()
+    assert summary.trimmed_share < 0.05
+
+
+@pytest.mark.slow
+def test_propensity_model_is_close_to_the_true_rule(market):
+    sim, _, data = market
+    small = data.subset(np.arange(len(data.cases)) < 15_000)
+    prop = up.fit_propensity(
+        small,
+        max_iter=100,
+        learning_rate=0.05,
+        max_leaf_nodes=8,
+        min_samples_leaf=200,
+        random_state=0,
+    )
+    out = sim.truth.intervention_outcomes
+    true = out.pivot_table(
+        index=out["intervention_id"].astype(str), columns="arm", values="propensity"
+    )
+    true = true.reindex(small.cases["intervention_id"].astype(str)).reset_index(drop=True)
+    rule = ~small.randomised()
+    mae = (prop.loc[rule, small.arms] - true.loc[rule, small.arms]).abs().mean()
+    assert (mae < 0.04).all(), mae
+    rand = small.randomised()
+    assert np.allclose(prop.loc[rand, small.arms].to_numpy(), 1 / 6, atol=0.02)
+
+
+# ------------------------------------------------------------- average effects
+@pytest.mark.slow
+def test_randomised_ate_covers_the_true_ate_per_instrument(summary):
+    ate = summary.ate_table()
+    dim = ate[ate["estimator"] == "difference_in_means"]
+    assert len(dim) == 5
+    covered = (dim["lower"] <= dim["true_effect"]) & (dim["true_effect"] <= dim["upper"])
+    assert covered.all(), dim
+
+
+@pytest.mark.slow
+def test_doubly_robust_is_closer_to_the_truth_than_naive_where_the_rule_confounds(summary):
+    ate = summary.ate_table()
+    naive = ate[ate["estimator"] == "naive"].set_index("instrument")
+    dr = ate[(ate["estimator"] == "aipw") & (ate["population"] == "rule")].set_index("instrument")
+    naive_se = (naive["upper"] - naive["lower"]) / (2 * ef.Z95)
+    naive_err = (naive["effect"] - naive["true_effect"]).abs()
+    confounded = naive_err[naive_err > 2 * naive_se].index
+    assert "discount" in confounded  # the rule gives discounts to the riskiest customers
+    dr_err = (dr["effect"] - dr["true_effect"]).abs()
+    assert (dr_err[confounded] < naive_err[confounded]).all(), (dr_err, naive_err)
+
+
+@pytest.mark.slow
+def test_revenue_effects_show_the_discounts_lost_revenue(summary):
+    rev = summary.revenue_table()
+    dim = rev[rev["estimator"] == "difference_in_means"].set_index("instrument")
+    covered = (dim["lower"] <= dim["true_effect"]) & (dim["true_effect"] <= dim["upper"])
+    assert covered.all()
+    assert dim.loc["discount", "upper"] < 0
+
+
+@pytest.mark.slow
+def test_effect_matrix_has_every_cell_and_finds_the_harmful_plan_upgrade(summary):
+    m = summary.matrix_table()
+    assert len(m) == 5 * 5 * 3  # instrument x problem type x segment
+    est = m[m["status"] == "estimated"]
+    assert len(est) > 0.6 * len(m)
+    cell = m[
+        (m["instrument"] == "plan_upgrade")
+        & (m["problem_type"] == "price")
+        & (m["segment"] == "mass")
+    ].iloc[0]
+    assert cell["effect"] < 0 and cell["true_effect"] < 0
+    assert (
+        (est["lower"] <= est["true_effect"]) & (est["true_effect"] <= est["upper"])
+    ).mean() > 0.85
+    pos = est[est["effect"] > 0]
+    assert pos["cost_per_saved"].notna().all()
+
+
+# ------------------------------------------------------------ individual effects
+@pytest.mark.slow
+def test_chosen_learner_correlates_with_the_true_effects(summary):
+    chosen = summary.chosen_truth().set_index("instrument")
+    assert set(chosen.index) == set(summary.chosen["instrument"])
+    # instruments whose true effect varies from case to case (discount, technician visit)
+    assert chosen.loc["discount", "correlation"] > 0.3
+    assert chosen.loc["technician_visit", "correlation"] > 0.15
+    assert chosen["correlation"].mean() > 0.1
+
+
+@pytest.mark.slow
+def test_top_30_percent_by_predicted_uplift_beats_random_targeting(summary):
+    chosen = summary.chosen_truth().set_index("instrument")
+    gain = chosen["true_gain_top"] - chosen["true_gain_random"]
+    assert gain.sum() > 0
+    assert gain["discount"] > 0.01  # > 1 extra customer retained per 100 treated
+    assert gain["technician_visit"] > 0
+
+
+@pytest.mark.slow
+def test_learners_are_evaluated_on_every_instrument_with_bands(summary):
+    lm = summary.learner_metrics
+    assert set(lm["learner"]) == {"s", "t", "x", "dr"}
+    assert len(lm) == 4 * 5
+    assert (lm["qini_lower"] <= lm["qini"]).all() and (lm["qini"] <= lm["qini_upper"]).all()
+    assert summary.chosen["rule"].str.len().gt(0).all()
+    calib = summary.calibration
+    assert set(calib["decile"]) == set(range(1, 11))
+
+
+def test_qini_curve_matches_causalml(rng):
+    from causalml.metrics import get_qini
+
+    n = 2_000
+    frame = pd.DataFrame({"instrument": rng.choice(["none", "a"], n), "score": rng.normal(size=n)})
+    frame["retained"] = (
+        rng.random(n) < 0.5 + 0.1 * (frame["instrument"] == "a") * (frame["score"] > 0)
+    ).astype(int)
+    ours = up.uplift_curves(frame, score_col="score", instrument="a")
+    theirs = get_qini(
+        pd.DataFrame(
+            {
+                "y": frame["retained"],
+                "w": (frame["instrument"] == "a").astype(int),
+                "score": frame["score"],
+            }
+        )
+    )["score"].to_numpy()
+    n_t = (frame["instrument"] == "a").sum()
+    pos = np.ceil(ours["share"].to_numpy() * n).astype(int)
+    assert np.allclose(ours["qini"].to_numpy() * n_t, theirs[pos], atol=1e-9)
+
+
+@pytest.mark.slow
+def test_plan_table_has_one_row_per_active_customer_and_instrument(summary, market):
+    _, tables, data = market
+    effects = up.plan_effects(summary, data, tables)
+    assert list(effects.columns) == up.EFFECT_TABLE_COLUMNS
+    active = up.active_customers(tables)
+    assert len(effects) == len(active) * 5
+    assert effects.groupby("customer_id").size().eq(5).all()
+    assert (effects["effect_std"] >= 0).all()
+    assert (effects["effect_lower"] <= effects["effect"]).all()
+    disc = effects[effects["instrument"] == "discount"].merge(
+        active[["customer_id", "monthly_fee"]]
+    )
+    assert np.allclose(disc["cost"], np.round(1.2 * disc["monthly_fee"], 2), atol=0.02)
+
+
+@pytest.mark.slow
+def test_findings_name_instruments_and_the_naive_bias(summary):
+    text = up.findings(summary)
+    assert any("Randomised comparison" in s for s in text)
+    assert any("naive comparison" in s and "doubly robust" in s for s in text)
+    assert any("Against the simulator's truth" in s for s in text)
+    metrics = summary.to_metrics()
+    assert metrics["cases"] == summary.n_cases
+    assert all(np.isfinite(v) for v in metrics.values())
+
+
+# --------------------------------------------------------------- degenerate input
+def test_no_treated_cases_in_a_stratum_is_not_estimable():
+    frame = _toy()
+    frame = frame[~((frame["treatment"] == "a") & (frame["segment"] == "y"))]
+    out = up.difference_in_means(
+        frame, treatment_col="treatment", outcome_col="outcome", control="none", by=["segment"]
+    )
+    row = out[(out["instrument"] == "a") & (out["segment"] == "y")].iloc[0]
+    assert np.isnan(row["effect"])
+    assert row["status"] == "not estimable: 0 cases with a in segment=y"
+    assert out.loc[out["instrument"] == "b", "status"].eq("estimated").all()
+
+
+def test_outcome_that_never_varies_is_rejected():
+    frame = _toy().assign(outcome=1)
+    data = up.from_frame(frame, control="none")
+    with pytest.raises(DataError, match="column 'outcome'.*never|column 'outcome'.*varies"):
+        up.analyse(data, fast=True)
+
+
+def test_missing_control_arm_is_rejected():
+    frame = _toy(arms=("a", "b"))
+    data = up.from_frame(frame, control="none")
+    with pytest.raises(DataError, match="column 'treatment': a control arm labelled 'none'"):
+        up.analyse(data, fast=True)
+
+
+def test_fewer_rows_than_folds_is_rejected():
+    frame = pd.DataFrame(
+        {
+            "treatment": ["none", "none", "a", "a", "b"],
+            "outcome": [0, 1, 0, 1, 1],
+            "age": [30.0, 40, 50, 60, 70],
+        }
+    )
+    data = up.from_frame(frame, control="none")
+    with pytest.raises(DataError, match="cross-fitting"):
+        up.analyse(data, config=UpliftConfig(folds=3))
+    with pytest.raises(DataError, match="at least 3 rows for 3-fold cross-fitting"):
+        up.design.fold_ids(np.array(["a", "b"]), 3, 0)
+
+
+def test_missing_interventions_gives_a_documented_empty_result(small):
+    tables, _ = small
+    bare = Tables(customers=tables.customers, as_of=tables.as_of)
+    data = up.case_table(bare)
+    assert not data.available
+    result = up.analyse(data)
+    assert not result.available and result.to_metrics() == {}
+    assert up.findings(result)[0].startswith("Uplift analysis not available for this dataset")
+    assert up.plan_effects(result, data, bare).empty
+    assert result.matrix_table().empty and result.ate_table().empty
+
+
+def test_unknown_learner_and_unfitted_model_are_clear():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="call 'fit' first"):
+        up.UpliftModel("t").predict(_toy())
+    with pytest.raises(ValueError, match="unknown learner"):
+        up.UpliftModel("q").fit(
+            _toy(), treatment_col="treatment", outcome_col="outcome", features=["age"]
+        )
+
+
+def test_weak_learners_warn(small):
+    _, data = small
+    with pytest.warns(StatisticalWarning, match="better than random"):
+        up.analyse(data, fast=True, random_state=1)
+
+
+# --------------------------------------------------------------------- direct use
+@pytest.mark.slow
+def test_campaign_export_runs_through_the_configuration(tmp_path, market):
+    _, _, data = market
+    cases = data.cases.drop_duplicates("customer_id").head(6_000)
+    export = pd.DataFrame(
+        {
+            "client": cases["customer_id"].astype(str),
+            "arm": cases["instrument"].replace({"none": "holdout"}),
+            "stayed": cases["retained"].astype(bool),
+            "segment": cases["segment"],
+            "tenure": cases["tenure_months"],
+            "fee": cases["monthly_fee"],
+            "problem": cases["problem_type"],
+        }
+    )
+    path = tmp_path / "campaign.csv"
+    export.to_csv(path, index=False)
+    config = parse_config(
+        {
+            "name": "campaign",
+            "uplift": {
+                "campaign_file": str(path),
+                "campaign_treatment_col": "arm",
+                "campaign_outcome_col": "stayed",
+                "campaign_control": "holdout",
+                "campaign_id_col": "client",
+            },
+        }
+    )
+    direct = up.prepare(None, config=config.uplift)
+    assert direct.source == "campaign" and direct.features == [
+        "segment",
+        "tenure",
+        "fee",
+        "problem",
+    ]
+    assert direct.strata == ["segment", "problem"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        result = up.analyse(direct, config=config.uplift, fast=True, random_state=0)
+    assert result.available and result.n_randomised == len(export)
+    assert set(result.ate_table()["instrument"]) == set(export["arm"]) - {"holdout"}
+    effects = up.plan_effects(result, direct)
+    assert len(effects) == len(export) * 5
+    assert effects["customer_id"].isin(export["client"]).all()
+    same = up.difference_in_means(
+        export, treatment_col="arm", outcome_col="stayed", control="holdout"
+    )
+    ours = result.ate_table().query("estimator == 'difference_in_means'")
+    assert np.allclose(
+        same.sort_values("instrument")["effect"], ours.sort_values("instrument")["effect"]
+    )
+
+
+def test_config_section_has_a_description_on_every_field():
+    for name, info in UpliftConfig.model_fields.items():
+        assert info.description, name
+    with pytest.raises(Exception, match="learners"):
+        parse_config({"name": "x", "uplift": {"learners": ["q"]}})
