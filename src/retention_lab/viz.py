@@ -311,3 +311,96 @@ def plot_flags(flags: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     sns.barplot(data=data, y="label", x="impact", orient="h", ax=ax, color=sns.color_palette()[3])
     ax.set(title=title, xlabel=f"Impact ({flags['impact_unit'].iloc[0]})", ylabel="Quantity")
     return ax
+
+
+# ------------------------------------------------------------ retention plan
+def plot_budget_curve(
+    curve: pd.DataFrame, *, budget: float | None = None, ax: Axes | None = None
+) -> Axes:
+    """Net and gross saved value of the optimal plan against the budget."""
+    title = "What each budget buys: optimal plan value"
+    ax = ax or plt.figure().gca()
+    if curve.empty:
+        return _no_data(ax, title)
+    _require_columns(curve, ["budget", "net_value", "saved_value"], "plot_budget_curve")
+    ax.plot(curve["budget"], curve["saved_value"], marker="o", label="saved value")
+    ax.plot(curve["budget"], curve["net_value"], marker="s", label="net value (saved − cost)")
+    if budget is not None:
+        ax.axvline(budget, color="0.3", linestyle="--", linewidth=1, label="configured budget")
+    ax.legend()
+    ax.set(title=title, xlabel="Budget (currency units)", ylabel="Expected value (currency units)")
+    return ax
+
+
+def plot_policy_comparison(
+    comparison: pd.DataFrame, off_policy: pd.DataFrame | None = None, *, ax: Axes | None = None
+) -> Axes:
+    """Net value of the plan and each baseline at the same budget, by source of the estimate."""
+    title = "Plan against baselines at the same budget"
+    ax = ax or plt.figure().gca()
+    if comparison.empty:
+        return _no_data(ax, title)
+    _require_columns(
+        comparison, ["policy", "label", "expected_net_value"], "plot_policy_comparison"
+    )
+    measures = {"expected_net_value": "expected (effect estimates)"}
+    if "true_net_value" in comparison.columns:
+        measures["true_net_value"] = "true (simulator)"
+    long = comparison.melt(
+        id_vars=["policy", "label"], value_vars=list(measures), var_name="source"
+    )
+    long["source"] = long["source"].map(measures)
+    if off_policy is not None and len(off_policy):
+        dr = off_policy[off_policy["estimator"] == "DR"]
+        labels = comparison.set_index("policy")["label"]
+        extra = pd.DataFrame(
+            {
+                "policy": dr["policy"],
+                "label": dr["policy"].map(labels),
+                "source": "off-policy DR (past cases)",
+                "value": dr["net_value"],
+            }
+        )
+        long = pd.concat([long, extra], ignore_index=True)
+    sns.barplot(data=long, y="label", x="value", hue="source", orient="h", ax=ax)
+    ax.axvline(0.0, color="0.3", linewidth=1)
+    ax.set(title=title, xlabel="Net value: saved value − cost (currency units)", ylabel="Policy")
+    return ax
+
+
+def plot_threats(threats: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Value destroyed by the excess churn of each problem type, with 95% intervals."""
+    title = "Threat criticality: value lost to the churn each problem causes"
+    ax = ax or plt.figure().gca()
+    if threats.empty:
+        return _no_data(ax, title)
+    _require_columns(
+        threats, ["problem_type", "value_lost", "value_lower", "value_upper"], "plot_threats"
+    )
+    t = threats.sort_values("value_lost")
+    err = [t["value_lost"] - t["value_lower"], t["value_upper"] - t["value_lost"]]
+    ax.barh(t["problem_type"], t["value_lost"], xerr=err, color=sns.color_palette()[3], capsize=3)
+    ax.set(title=title, xlabel="Value lost (currency units)", ylabel="Problem type")
+    return ax
+
+
+def plot_playbook(book: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Heatmap of the best instrument's net value per problem type x segment, labelled."""
+    title = "Playbook: best instrument per problem and segment"
+    ax = ax or plt.figure().gca()
+    if book.empty:
+        return _no_data(ax, title)
+    _require_columns(book, ["problem_type", "segment", "best", "best_net_value"], "plot_playbook")
+    values = book.pivot(index="problem_type", columns="segment", values="best_net_value")
+    names = book.pivot(index="problem_type", columns="segment", values="best").reindex_like(values)
+    labels = names.astype(str) + "\n" + values.map(lambda v: f"{v:,.0f}")
+    sns.heatmap(
+        values,
+        annot=labels.to_numpy(),
+        fmt="",
+        cmap="Greens",
+        ax=ax,
+        cbar_kws={"label": "net value"},
+    )
+    ax.set(title=title, xlabel="Segment", ylabel="Problem type")
+    return ax

@@ -223,7 +223,9 @@ def analyse(
         )
         for _ in range(min(n_boot, 10 if fast else 50))
     ]
-    if inputs.effects is not None:
+    if inputs.effects is not None and inputs.effects.empty:
+        notes.append("the uplift stage's effects table is empty; the plan used its own model")
+    if inputs.effects is not None and len(inputs.effects):
         source = "uplift stage"
         effect, effect_std = pin.effect_matrix(inputs.effects, cand, instruments)
     else:
