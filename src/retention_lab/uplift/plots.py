@@ -85,7 +85,7 @@ def plot_average_effects(ate: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
 
 def plot_effect_matrix(matrix: pd.DataFrame, *, strata: list[str], ax: Axes | None = None) -> Axes:
     """Heat map of the retention effect per instrument and stratum cell (blank: not estimable)."""
-    title = "Effect on retention by instrument, problem and segment (pp)"
+    title = "Retention effect by instrument and cell"
     ax = ax or plt.figure(figsize=(12, 4.5)).gca()
     if matrix is None or matrix.empty or not strata:
         return _no_data(ax, title)
@@ -118,10 +118,12 @@ def plot_effect_matrix(matrix: pd.DataFrame, *, strata: list[str], ax: Axes | No
         annot_kws={"fontsize": 7},
     )
     ax.set(
-        title=title + "; * = 95% CI excludes 0",
-        xlabel=" / ".join(s.replace("_", " ") for s in strata),
+        title=title,
+        xlabel=" / ".join(s.replace("_", " ") for s in strata)
+        + "  (* = 95% CI excludes 0; blank = not estimable)",
         ylabel="Instrument",
     )
+    ax.grid(False)
     ax.tick_params(axis="x", labelsize=7)
     return ax
 
