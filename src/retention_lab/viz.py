@@ -363,6 +363,7 @@ def plot_policy_comparison(
         )
         long = pd.concat([long, extra], ignore_index=True)
     sns.barplot(data=long, y="label", x="value", hue="source", orient="h", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="Estimate")
     ax.axvline(0.0, color="0.3", linewidth=1)
     ax.set(title=title, xlabel="Net value: saved value − cost (currency units)", ylabel="Policy")
     return ax

@@ -486,6 +486,11 @@ def findings(summary: PlanSummary) -> list[str]:
             f"The allocation is within {a.gap:,.2f} ({a.relative_gap:.3%}) of the best possible "
             f"for these estimates (solver: {a.method})."
         )
+    elif n and a.n_treated == 0:
+        out.append(
+            "No candidate's expected saved value covers the cost of any instrument (after the "
+            "margin for uncertainty): the plan is to do nothing and keep the budget."
+        )
     elif n:
         out.append(
             "The budget is not binding: every customer worth treating gets their best instrument."
