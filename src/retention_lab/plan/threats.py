@@ -34,12 +34,12 @@ def threat_table(tables, *, values: pd.DataFrame, window_days: float = 91.0) -> 
     pandas.DataFrame
         problem_type, problems, customers, rate_ratio, ratio_lower, ratio_upper,
         churns_inside, excess_churn, excess_lower, excess_upper, share_of_churn,
-        value_lost, value_lower, value_upper, rank.
+        share_lower, share_upper, value_lost, value_lower, value_upper, rank.
     """
     cols = [
         "problem_type", "problems", "customers", "rate_ratio", "ratio_lower", "ratio_upper",
         "churns_inside", "excess_churn", "excess_lower", "excess_upper", "share_of_churn",
-        "value_lost", "value_lower", "value_upper", "rank",
+        "share_lower", "share_upper", "value_lost", "value_lower", "value_upper", "rank",
     ]  # fmt: skip
     problems, cust = tables.problems, tables.customers
     if problems is None or problems.empty or "end_date" not in cust.columns:
@@ -96,7 +96,7 @@ def threat_table(tables, *, values: pd.DataFrame, window_days: float = 91.0) -> 
         ex, ex_lo, ex_hi = excess(rr), excess(lo), excess(hi)
         rows.append(
             (kind, len(g), g["customer_id"].nunique(), rr, lo, hi, a, ex, ex_lo, ex_hi,
-             ex / n_churned, ex * v, ex_lo * v, ex_hi * v)
+             ex / n_churned, ex_lo / n_churned, ex_hi / n_churned, ex * v, ex_lo * v, ex_hi * v)
         )  # fmt: skip
     table = pd.DataFrame(rows, columns=cols[:-1]).sort_values(
         "value_lost", ascending=False, ignore_index=True
@@ -123,8 +123,10 @@ def playbook(
     -------
     pandas.DataFrame
         problem_type, segment, best, best_net_value, net_lower, net_upper,
-        runner_up, runner_up_net_value, cost_per_saved, return_on_spend,
-        ros_lower, ros_upper, confident (the best's net value CI is above 0).
+        runner_up, runner_up_net_value, cost_per_saved, cps_lower, cps_upper
+        (inf where the effect may be nil), return_on_spend, ros_lower, ros_upper,
+        confident (the best's net value CI is above 0). Where nothing pays, the
+        cost and return columns describe the least bad instrument (the runner-up).
     """
     c = cells.copy()
     c["net"] = c["effect"] * c[value_col] - c["cost"]
@@ -159,6 +161,8 @@ def playbook(
                     float(second["net"]) if pays and second is not None else float(top["net"])
                 ),
                 "cost_per_saved": cost / eff if eff > 0 else np.inf,
+                "cps_lower": cost / top["effect_upper"] if top["effect_upper"] > 0 else np.inf,
+                "cps_upper": cost / top["effect_lower"] if top["effect_lower"] > 0 else np.inf,
                 "return_on_spend": float(top["net"]) / cost if cost > 0 else np.nan,
                 "ros_lower": float(top["net_lower"]) / cost if cost > 0 else np.nan,
                 "ros_upper": float(top["net_upper"]) / cost if cost > 0 else np.nan,
