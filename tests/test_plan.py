@@ -275,7 +275,7 @@ def test_uplift_effects_are_used_when_given(market):
     s = plan.analyse(
         tables,
         inputs=plan.PlanInputs(inputs.values, inputs.scores, effects),
-        config=PlanConfig(budget=5_000.0, baselines=["nothing"]),
+        config=PlanConfig(budget=5_000.0, baselines=["nothing"], exact_max_customers=0),
         fast=True,
         random_state=1,
     )

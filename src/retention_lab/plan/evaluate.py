@@ -54,9 +54,7 @@ class StatusQuoRule:
         self.shares_ = np.bincount(y[y >= 0], minlength=len(self.arms_)) / max((y >= 0).sum(), 1)
         self.model_ = None
         if self.classes_.size > 1:
-            self.model_ = LogisticRegression(solver="newton-cholesky", max_iter=200).fit(
-                X[y >= 0], y[y >= 0]
-            )
+            self.model_ = LogisticRegression(max_iter=500).fit(X[y >= 0], y[y >= 0])
         return self
 
     def _x(self, frame: pd.DataFrame) -> np.ndarray:

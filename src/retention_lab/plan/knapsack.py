@@ -3,13 +3,15 @@
 Each candidate gets at most one instrument ("do nothing" is always allowed);
 the total cost stays within the budget and each instrument within its
 capacity; the sum of net values (expected saved value minus cost) is
-maximised. Up to ``exact_max_customers`` candidates the integer program is
-solved exactly with HiGHS (``scipy.optimize.milp``). Above that, the linear
-relaxation is solved with HiGHS' interior point method and crossover: its
-basic optimum is integral for all but at most ``1 + number of capacities``
-customers (one per coupling constraint), those are dropped, and the spare
-budget is filled greedily. The relaxation's optimum bounds the integer
-optimum, so ``bound - value`` is a proven optimality gap.
+maximised. The linear relaxation is solved first with HiGHS' interior point
+method and crossover: its basic optimum is integral for all but at most
+``1 + number of capacities`` customers (one per coupling constraint); those
+are dropped and the spare budget is filled greedily. The relaxation's optimum
+bounds the integer optimum, so ``bound - value`` is a proven optimality gap.
+When that gap is visible and there are at most ``exact_max_customers``
+candidates, the integer program is solved with HiGHS (``scipy.optimize.milp``,
+time-limited). Above ``lp_max_customers`` candidates the relaxation is solved
+through its Lagrangian dual instead (see ``_lagrangian``), again with a proven gap.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _TOL = 1e-7
 LP_SAMPLE = 100_000  # candidates in the LP whose multipliers start the Lagrangian search
 SWEEPS = 3  # rounds of bisection over the multipliers
 ITERATIONS = 30  # bisection steps per multiplier
+MIP_REL_GAP = 1e-6  # the integer solver stops once its proven gap is this small
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ def allocate(
     capacity: np.ndarray | None = None,
     exact_max_customers: int = 20_000,
     lp_max_customers: int = 100_000,
-    time_limit: float = 60.0,
+    time_limit: float = 20.0,
     dual: bool = False,
 ) -> Allocation:
     """Best instrument per candidate under a budget and per-instrument capacities.
@@ -144,8 +147,9 @@ def allocate(
     capacity
         Most candidates per instrument (``inf`` = unlimited); default unlimited.
     exact_max_customers
-        Solve the integer program exactly up to this many candidates with a
-        positive option; above, round the linear relaxation.
+        Up to this many candidates with a positive option, the integer program
+        is solved when rounding the linear relaxation leaves a visible gap;
+        above, the rounded relaxation is kept.
     lp_max_customers
         Above this many candidates the relaxation is solved through its
         Lagrangian dual (multipliers from a sample's LP, refined by bisection).
@@ -190,38 +194,38 @@ def allocate(
         upper.append(cap[limited])
     A = sp.vstack(blocks, format="csr")
     b = np.concatenate(upper)
-    if customers.size <= exact_max_customers and not dual:
-        res = milp(
-            -v,
-            constraints=LinearConstraint(A, -np.inf, b),
-            integrality=np.ones(k),
-            bounds=Bounds(0, 1),
-            options={"time_limit": time_limit, "mip_rel_gap": 1e-9},
-        )
-        if res.x is not None and res.status in (0, 1):
-            x = res.x > 0.5
-            choice[rows[x]] = cols[x]
-            bound = -float(res.mip_dual_bound) if res.status == 1 else float(-res.fun)
-            method = "milp" if res.status == 0 else "milp (time limit)"
-            duals = allocate(
-                value, cost, budget=budget, capacity=cap, exact_max_customers=0, dual=True
-            ).multipliers
-            return _result(choice, value, cost, max(bound, -float(res.fun)), method, t0, duals)
-        log.warning("integer solver stopped without a solution (%s); rounding the LP", res.message)
-    if customers.size <= lp_max_customers:
-        res = linprog(-v, A_ub=A, b_ub=b, bounds=(0, 1), method="highs-ipm")
-        if res.status != 0:
-            raise RuntimeError(f"the linear relaxation failed: {res.message}")
-        whole = res.x >= 1 - 1e-6
-        choice[rows[whole]] = cols[whole]
-        choice = _repair(choice, value, cost, budget, cap)
-        choice = fill_greedily(choice, value, cost, budget=budget, capacity=cap, eligible=eligible)
-        prices = -res.ineqlin.marginals[customers.size :]
-        duals = np.zeros(m + 1)
-        duals[0] = max(prices[0], 0.0)
-        duals[1 + limited] = np.maximum(prices[1:], 0.0)
-        return _result(choice, value, cost, float(-res.fun), "lp rounding", t0, duals)
-    return _lagrangian(value, cost, eligible, budget, cap, t0, random_state=0)
+    if customers.size > lp_max_customers:
+        return _lagrangian(value, cost, eligible, budget, cap, t0, random_state=0)
+    res = linprog(-v, A_ub=A, b_ub=b, bounds=(0, 1), method="highs-ipm")
+    if res.status != 0:
+        raise RuntimeError(f"the linear relaxation failed: {res.message}")
+    whole = res.x >= 1 - 1e-6
+    choice[rows[whole]] = cols[whole]
+    choice = _repair(choice, value, cost, budget, cap)
+    choice = fill_greedily(choice, value, cost, budget=budget, capacity=cap, eligible=eligible)
+    prices = -res.ineqlin.marginals[customers.size :]
+    duals = np.zeros(m + 1)
+    duals[0] = max(prices[0], 0.0)
+    duals[1 + limited] = np.maximum(prices[1:], 0.0)
+    rounded = _result(choice, value, cost, float(-res.fun), "lp rounding", t0, duals)
+    if dual or customers.size > exact_max_customers or rounded.relative_gap <= MIP_REL_GAP:
+        return rounded
+    # small instance with a visible gap: solve the integer program (time-limited)
+    res = milp(
+        -v,
+        constraints=LinearConstraint(A, -np.inf, b),
+        integrality=np.ones(k),
+        bounds=Bounds(0, 1),
+        options={"time_limit": time_limit, "mip_rel_gap": MIP_REL_GAP},
+    )
+    if res.x is None or res.status not in (0, 1) or -res.fun <= rounded.value:
+        return rounded
+    exact = np.full(n, NOTHING, dtype=np.int64)
+    x = res.x > 0.5
+    exact[rows[x]] = cols[x]
+    bound = min(rounded.bound, -float(res.mip_dual_bound)) if res.status == 1 else -float(res.fun)
+    method = "milp" if res.status == 0 else "milp (time limit)"
+    return _result(exact, value, cost, max(bound, -float(res.fun)), method, t0, duals)
 
 
 def _lagrangian(value, cost, eligible, budget, cap, t0, *, random_state) -> Allocation:

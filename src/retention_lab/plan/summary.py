@@ -268,7 +268,9 @@ def analyse(
         tables.interventions["instrument"].astype(str).loc[lambda s: s.isin(instruments)].mode()
     )
     most_used = str(most_used.iloc[0]) if len(most_used) else instruments[0]
-    rule = ev.StatusQuoRule().fit(cases, arms=[pin.CONTROL, *instruments])
+    rule = None
+    if "status_quo" in config.baselines:
+        rule = ev.StatusQuoRule().fit(cases, arms=[pin.CONTROL, *instruments])
     choices = {"plan": choice}
     for name in config.baselines:
         choices[name] = ev.baseline_choice(
@@ -344,7 +346,7 @@ def _off_policy(
     value = _value_of_cases(cases, values)
     cost = pin.cost_matrix(cases, costs, instruments)
     treated_share = allocation.n_treated / max(n_candidates, 1)
-    rule_probs = rule.probabilities(cases)
+    rule_probs = rule.probabilities(cases) if rule is not None else None
     caution = None
     if len(boot_models) > 1:
         draws = np.stack([_effects(m, cases, instruments) for m in boot_models])
