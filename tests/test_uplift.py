@@ -408,3 +408,39 @@ def test_config_section_has_a_description_on_every_field():
         assert info.description, name
     with pytest.raises(Exception, match="learners"):
         parse_config({"name": "x", "uplift": {"learners": ["q"]}})
+
+
+# -------------------------------------------------------------------------- plots
+def _figures(result):
+    from retention_lab.uplift import plots
+
+    return [
+        plots.plot_average_effects(result.ate_table()).figure,
+        plots.plot_effect_matrix(result.matrix_table(), strata=result.strata).figure,
+        plots.plot_overlap(result.overlap),
+        plots.plot_balance(result.balance).figure,
+        plots.plot_qini(result.curves),
+        plots.plot_qini(result.curves, kind="uplift"),
+        plots.plot_calibration(result.calibration, result.chosen),
+    ]
+
+
+@pytest.mark.slow
+def test_every_figure_has_a_title_and_labelled_axes(summary):
+    import matplotlib.pyplot as plt
+
+    for fig in _figures(summary):
+        visible = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+        assert fig._suptitle is not None or visible[0].get_title()
+        for ax in visible:
+            assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+        plt.close(fig)
+
+
+def test_figures_of_an_unavailable_result_say_so():
+    import matplotlib.pyplot as plt
+
+    for fig in _figures(up.analyse(up.unavailable("no interventions"))):
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert "Not available for this dataset" in texts
+        plt.close(fig)

@@ -184,25 +184,40 @@ def plot_balance(balance: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_qini(curves: pd.DataFrame) -> Figure:
-    """Qini curves per instrument (one line per learner) on held-out randomised cases."""
-    title = "Qini curves on held-out randomised cases"
+def plot_qini(curves: pd.DataFrame, *, kind: str = "qini") -> Figure:
+    """Qini or uplift curves per instrument (one line per learner) on held-out randomised cases.
+
+    ``kind="qini"``: extra customers retained per 100 treated when the top share
+    is targeted (dashed: random targeting). ``kind="uplift"``: the observed
+    effect within the top share (dashed: the average effect).
+    """
+    if kind not in ("qini", "uplift"):
+        raise ValueError(f"kind must be 'qini' or 'uplift', got {kind!r}")
+    title = f"{kind.capitalize()} curves on held-out randomised cases"
     instruments = sorted(curves["instrument"].unique()) if curves is not None else []
     fig, axes = _panels(len(instruments))
     if not instruments:
         _no_data(axes[0], title)
         return fig
-    _require_columns(curves, ["instrument", "learner", "share", "qini", "random"], "plot_qini")
+    _require_columns(curves, ["instrument", "learner", "share", kind, "random"], "plot_qini")
+    ylabel = {"qini": "Extra retained per 100 treated", "uplift": "Effect in the top share (pp)"}
     for ax, inst in zip(axes, instruments, strict=False):
         d = curves[curves["instrument"] == inst]
         for learner, g in d.groupby("learner"):
-            ax.plot(100 * g["share"], 100 * g["qini"], label=f"{learner.upper()}-learner")
+            ax.plot(100 * g["share"], 100 * g[kind], label=f"{learner.upper()}-learner")
         g = d[d["learner"] == d["learner"].iloc[0]]
-        ax.plot(100 * g["share"], 100 * g["random"], color="grey", ls="--", label="Random")
+        base = g["random"] if kind == "qini" else np.full(len(g), g["random"].iloc[-1])
+        ax.plot(
+            100 * g["share"],
+            100 * base,
+            color="grey",
+            ls="--",
+            label="Random" if kind == "qini" else "Average effect",
+        )
         ax.set(
             title=inst,
             xlabel="Cases targeted, highest predicted uplift first (%)",
-            ylabel="Extra retained per 100 treated",
+            ylabel=ylabel[kind],
         )
     axes[0].legend(fontsize="small")
     fig.suptitle(title, fontweight="bold")

@@ -467,11 +467,11 @@ def predict_effects(
     if not summary.available or summary.chosen.empty or customers.empty:
         return _empty(EFFECT_TABLE_COLUMNS)
     parts = []
-    for row in summary.chosen.itertuples():
-        model = summary.models[row.learner]
-        pred = model.predict_effects(customers, id_col=id_col)
-        parts.append(pred[pred["instrument"] == row.instrument])
+    for learner, chosen in summary.chosen.groupby("learner", sort=False):
+        pred = summary.models[learner].predict_effects(customers, id_col=id_col)
+        parts.append(pred[pred["instrument"].isin(chosen["instrument"])])
     out = pd.concat(parts, ignore_index=True).rename(columns={id_col: "customer_id"})
+    out = out.sort_values(["customer_id", "instrument"], kind="stable", ignore_index=True)
     extra = [c for c in summary.strata if c in customers.columns]
     if extra:
         info = customers[[id_col, *extra]].rename(columns={id_col: "customer_id"})
