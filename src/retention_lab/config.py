@@ -306,6 +306,11 @@ class PlanConfig(_Section):
         description="The plan values an instrument at its estimated effect minus this many "
         "standard errors (guards against acting on noise; 0 = point estimates)",
     )
+    require_evidence: bool = Field(
+        True,
+        description="Give an instrument only in problem x segment cells where its net value "
+        "per customer is proven positive on the randomised cases (95% bootstrap interval above 0)",
+    )
     baselines: list[Literal["status_quo", "highest_risk", "cheapest", "random", "nothing"]] = Field(
         ["status_quo", "highest_risk", "cheapest", "random", "nothing"],
         description="Targeting rules the plan is compared with at the same budget",

@@ -241,6 +241,15 @@ def analyse(
     cost = pin.cost_matrix(cand, costs, instruments)
     cautious = effect - config.risk_aversion * np.nan_to_num(effect_std)
     net = cautious * value[:, None] - cost
+    cells = _cells(randomised, model, boot_models, values, costs, instruments, tables.customers)
+    if config.require_evidence and len(cells) and len(cand):
+        allowed = _proven(cells, cand, instruments)
+        net = np.where(allowed, net, np.minimum(net, 0.0))
+        notes.append(
+            f"{int((~allowed).all(axis=1).sum()):,} of {len(cand):,} candidates are in problem x "
+            "segment cells where no instrument's net value is proven positive (95% bootstrap "
+            "interval above zero); they are left alone"
+        )
     allocation = allocate(
         net,
         cost,
@@ -308,7 +317,6 @@ def analyse(
     actions = _actions(cand, choice, effect, effect_std, cost, instruments)
     by_instrument = _by_instrument(choice, effect, value, cost, instruments, capacity)
     threats = threat_table(tables, values=values, window_days=config.open_problem_days)
-    cells = _cells(randomised, model, boot_models, values, costs, instruments, tables.customers)
     return PlanSummary(
         budget=float(config.budget),
         instruments=instruments,
@@ -416,6 +424,19 @@ def _cells(randomised, model, boot_models, values, costs, instruments, customers
     cols = ["problem_type", "segment", "instrument", "effect", "effect_lower", "effect_upper",
             "cost", "value", "cases"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
+
+
+def _proven(cells: pd.DataFrame, cand: pd.DataFrame, instruments: list[str]) -> np.ndarray:
+    """Whether each candidate's cell shows a positive net value for each instrument (CI > 0)."""
+    c = cells.assign(proven=cells["effect_lower"] * cells["value"] - cells["cost"] > 0)
+    wide = c.pivot_table(
+        index=["problem_type", "segment"], columns="instrument", values="proven", aggfunc="max"
+    )
+    keys = pd.MultiIndex.from_arrays(
+        [cand["problem_type"].astype(str), cand["segment"].astype(str)]
+    )
+    table = wide.reindex(index=keys, columns=instruments).fillna(False)
+    return table.to_numpy(bool)
 
 
 def _actions(cand, choice, effect, effect_std, cost, instruments) -> pd.DataFrame:
