@@ -444,3 +444,17 @@ def test_figures_of_an_unavailable_result_say_so():
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert "Not available for this dataset" in texts
         plt.close(fig)
+
+
+@pytest.mark.slow
+def test_randomised_cells_check_the_doubly_robust_matrix(summary):
+    aipw = summary.matrix_table()
+    rand = summary.matrix_table("difference_in_means")
+    assert len(rand) == len(aipw)
+    both = aipw.merge(rand, on=["problem_type", "segment", "instrument"], suffixes=("", "_r"))
+    both = both[(both["status"] == "estimated") & (both["status_r"] == "estimated")]
+    covered = (both["lower_r"] <= both["true_effect_r"]) & (
+        both["true_effect_r"] <= both["upper_r"]
+    )
+    assert covered.mean() > 0.85
+    assert np.corrcoef(both["effect"], both["effect_r"])[0, 1] > 0.3

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from retention_lab.errors import StatisticalWarning
@@ -165,8 +166,11 @@ class UpliftSummary:
         """Average effects on revenue over the horizon (empty without transactions)."""
         return self.ate_table(self.revenue_outcome or "<none>")
 
-    def matrix_table(self) -> pd.DataFrame:
+    def matrix_table(self, estimator: str = "aipw") -> pd.DataFrame:
         """The retention effect matrix per stratum cell with revenue effect and cost per saved.
+
+        ``estimator="aipw"`` (default): doubly robust over all cases with common
+        support; ``"difference_in_means"``: randomised cases only (honest, noisier).
 
         Returns
         -------
@@ -175,7 +179,8 @@ class UpliftSummary:
             n_control, revenue_effect, cost_per_saved, true_effect, status.
         """
         m = self.effect_matrix
-        m = m[m["outcome"] == self.outcome] if "outcome" in m else m
+        if "outcome" in m:
+            m = m[(m["outcome"] == self.outcome) & (m["estimator"] == estimator)]
         cols = [
             *self.strata,
             "instrument",
@@ -282,12 +287,9 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         )
         dim = dim.merge(ef.true_effects(data, mask=rand, revenue=is_rev), how="left")
         ate_parts.append(dim)
-        if not rule.any():
-            mu_mask = keep
-        else:
-            mu_mask = keep
+        if rule.any():
             naive = ef.difference_in_means(
-                data.cases[rule],
+                data.cases[rule & keep],
                 treatment_col=data.treatment_col,
                 outcome_col=outcome,
                 control=data.control,
@@ -297,7 +299,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             naive = naive.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
             ate_parts.append(naive)
         mu = ef.outcome_predictions(
-            data, outcome, keep=mu_mask, folds=cfg.folds, random_state=rng.integers(2**31), **params
+            data, outcome, keep=keep, folds=cfg.folds, random_state=rng.integers(2**31), **params
         )
         scores = ef.aipw_scores(data, outcome, mu, prop)
         if rule.any():
@@ -323,6 +325,18 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
                 ef.true_effects(data, mask=keep, by=data.strata, revenue=is_rev), how="left"
             )
             matrix_parts.append(cell)
+            rcell = ef.difference_in_means(
+                data.cases[rand],
+                treatment_col=data.treatment_col,
+                outcome_col=outcome,
+                control=data.control,
+                by=data.strata,
+                min_cases=cfg.min_cell_cases,
+            )
+            rcell = rcell.merge(
+                ef.true_effects(data, mask=rand, by=data.strata, revenue=is_rev), how="left"
+            )
+            matrix_parts.append(rcell)
     ate = pd.concat(ate_parts, ignore_index=True)
     if "true_effect" not in ate.columns:
         ate["true_effect"] = np.nan
@@ -336,10 +350,11 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             matrix["outcome"] == data.outcome_col, ef.cost_per_saved(matrix, costs), np.nan
         )
         if data.revenue_col:
-            rev = matrix[matrix["outcome"] == data.revenue_col][
-                [*data.strata, "instrument", "effect"]
-            ].rename(columns={"effect": "revenue_effect"})
-            matrix = matrix.merge(rev, on=[*data.strata, "instrument"], how="left")
+            key = [*data.strata, "instrument", "estimator"]
+            rev = matrix[matrix["outcome"] == data.revenue_col][[*key, "effect"]].rename(
+                columns={"effect": "revenue_effect"}
+            )
+            matrix = matrix.merge(rev, on=key, how="left")
         else:
             matrix["revenue_effect"] = np.nan
     # ------------------------------------------------------- individual effects
@@ -545,25 +560,30 @@ def findings(summary: UpliftSummary) -> list[str]:
         )
     m = summary.matrix_table()
     if not m.empty and summary.strata:
-        est = m[m["status"] == "estimated"]
+        est = m[m["status"] == "estimated"].copy()
+        # many cells are tested: a cell is called out only when it clears a Bonferroni bound
+        z = float(stats.norm.ppf(1 - 0.025 / max(len(est), 1)))
+        se = (est["upper"] - est["lower"]) / (2 * ef.Z95)
+        est["lo_m"], est["hi_m"] = est["effect"] - z * se, est["effect"] + z * se
+        note = f"clears the bound for {len(est)} cells tested"
 
         def where(r):
             return " / ".join(f"{getattr(r, c)}" for c in summary.strata)
 
         for inst, g in est.groupby("instrument"):
             best = g.sort_values("effect", ascending=False).iloc[0]
-            if best["lower"] > 0:
+            if best["lo_m"] > 0:
                 cps = best["cost_per_saved"]
                 cost = f", {cps:,.0f} per customer saved" if np.isfinite(cps) else ""
                 out.append(
                     f"{inst} works best for {where(best)}: {_pp(best['effect'])} "
-                    f"(95% CI {_pp(best['lower'])} to {_pp(best['upper'])}{cost})."
+                    f"(95% CI {_pp(best['lower'])} to {_pp(best['upper'])}; {note}{cost})."
                 )
-        harmful = est[est["upper"] < 0].sort_values("effect")
+        harmful = est[est["hi_m"] < 0].sort_values("effect")
         for r in harmful.head(3).itertuples():
             out.append(
                 f"{r.instrument} is harmful for {where(r)}: {_pp(r.effect)} "
-                f"(95% CI {_pp(r.lower)} to {_pp(r.upper)}); stop using it there."
+                f"(95% CI {_pp(r.lower)} to {_pp(r.upper)}; {note}); stop using it there."
             )
         wasted = est[(est["lower"] <= 0) & (est["upper"] < 0.02) & (est["upper"] >= 0)]
         if len(wasted):
