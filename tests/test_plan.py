@@ -301,3 +301,21 @@ def test_missing_upstream_outputs_name_the_stage_to_run(tmp_path):
     assert plan.read_inputs(stage).effects is None  # auto: the plan's own model
     with pytest.raises(MissingStageOutput, match="run the 'uplift' stage"):
         plan.read_inputs(stage, effects_source="uplift")
+
+
+def test_plan_with_a_huge_budget_or_a_closed_instrument(market):
+    data, tables, inputs = market
+    rich = plan.analyse(
+        tables, inputs=inputs, config=PlanConfig(budget=1e9, baselines=["cheapest"]),
+        fast=True, random_state=1,
+    )  # fmt: skip
+    assert rich.allocation.method == "none needed" and rich.allocation.gap == 0.0
+    assert 0 < rich.allocation.cost < 1e9
+    closed = plan.analyse(
+        tables, inputs=inputs,
+        config=PlanConfig(budget=1e9, capacities={"discount": 0}, baselines=["cheapest"]),
+        fast=True, random_state=1,
+    )  # fmt: skip
+    assert "discount" in set(rich.actions["instrument"])
+    assert "discount" not in set(closed.actions["instrument"])
+    assert closed.by_instrument.set_index("instrument").loc["discount", "customers"] == 0
