@@ -25,13 +25,21 @@ ESTIMATOR_LABELS = {
 }
 
 
-def _panels(n: int, *, width: float = 4.2, height: float = 3.4):
+def _panels(n: int, *, width: float = 5.2, height: float = 4.0):
     cols = min(max(n, 1), 3)
     rows = (max(n, 1) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     for ax in list(axes.flat)[max(n, 1) :]:
         ax.set_visible(False)
     return fig, list(axes.flat)
+
+
+def _label(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
+    """Panel title and axis labels in a size that fits a grid of panels."""
+    ax.set_title(title, fontsize="medium")
+    ax.set_xlabel(xlabel, fontsize="small")
+    ax.set_ylabel(ylabel, fontsize="small")
+    ax.tick_params(labelsize="small")
 
 
 def plot_average_effects(ate: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
@@ -79,7 +87,7 @@ def plot_average_effects(ate: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(np.arange(len(instruments)), instruments)
     ax.set(title=title, xlabel="Change in share retained (percentage points)", ylabel="Instrument")
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
 
 
@@ -150,7 +158,7 @@ def plot_overlap(overlap: pd.DataFrame) -> Figure:
             element="step",
             ax=ax,
         )
-        ax.set(title=inst, xlabel="P(instrument | case, instrument or control)", ylabel="Density")
+        _label(ax, inst, "P(instrument | case; vs control)", "Density")
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     return fig
@@ -200,7 +208,7 @@ def plot_qini(curves: pd.DataFrame, *, kind: str = "qini") -> Figure:
         _no_data(axes[0], title)
         return fig
     _require_columns(curves, ["instrument", "learner", "share", kind, "random"], "plot_qini")
-    ylabel = {"qini": "Extra retained per 100 treated", "uplift": "Effect in the top share (pp)"}
+    ylabel = {"qini": "Extra retained / 100 treated", "uplift": "Effect in top share (pp)"}
     for ax, inst in zip(axes, instruments, strict=False):
         d = curves[curves["instrument"] == inst]
         for learner, g in d.groupby("learner"):
@@ -214,11 +222,7 @@ def plot_qini(curves: pd.DataFrame, *, kind: str = "qini") -> Figure:
             ls="--",
             label="Random" if kind == "qini" else "Average effect",
         )
-        ax.set(
-            title=inst,
-            xlabel="Cases targeted, highest predicted uplift first (%)",
-            ylabel=ylabel[kind],
-        )
+        _label(ax, inst, "Cases targeted, best first (%)", ylabel[kind])
     axes[0].legend(fontsize="small")
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
@@ -255,11 +259,8 @@ def plot_calibration(calibration: pd.DataFrame, chosen: pd.DataFrame) -> Figure:
         hi = 100 * max(d["predicted"].max(), 0)
         ax.plot([lo, hi], [lo, hi], color="grey", ls="--")
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(
-            title=f"{inst} ({d['learner'].iloc[0].upper()}-learner)",
-            xlabel="Predicted uplift (pp)",
-            ylabel="Observed uplift (pp)",
-        )
+        learner = d["learner"].iloc[0].upper()
+        _label(ax, f"{inst} ({learner}-learner)", "Predicted uplift (pp)", "Observed uplift (pp)")
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     return fig
