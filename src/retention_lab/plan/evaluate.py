@@ -147,12 +147,14 @@ def rule_distribution(
     most_used: str,
     rule_probs: np.ndarray | None,
     caution: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """A policy as a rule on past cases: probability of each arm, ``(case, 1 + instrument)``.
 
     Column 0 is the control. The plan gives the option with the largest positive
     ``(effect - caution) * value - (1 + lambda) * cost - mu_a`` (``caution`` =
-    risk aversion x the effect's standard error, as in the allocation); the budget-limited
+    risk aversion x the effect's standard error, as in the allocation; options
+    outside ``allowed`` are never given); the budget-limited
     baselines treat the same share of cases as of candidates (the riskiest by
     the predicted churn under no action, or at random).
     """
@@ -164,6 +166,8 @@ def rule_distribution(
         if caution is not None:
             eff = eff - caution
         r = eff * value[:, None] - cost - multipliers[0] * cost - multipliers[None, 1:]
+        if allowed is not None:
+            r = np.where(allowed, r, -np.inf)
         best = r.argmax(axis=1)
         go = r[np.arange(n), best] > 0
         pi[np.flatnonzero(go), 1 + best[go]] = 1.0

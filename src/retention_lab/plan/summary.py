@@ -301,7 +301,7 @@ def analyse(
     # off-policy evaluation on the randomised cases
     ope = _off_policy(
         randomised, values, costs, instruments, model, config, allocation, choices, rule,
-        most_used, len(cand), n_boot, rng, boot_models,
+        most_used, len(cand), n_boot, rng, boot_models, cells,
     )  # fmt: skip
     points = 6 if fast else config.budget_curve_points
     top = max(config.budget * 2, 1.0)
@@ -343,7 +343,7 @@ def _effects(model: pin.EffectModel, frame: pd.DataFrame, instruments: list[str]
 
 def _off_policy(
     randomised, values, costs, instruments, model, config, allocation, choices, rule,
-    most_used, n_candidates, n_boot, rng, boot_models,
+    most_used, n_candidates, n_boot, rng, boot_models, cells,
 ) -> pd.DataFrame:  # fmt: skip
     arms = [pin.CONTROL, *instruments]
     cases = randomised[randomised["instrument"].isin(arms)].reset_index(drop=True)
@@ -355,6 +355,9 @@ def _off_policy(
     cost = pin.cost_matrix(cases, costs, instruments)
     treated_share = allocation.n_treated / max(n_candidates, 1)
     rule_probs = rule.probabilities(cases) if rule is not None else None
+    allowed = None
+    if config.require_evidence and len(cells):
+        allowed = _proven(cells, cases, instruments)
     caution = None
     if len(boot_models) > 1:
         draws = np.stack([_effects(m, cases, instruments) for m in boot_models])
@@ -373,6 +376,7 @@ def _off_policy(
             most_used=most_used,
             rule_probs=rule_probs,
             caution=caution,
+            allowed=allowed,
         )
     propensity = config.randomised_arm_probability or 1.0 / cases["instrument"].nunique()
     arm = pd.Categorical(cases["instrument"], categories=arms).codes
