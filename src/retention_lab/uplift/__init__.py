@@ -11,7 +11,8 @@ export (one row per customer: treatment, outcome, features).
 - ``effects``: difference in means, cross-fitted AIPW, the effect matrix;
 - ``learners``: causalml S/T/X/DR-learners bagged over folds (``UpliftModel``);
 - ``evaluation``: Qini/uplift curves, AUUC, calibration, the learner choice, truth checks;
-- ``summary``: ``analyse`` -> ``UpliftSummary``, ``findings``, the plan-stage table.
+- ``summary``: ``analyse`` -> ``UpliftSummary``, ``findings``;
+- ``scoring``: predicted effects of any customers, the plan-stage table.
 """
 
 from retention_lab.uplift.cases import (
@@ -48,14 +49,8 @@ from retention_lab.uplift.evaluation import (
     uplift_curves,
 )
 from retention_lab.uplift.learners import LEARNERS, UpliftModel, fit_learners
-from retention_lab.uplift.summary import (
-    EFFECT_TABLE_COLUMNS,
-    UpliftSummary,
-    analyse,
-    findings,
-    plan_effects,
-    predict_effects,
-)
+from retention_lab.uplift.scoring import EFFECT_TABLE_COLUMNS, plan_effects, predict_effects
+from retention_lab.uplift.summary import UpliftSummary, analyse, findings
 
 __all__ = [
     "CANONICAL_FEATURES",
