@@ -503,15 +503,18 @@ def findings(summary: PlanSummary) -> list[str]:
     a = summary.allocation
     out = []
     n = len(summary.candidates)
+    comp = summary.comparison.set_index("policy")
+    point = float(comp.loc["plan", "expected_net_value"]) if "plan" in comp.index else a.value
     out.append(
         f"{n:,} active customers have an open problem; the plan treats {a.n_treated:,} of them "
-        f"for {a.cost:,.0f} of the {summary.budget:,.0f} budget, with an expected net value of "
-        f"{a.value:,.0f} (saved value minus cost; effects from the {summary.effects_source})."
+        f"for {a.cost:,.0f} of the {summary.budget:,.0f} budget. Its expected net value (saved "
+        f"value minus cost) is {point:,.0f} at the point estimates and {a.value:,.0f} after the "
+        f"margin for uncertainty (effects from the {summary.effects_source})."
     )
     if a.method != "none needed":
         out.append(
             f"The allocation is within {a.gap:,.2f} ({a.relative_gap:.3%}) of the best possible "
-            f"for these estimates (solver: {a.method})."
+            f"for the cautious estimates (solver: {a.method})."
         )
     elif n and a.n_treated == 0:
         out.append(
@@ -527,7 +530,6 @@ def findings(summary: PlanSummary) -> list[str]:
         if len(used):
             parts = ", ".join(f"{r.instrument} {r.customers:,}" for r in used.itertuples())
             out.append(f"Instruments in the plan: {parts}.")
-    comp = summary.comparison.set_index("policy")
     if "true_net_value" in comp.columns and "plan" in comp.index and len(comp) > 1:
         others = comp.drop(index="plan")
         best = others["true_net_value"].idxmax()
