@@ -8,9 +8,15 @@ open problem are resampled to ``--candidates`` rows. Timed: predicting the five
 instruments' effects for every candidate (point estimate and a 5-model bootstrap
 spread), the cost matrix, the allocation under the budget with a capacity on two
 instruments (the Lagrangian path: multipliers from a 100,000-candidate LP,
-refined by bisection, with the proven gap to the bound), and the four budget-limited
-baselines. The allocation's result is checked: budget and capacities kept.
-Budget: 2 minutes for the allocation.
+refined by bisection, with the proven gap to the bound) in three scenarios
+(realistic effects; dense: most candidates have a paying option; dense with a
+binding capacity), and three budget-limited baselines. Each allocation is
+checked (budget and capacities kept). Budget: 2 minutes for the allocation.
+
+Measured (2 cores, busy host): allocation 0.1 s (realistic: 9,494 candidates
+with a paying option, budget not binding), 5.5 s (dense: 518,855, gap 7.8e-6
+of the bound), 8.4 s (dense with 10,000 bonuses at most, gap 2.6e-6); effect
+prediction 33-55 s.
 """
 
 from __future__ import annotations
@@ -83,13 +89,18 @@ def main() -> None:
     record.update({k: round(v, 2) for k, v in timings.items()})
     # realistic: effects minus one bootstrap spread (the stage's default risk aversion);
     # dense: point effects on triple values, so most candidates have a paying option
+    # dense + capped: the same with at most 10,000 bonuses, so a capacity binds too
+    capped = capacity.copy()
+    capped[instruments.index("bonus")] = 10_000
+    dense = effect * 3.0 * value[:, None] - cost
     scenarios = {
-        "realistic": (effect - spread) * value[:, None] - cost,
-        "dense": effect * 3.0 * value[:, None] - cost,
+        "realistic": ((effect - spread) * value[:, None] - cost, capacity),
+        "dense": (dense, capacity),
+        "dense_capped": (dense, capped),
     }
-    for name, net in scenarios.items():
+    for name, (net, caps) in scenarios.items():
         t0 = time.perf_counter()
-        result = allocate(net, cost, budget=args.budget, capacity=capacity)
+        result = allocate(net, cost, budget=args.budget, capacity=caps)
         seconds = time.perf_counter() - t0
         counts = np.bincount(result.choice[result.choice >= 0], minlength=len(instruments))
         record[name] = {
@@ -102,7 +113,7 @@ def main() -> None:
             "gap": round(result.gap, 4),
             "relative_gap": result.relative_gap,
             "per_instrument": dict(zip(instruments, counts.tolist(), strict=True)),
-            "feasible": is_feasible(result.choice, cost, budget=args.budget, capacity=capacity),
+            "feasible": is_feasible(result.choice, cost, budget=args.budget, capacity=caps),
             "allocation_s": round(seconds, 2),
             "within_time_budget": seconds <= BUDGET_S,
         }
