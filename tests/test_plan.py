@@ -319,3 +319,19 @@ def test_plan_with_a_huge_budget_or_a_closed_instrument(market):
     assert "discount" in set(rich.actions["instrument"])
     assert "discount" not in set(closed.actions["instrument"])
     assert closed.by_instrument.set_index("instrument").loc["discount", "customers"] == 0
+
+
+def test_threat_table_adds_the_survival_stage_hazard_ratios(market):
+    data, tables, inputs = market
+    cox = pd.DataFrame(
+        {
+            "problem_type": ["price", "network"],
+            "hazard_ratio": [2.4, 2.0],
+            "hr_lower": [2.2, 1.8],
+            "hr_upper": [2.6, 2.2],
+        }
+    )
+    table = plan.threat_table(tables, values=inputs.values, adjusted=cox).set_index("problem_type")
+    assert table.loc["price", "cox_hazard_ratio"] == 2.4
+    assert table.loc["network", "cox_hr_upper"] == 2.2
+    assert np.isnan(table.loc["billing", "cox_hazard_ratio"])

@@ -41,6 +41,7 @@ class PlanInputs:
     values: pd.DataFrame
     scores: pd.DataFrame | None
     effects: pd.DataFrame | None
+    threats: pd.DataFrame | None = None
 
 
 def read_inputs(stage, *, effects_source: str | None = None) -> PlanInputs:
@@ -64,7 +65,11 @@ def read_inputs(stage, *, effects_source: str | None = None) -> PlanInputs:
             if source == "uplift":
                 raise
             log.info("no uplift effects in this run: the plan fits its own effect model")
-    return PlanInputs(values=values, scores=scores, effects=effects)
+    try:  # the survival stage's Cox hazard ratios of problems, when it saved them
+        threats = stage.read_output("survival", "threats")
+    except MissingStageOutput:
+        threats = None
+    return PlanInputs(values=values, scores=scores, effects=effects, threats=threats)
 
 
 @dataclass(frozen=True)
@@ -316,7 +321,9 @@ def analyse(
     )
     actions = _actions(cand, choice, effect, effect_std, cost, instruments)
     by_instrument = _by_instrument(choice, effect, value, cost, instruments, capacity)
-    threats = threat_table(tables, values=values, window_days=config.open_problem_days)
+    threats = threat_table(
+        tables, values=values, window_days=config.open_problem_days, adjusted=inputs.threats
+    )
     return PlanSummary(
         budget=float(config.budget),
         instruments=instruments,

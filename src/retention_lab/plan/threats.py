@@ -18,7 +18,13 @@ Z95 = 1.959963984540054
 DO_NOTHING = "do nothing"
 
 
-def threat_table(tables, *, values: pd.DataFrame, window_days: float = 91.0) -> pd.DataFrame:
+def threat_table(
+    tables,
+    *,
+    values: pd.DataFrame,
+    window_days: float = 91.0,
+    adjusted: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Problem types ranked by the value their churn destroys.
 
     A churn counts as inside a problem window when it happens within
@@ -28,6 +34,11 @@ def threat_table(tables, *, values: pd.DataFrame, window_days: float = 91.0) -> 
     with a log-normal 95% CI. Excess churns are ``inside * (1 - 1/ratio)``
     (bounds from the ratio's CI); value lost weighs each excess churn by the mean
     value of an active customer of the churned customers' segments.
+
+    ``adjusted`` is the survival stage's threat table (Cox model with problems
+    as time-varying covariates); when given, its hazard ratio and 95% CI are
+    added as ``cox_hazard_ratio``, ``cox_hr_lower``, ``cox_hr_upper`` (adjusted for
+    the customer covariates, unlike the crude rate ratio).
 
     Returns
     -------
@@ -102,6 +113,13 @@ def threat_table(tables, *, values: pd.DataFrame, window_days: float = 91.0) -> 
         "value_lost", ascending=False, ignore_index=True
     )
     table["rank"] = np.arange(1, len(table) + 1)
+    if adjusted is not None and {"problem_type", "hazard_ratio"} <= set(adjusted.columns):
+        cox = adjusted.assign(problem_type=adjusted["problem_type"].astype(str))
+        cox = cox.drop_duplicates("problem_type").set_index("problem_type")
+        pairs = (("hazard_ratio", "cox_hazard_ratio"), ("hr_lower", "cox_hr_lower"),
+                 ("hr_upper", "cox_hr_upper"))  # fmt: skip
+        for k, (src, dst) in enumerate(p for p in pairs if p[0] in cox.columns):
+            table.insert(6 + k, dst, table["problem_type"].map(cox[src]).to_numpy(float))
     return table
 
 
