@@ -69,7 +69,7 @@ def outputs(
 ) -> monitor.RunOutputs:
     tables = {
         ("survival", "hazard_ratios"): hazard_ratios(hr_shift),
-        ("uplift", "effects"): effects(discount),
+        ("uplift", "effect_matrix"): effects(discount),
         ("clv", "values"): values(),
     }
     if profile is not None:

@@ -39,7 +39,7 @@ QUANTITY_COLUMNS = [
 # the tables the monitor reads from each stage's run, when the stage saved them
 TABLES_READ: dict[str, tuple[str, ...]] = {
     "survival": ("hazard_ratios", "threats"),
-    "uplift": ("effects",),
+    "uplift": ("effect_matrix",),
     "clv": ("values",),
     "monitoring": ("input_profile",),
 }
@@ -347,7 +347,7 @@ def run_quantities(outputs: RunOutputs) -> pd.DataFrame:
     )
     parts = [
         survival,
-        effect_quantities(outputs.table("uplift", "effects")),
+        effect_quantities(outputs.table("uplift", "effect_matrix")),
         value_quantities(outputs.table("clv", "values")),
         profile_quantities(outputs.table("monitoring", "input_profile")),
     ]
