@@ -66,3 +66,11 @@ def test_each_stage_gets_its_own_reproducible_random_state(tmp_path, config_file
     assert survival.random_state == again.random_state
     assert survival.random_state != uplift.random_state
     assert survival.random_state != survival.config.seed
+
+
+def test_log_file_is_a_no_op_without_mlflow(tmp_path, config_file):
+    stage = open_stage("plan", config_file=str(config_file), run_dir=str(tmp_path))
+    path = tmp_path / "actions.csv"
+    path.write_text("customer_id\n")
+    stage.log_file(path)
+    assert path.read_text() == "customer_id\n"

@@ -97,6 +97,11 @@ class StageContext:
         if self.mlflow_run_id:
             tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "tables")
 
+    def log_file(self, path: str | Path) -> None:
+        """Log a file the stage wrote (e.g. a CSV for another team) as an MLflow artifact."""
+        if self.mlflow_run_id:
+            tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "files")
+
     def read_output(self, stage: str, name: str) -> pd.DataFrame:
         """A table an earlier stage saved; a clear error names the stage to run if missing."""
         path = self.run_dir / stage / f"{name}.parquet"
