@@ -78,7 +78,7 @@ class SurvivalConfig(_Section):
     )
     groups: list[str] = Field(
         ["segment", "contract", "signup_cohort"],
-        description="Columns for Kaplan-Meier curves, log-rank tests and RMST (signup_cohort = year)",
+        description="Columns for Kaplan-Meier curves, log-rank tests, RMST (signup_cohort = year)",
     )
     horizons_months: list[float] = Field(
         [3, 6, 12, 24], description="Tenures at which retention and the Brier score are reported"
@@ -86,14 +86,18 @@ class SurvivalConfig(_Section):
     score_horizon_months: float = Field(
         12.0, gt=0, description="Planning horizon of the churn scores of active customers, months"
     )
-    rmst_months: float = Field(24.0, gt=0, description="Horizon of the restricted mean tenure, months")
+    rmst_months: float = Field(
+        24.0, gt=0, description="Horizon of the restricted mean tenure, months"
+    )
     problem_window_days: float = Field(
         91.0, gt=0, description="Days a problem event raises the churn hazard after its date"
     )
     hazard_bandwidth_months: float = Field(
         1.0, gt=0, description="Kernel bandwidth of the smoothed hazard over tenure, months"
     )
-    test_share: float = Field(0.3, gt=0, lt=1, description="Share of customers held out for validation")
+    test_share: float = Field(
+        0.3, gt=0, lt=1, description="Share of customers held out for validation"
+    )
     max_cox_customers: int | None = Field(
         200_000, gt=0, description="Random sample size for the Cox model (None = all customers)"
     )
@@ -242,7 +246,7 @@ class UpliftConfig(_Section):
         200_000, gt=0, description="Random sample size for fitting the learners (None = all)"
     )
     threads: int = Field(
-        1, ge=1, description="OpenMP threads per model fit (1 avoids oversubscription on busy hosts)"
+        1, ge=1, description="OpenMP threads per model fit (1 avoids oversubscribing busy hosts)"
     )
     campaign_file: str | None = Field(
         None,
