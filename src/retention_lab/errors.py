@@ -1,6 +1,6 @@
 """Project exceptions and warnings.
 
-User errors (bad data, bad configuration, a failed stage) are
+User errors (bad data, bad configuration, a missing upstream output) are
 ``RetentionLabError`` subclasses that carry the facts as fields and build their
 message from them; the CLI prints the message without a traceback and exits
 with status 2. Bugs stay plain Python exceptions.
@@ -88,21 +88,6 @@ class ConfigError(RetentionLabError):
         lines = [f"{self.file}: {len(self.problems)} problems in the configuration:"]
         lines += [f"  - {key}: {msg}" if key else f"  - {msg}" for key, msg in self.problems]
         return "\n".join(lines)
-
-
-class StageFailed(RetentionLabError):
-    """A pipeline stage raised; names the stage, the cell and the partial notebook kept."""
-
-    def __init__(self, *, stage: str, error: str, notebook: str, cell_index: int | None = None):
-        self.stage, self.error, self.notebook, self.cell_index = stage, error, notebook, cell_index
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        cell = f" in cell {self.cell_index}" if self.cell_index is not None else ""
-        return (
-            f"stage '{self.stage}' failed{cell}: {self.error}\n"
-            f"  the partially executed notebook is kept at {self.notebook}"
-        )
 
 
 class MissingStageOutput(RetentionLabError):
