@@ -244,19 +244,24 @@ def test_end_before_signup(tmp_path):
     )
 
 
-def test_negative_tenure(tmp_path):
-    frame = pd.DataFrame({"id": [1, 2], "tenure": [3, -2], "churned": [0, 1], "segment": "a"})
-    frame.to_csv(tmp_path / "agg.csv", index=False)
-    config = parse_config(
+def aggregated_config(folder: Path, frame: pd.DataFrame):
+    """A configuration reading an aggregated customers CSV (tenure and churned, no dates)."""
+    frame.to_csv(folder / "agg.csv", index=False)
+    return parse_config(
         {
             "name": "t",
             "data": {
                 "source": "files",
                 "as_of": "2020-01-01",
-                "customers": {"path": str(tmp_path / "agg.csv"), "columns": {"customer_id": "id"}},
+                "customers": {"path": str(folder / "agg.csv"), "columns": {"customer_id": "id"}},
             },
         }
     )
+
+
+def test_negative_tenure(tmp_path):
+    frame = pd.DataFrame({"id": [1, 2], "tenure": [3, -2], "churned": [0, 1], "segment": "a"})
+    config = aggregated_config(tmp_path, frame)
     with pytest.raises(DataError, match=r"agg.csv: column 'tenure'.*negative tenure.*\(2\)"):
         load_tables(config.data, random_state=0)
 
@@ -310,17 +315,7 @@ def test_no_churn_events_at_all(tmp_path):
 
 def test_a_flag_that_is_not_mapped(tmp_path):
     frame = pd.DataFrame({"id": [1, 2], "tenure": [3, 2], "churned": ["No", "Yes"], "segment": "a"})
-    frame.to_csv(tmp_path / "agg.csv", index=False)
-    config = parse_config(
-        {
-            "name": "t",
-            "data": {
-                "source": "files",
-                "as_of": "2020-01-01",
-                "customers": {"path": str(tmp_path / "agg.csv"), "columns": {"customer_id": "id"}},
-            },
-        }
-    )
+    config = aggregated_config(tmp_path, frame)
     with pytest.raises(DataError, match=r"column 'churned'.*true/false.*Yes: true, No: false"):
         load_tables(config.data, random_state=0)
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from retention_lab.config import dump_config
+from retention_lab.data import fingerprint, load_tables
 from retention_lab.errors import MissingStageOutput
 from retention_lab.stage import open_stage, read_results
 
@@ -30,7 +31,13 @@ def test_tables_are_loaded_once_stored_and_read_back(tmp_path, config_file):
     assert again.as_of == tables.as_of
     truth = stage.truth()
     assert truth is not None and len(truth.intervention_outcomes) > 0
-    assert stage.fingerprint() == stage.fingerprint()
+    stored = json.loads((tmp_path / "run" / "tables" / "tables.json").read_text())["fingerprint"]
+    assert fingerprint(again) == stored == fingerprint(tables)
+    fresh, _ = load_tables(stage.config.data, random_state=stage.config.seed)
+    assert fingerprint(fresh) == stored
+    changed = fresh.customers.copy()
+    changed.loc[changed.index[0], "monthly_fee"] += 1.0
+    assert fingerprint(type(fresh)(customers=changed, as_of=fresh.as_of)) != stored
 
 
 def test_missing_upstream_output_names_the_stage_to_run(tmp_path, config_file):
@@ -68,9 +75,19 @@ def test_each_stage_gets_its_own_reproducible_random_state(tmp_path, config_file
     assert survival.random_state != survival.config.seed
 
 
-def test_log_file_is_a_no_op_without_mlflow(tmp_path, config_file):
-    stage = open_stage("plan", config_file=str(config_file), run_dir=str(tmp_path))
+def test_log_file_and_save_table_reach_the_stage_run_in_mlflow(tmp_path, config_file, tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    from retention_lab import tracking
+
+    run_id = tracking.start_run(tracking_uri, "stage-test", run_name="plan")
+    stage = open_stage(
+        "plan", config_file=str(config_file), run_dir=str(tmp_path), mlflow_run_id=run_id
+    )
     path = tmp_path / "actions.csv"
     path.write_text("customer_id\n")
     stage.log_file(path)
-    assert path.read_text() == "customer_id\n"
+    stage.save_table(pd.DataFrame({"customer_id": ["C1"]}), "actions")
+    client = MlflowClient(tracking_uri)
+    assert [a.path for a in client.list_artifacts(run_id, "files")] == ["files/actions.csv"]
+    assert [a.path for a in client.list_artifacts(run_id, "tables")] == ["tables/actions.parquet"]

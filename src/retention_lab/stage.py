@@ -25,7 +25,7 @@ import pandas as pd
 
 from retention_lab import tracking
 from retention_lab.config import DATA_DIR, PROJ_ROOT, RunConfig, load_config
-from retention_lab.data.loaders import Tables, fingerprint, load_tables, read_tables, write_tables
+from retention_lab.data.loaders import Tables, load_tables, read_tables, write_tables
 from retention_lab.errors import MissingStageOutput
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,6 @@ class StageContext:
         from retention_lab.data.simulate import read_ground_truth
 
         return read_ground_truth(directory)
-
-    def fingerprint(self) -> str:
-        """Fingerprint of the input tables (see ``retention_lab.data.fingerprint``)."""
-        return fingerprint(self.tables())
 
     def save_table(self, frame: pd.DataFrame, name: str) -> None:
         """Store a table as ``<stage>/<name>.parquet`` for later stages and log it to MLflow.

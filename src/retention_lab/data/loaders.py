@@ -44,6 +44,7 @@ class Tables:
     interventions: pd.DataFrame | None = None
     transactions: pd.DataFrame | None = None
     files: dict[str, str] = field(default_factory=dict)
+    stored_fingerprint: str = ""  # set when read back from a run folder, see ``fingerprint``
 
     @property
     def has_dates(self) -> bool:
@@ -209,11 +210,23 @@ def read_tables(directory: str | Path) -> Tables:
     directory = Path(directory)
     meta = json.loads((directory / "tables.json").read_text())
     frames = {name: pd.read_parquet(directory / f"{name}.parquet") for name in meta["tables"]}
-    return Tables(as_of=date.fromisoformat(meta["as_of"]), files=meta.get("files", {}), **frames)
+    return Tables(
+        as_of=date.fromisoformat(meta["as_of"]),
+        files=meta.get("files", {}),
+        stored_fingerprint=meta.get("fingerprint", ""),
+        **frames,
+    )
 
 
 def fingerprint(tables: Tables) -> str:
-    """A short SHA-256 of the tables' contents and ``as_of``: equal data, equal fingerprint."""
+    """A short SHA-256 of the tables' contents and ``as_of``: equal data, equal fingerprint.
+
+    Tables read back from a run folder keep the fingerprint computed when they
+    were validated, so every stage of a run reports the same one without
+    hashing the data again (Parquet may change the dtypes the hash sees).
+    """
+    if tables.stored_fingerprint:
+        return tables.stored_fingerprint
     digest = hashlib.sha256(tables.as_of.isoformat().encode())
     for name in tables.available():
         frame = getattr(tables, name)

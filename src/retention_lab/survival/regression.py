@@ -162,7 +162,12 @@ def fit_cox(
             expected=f"covariates a Cox model can fit (lifelines: {str(exc).splitlines()[0]}); "
             "look for a covariate that separates churned from active customers",
         ) from None
-    table = _hr_table(model, design.terms)
+    return _cox_result(model, design.terms, design, strata, fit_on, n_available=len(customers))
+
+
+def _cox_result(model, terms, design, strata, fit_on, *, n_available: int) -> CoxResult:
+    """Hazard-ratio table (with the instability warning) and the fitted model's bookkeeping."""
+    table = _hr_table(model, terms)
     _warn_unstable(table)
     return CoxResult(
         model=model,
@@ -171,7 +176,7 @@ def fit_cox(
         strata=tuple(strata),
         n_customers=len(fit_on),
         n_events=int(fit_on[EVENT].sum()),
-        n_available=len(customers),
+        n_available=n_available,
         means=design.X.mean(),
     )
 
@@ -277,18 +282,7 @@ def fit_problem_cox(
         ],
         ignore_index=True,
     )
-    table = _hr_table(model, terms)
-    _warn_unstable(table)
-    return CoxResult(
-        model=model,
-        hazard_ratios=table,
-        design=design,
-        strata=tuple(strata),
-        n_customers=len(fit_on),
-        n_events=int(fit_on[EVENT].sum()),
-        n_available=len(customers),
-        means=design.X.mean(),
-    )
+    return _cox_result(model, terms, design, strata, fit_on, n_available=len(customers))
 
 
 def ph_test(
