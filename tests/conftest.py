@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from retention_lab.config import RunConfig, parse_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
+CLI = str(Path(sys.executable).parent / "retention-lab")
 
 
 @pytest.fixture
@@ -44,3 +49,57 @@ def make_config(**overrides) -> RunConfig:
 
 
 SMOKE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+
+
+def cli(*args, tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the ``retention-lab`` command with an MLflow store under ``tmp_path``."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+# What a competitor entry changes in the simulated market, as the monitor names it: the
+# competitor-offer rate by design; the other problem types' observed rates, which fall
+# because a customer in an open retention case raises no new problem for 26 weeks and
+# competitor cases now take more of that time; the churn-reason mix; the discount's
+# effect wherever it had one. Everything else (covariate and problem hazard ratios,
+# the other instruments) is left unchanged by the shock.
+CHANGED_BY_A_COMPETITOR_ENTRY = {
+    *(f"problem_type={problem}" for problem in
+      ("competitor_offer", "network", "billing", "price", "service")),
+    *(f"churn_reason={reason}" for reason in
+      ("competitor", "price", "network", "billing", "service", "other")),
+    *(f"instrument=discount|problem_type={problem}" for problem in
+      ("competitor_offer", "price", "billing")),
+}  # fmt: skip
+SCHEDULED_SNAPSHOTS = ("2022-01-01", "2023-01-01")
+
+
+def scheduled_runs(root: Path, *, seed: int, shock: dict | None) -> list[Path]:
+    """Two scheduled runs through the CLI on snapshots of one simulated market.
+
+    A market of 300,000 customers over 2020-2022 is observed on 2022-01-01 and a
+    year later: the later run's recent retention cases (January to June 2022)
+    come after a shock at month 24. Both runs log to one MLflow experiment, so
+    the later run's monitoring stage compares with the earlier one. Returns the
+    run folders, oldest first.
+    """
+    reports = root / "reports"
+    run_dirs: list[Path] = []
+    for as_of in SCHEDULED_SNAPSHOTS:
+        simulator = {"n_customers": 300_000, "months": 36} | ({"shock": shock} if shock else {})
+        config = {
+            "name": "scheduled",
+            "seed": seed,
+            "stages": ["data", "survival", "uplift", "clv", "monitoring"],
+            "data": {"source": "simulator", "as_of": as_of, "simulator": simulator},
+            "tracking": {"experiment": "scheduled"},
+        }
+        path = root / f"scheduled-{as_of}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        before = set(reports.glob("*/run.json"))
+        result = cli("run", "--config", str(path), "--reports-dir", str(reports), "--fast",
+                     tmp_path=root, timeout=1800)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        (record,) = set(reports.glob("*/run.json")) - before
+        run_dirs.append(record.parent)
+    return run_dirs

@@ -1,23 +1,13 @@
 """The retention-lab command: exit codes, messages without tracebacks, the data stage's outputs."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from retention_lab.data.simulate import read_ground_truth
 
-from .conftest import FIXTURES
-
-CLI = str(Path(sys.executable).parent / "retention-lab")
-
-
-def cli(*args, tmp_path, timeout=600):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"}
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
+from .conftest import FIXTURES, cli
 
 
 def test_bad_configuration_exits_2_with_the_key_and_no_traceback(tmp_path):

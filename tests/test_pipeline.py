@@ -5,17 +5,14 @@ The pipeline runs once for this module (``--fast``); the tests read what it left
 """
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import SMOKE_CONFIG
+from .conftest import SMOKE_CONFIG, cli
 
 pytestmark = pytest.mark.slow
 
@@ -24,27 +21,14 @@ pytestmark = pytest.mark.slow
 def smoke_run(tmp_path_factory):
     """The smoke configuration run once through the CLI with ``--fast``: every stage notebook."""
     root = tmp_path_factory.mktemp("smoke")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"}
-    cli = Path(sys.executable).parent / "retention-lab"
-    result = subprocess.run(
-        [
-            str(cli),
-            "run",
-            "--config",
-            str(SMOKE_CONFIG),
-            "--reports-dir",
-            str(root / "reports"),
-            "--fast",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
+    result = cli(
+        "run", "--config", str(SMOKE_CONFIG), "--reports-dir", str(root / "reports"), "--fast",
+        tmp_path=root, timeout=1800,
+    )  # fmt: skip
     return {
         "result": result,
         "reports_dir": root / "reports",
-        "tracking_uri": env["MLFLOW_TRACKING_URI"],
+        "tracking_uri": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
     }
 
 

@@ -1,9 +1,6 @@
 """Your own data: files, DuckDB, mapping, the two customer shapes, and every bad-input case."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -15,7 +12,7 @@ from retention_lab.config import CONFIGS_DIR, load_config, parse_config
 from retention_lab.data import load_tables
 from retention_lab.errors import ConfigError, DataError
 
-CLI = str(Path(sys.executable).parent / "retention-lab")
+from .conftest import cli
 
 CUSTOMERS = pd.DataFrame(
     {
@@ -338,14 +335,7 @@ def test_bad_input_through_the_cli_exits_2_and_leaves_no_successful_report(tmp_p
     customers = CUSTOMERS.assign(Ende=["", "01.06.2020", "", "31.12.2023"])
     path = write_dataset(tmp_path / "in", customers=customers)
     reports = tmp_path / "reports"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    result = subprocess.run(
-        [CLI, "run", "--config", str(path), "--reports-dir", str(reports)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    result = cli("run", "--config", str(path), "--reports-dir", str(reports), tmp_path=tmp_path)
     assert result.returncode == 2
     assert "end_date >= signup_date (K2)" in result.stderr
     assert "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import retention_lab.uplift as up
 from retention_lab.config import UpliftConfig, parse_config
@@ -19,6 +20,8 @@ from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.uplift import effects as ef
+from retention_lab.uplift.hazard import instrument_hazard_ratios as hazard_ratios
+from retention_lab.uplift.hazard import recent_changes
 
 SEED = 11
 
@@ -194,6 +197,77 @@ def test_effect_matrix_has_every_cell_and_finds_the_harmful_plan_upgrade(summary
     ).mean() > 0.85
     pos = est[est["effect"] > 0]
     assert pos["cost_per_saved"].notna().all()
+
+
+# ---------------------------------------------------------------- hazard ratios
+@pytest.mark.slow
+def test_hazard_ratios_recover_the_true_log_hazard_effects(summary):
+    every = summary.hazard_ratios.query("period == 'all' and status == 'estimated'")
+    assert len(every) == 5 * 5  # instrument x problem type
+    z = (every["log_hazard_ratio"] - every["true_log_hazard_ratio"]) / every["se"]
+    # the 25 cells share their control arms, so their errors are correlated: coverage
+    # near the nominal 95% and no cell further than 3.5 SE from the truth
+    assert (z.abs() < 1.96).mean() >= 0.88 and z.abs().max() < 3.5
+    cells = every.set_index(["instrument", "problem_type"])
+    for strong in [("discount", "competitor_offer"), ("technician_visit", "network")]:
+        assert cells.loc[strong, "upper"] < 0.7  # true hazard ratios 0.45 and 0.55
+    assert cells.loc[("plan_upgrade", "price"), "hazard_ratio"] > 1  # harmful for mass
+
+
+@pytest.mark.slow
+def test_hazard_findings_report_the_strongest_cell_and_the_truth_check(summary):
+    text = " ".join(up.findings(summary))
+    assert "discount against competitor_offer 0.4" in text
+    assert "hazard-ratio intervals cover" in text
+    changes = summary.hazard_changes()
+    assert len(changes) == 24 and summary.to_metrics()["recent_hazard_changes"] == 0
+    assert "No instrument's hazard ratio in the recent cases" in text
+
+
+def test_recent_changes_test_the_difference_of_log_hazard_ratios():
+    hazard = pd.DataFrame(
+        {
+            "period": ["earlier", "recent", "earlier", "recent"],
+            "problem_type": ["price", "price", "network", "network"],
+            "instrument": ["discount"] * 2 + ["technician_visit"] * 2,
+            "log_hazard_ratio": [-0.8, -0.3, -0.6, -0.6],
+            "se": [0.1, 0.1, 0.2, 0.1],
+        }
+    )
+    changes = recent_changes(hazard).set_index("instrument")
+    z = 0.5 / np.sqrt(0.02)
+    assert changes.loc["discount", "z"] == pytest.approx(z)
+    p = 2 * stats.norm.sf(z)
+    assert changes.loc["discount", "p_holm"] == pytest.approx(2 * p)  # Holm: 2 cells
+    assert changes["changed"].to_dict() == {"discount": True, "technician_visit": False}
+
+
+@pytest.mark.slow
+def test_a_weaker_discount_after_a_competitor_entry_shows_in_the_recent_cases():
+    """Shock at month 24 of 36: the recent cases are those after it, the earlier ones before.
+
+    The competitor's offer makes the discount useless (true log hazard ratio -0.8
+    -> 0 against competitor offers), a change the test can detect with margin.
+    """
+    shock = {"month": 24, "discount_effect": 0.0}
+    settings = SimulatorSettings(n_customers=150_000, months=36, shock=shock)
+    sim = simulate(settings, random_state=SEED)
+    data = up.case_table(_tables(sim), truth=sim.truth)
+    hazard = hazard_ratios(data)
+    recent = hazard.query("period == 'recent'")
+    shock_date = pd.Timestamp(sim.truth.parameters["shock_date"])
+    assert abs(recent["window_start"].iloc[0] - shock_date) < pd.Timedelta(days=2)
+    changes = recent_changes(hazard)
+    changed = set(
+        changes.loc[changes["changed"], "instrument"]
+        + "|"
+        + changes.loc[changes["changed"], "problem_type"]
+    )
+    assert "discount|competitor_offer" in changed
+    assert changed <= {"discount|competitor_offer", "discount|price", "discount|billing"}
+    cell = recent.set_index(["instrument", "problem_type"]).loc[("discount", "competitor_offer")]
+    assert abs(cell["log_hazard_ratio"] - cell["true_log_hazard_ratio"]) < 2.5 * cell["se"]
+    assert cell["true_log_hazard_ratio"] == 0.0
 
 
 # ------------------------------------------------------------ individual effects
@@ -422,6 +496,7 @@ def _figures(result):
         plots.plot_qini(result.curves),
         plots.plot_qini(result.curves, kind="uplift"),
         plots.plot_calibration(result.calibration, result.chosen),
+        plots.plot_hazard_ratios(result.hazard_ratios),
     ]
 
 

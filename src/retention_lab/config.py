@@ -211,8 +211,11 @@ class UpliftConfig(_Section):
     """Uplift modelling of retention instruments (stage 02_uplift); see ``uplift.analyse``."""
 
     horizon_months: int = Field(
-        6, ge=1, le=24, description="Outcome horizon: retained = still a customer this many months "
-        "after the case (the simulator's outcome_horizon_months)"
+        6,
+        ge=1,
+        le=24,
+        description="Outcome horizon: retained = still a customer this many months "
+        "after the case (the simulator's outcome_horizon_months)",
     )
     features: list[str] | None = Field(
         None,
@@ -241,6 +244,18 @@ class UpliftConfig(_Section):
     )
     min_cell_cases: int = Field(
         20, ge=2, description="Fewest cases of an instrument (and the control) per effect cell"
+    )
+    hazard_window_months: float = Field(
+        3.0,
+        gt=0,
+        description="Follow-up after a case for the instrument hazard ratios: the months in "
+        "which an instrument acts",
+    )
+    recent_months: float = Field(
+        6.0,
+        gt=0,
+        description="Recent cases for the instrument hazard ratios: the last months of cases "
+        "whose outcome is observed (compared with the earlier cases and by the monitor)",
     )
     max_train_cases: int | None = Field(
         200_000, gt=0, description="Random sample size for fitting the learners (None = all)"

@@ -229,6 +229,7 @@ MONITOR_FAMILY_LABELS = {
     "hazard ratio": "Hazard ratio",
     "problem hazard ratio": "Hazard ratio of an active problem",
     "instrument effect": "Instrument effect",
+    "instrument hazard ratio": "Hazard ratio of an instrument (recent cases)",
     "value": "Total value of active customers (currency units)",
     "problem rate": "Problems per 1,000 customer-months",
     "churn reason": "Share of recent churn",

@@ -27,14 +27,22 @@ from retention_lab.monitor.quantities import (
     QUANTITY_COLUMNS,
     RunOutputs,
     effect_quantities,
+    hazard_effect_quantities,
     profile_quantities,
     run_quantities,
     survival_quantities,
     value_quantities,
 )
-from retention_lab.monitor.summary import MonitorSummary, analyse, describe, findings
+from retention_lab.monitor.summary import (
+    HEADLINE_FAMILIES,
+    MonitorSummary,
+    analyse,
+    describe,
+    findings,
+)
 
 __all__ = [
+    "HEADLINE_FAMILIES",
     "QUANTITY_COLUMNS",
     "MonitorSummary",
     "RunOutputs",
@@ -47,6 +55,7 @@ __all__ = [
     "effect_quantities",
     "findings",
     "flag_changes",
+    "hazard_effect_quantities",
     "holm",
     "input_profile",
     "profile_quantities",

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from retention_lab.monitor.quantities import Z95
 
@@ -37,8 +38,30 @@ PSI_EPSILON = 1e-4
 DECILES = np.round(np.linspace(0.1, 0.9, 9), 4)
 
 
+def _as_reference(previous: pd.DataFrame) -> pd.DataFrame:
+    """The previous run's quantities as a later run compares with them (``reference`` first)."""
+    if "reference" not in previous:
+        return previous
+    out = previous.copy()
+    has = out["reference"].notna()
+    if not has.any():
+        return out
+    ref, se = out.loc[has, "reference"], out.loc[has, "reference_se"]
+    log = out.loc[has, "scale"].eq("log")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre = np.where(log, np.log(ref), ref)
+        lower, upper = centre - Z95 * se, centre + Z95 * se
+        out.loc[has, "lower"] = np.where(log, np.exp(lower), lower)
+        out.loc[has, "upper"] = np.where(log, np.exp(upper), upper)
+    out.loc[has, "estimate"], out.loc[has, "se"] = ref, se
+    return out
+
+
 def compare_quantities(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
     """Current against previous estimate of every quantity both runs have.
+
+    The previous run's ``reference`` replaces its estimate where it has one
+    (see ``quantities``).
 
     Returns
     -------
@@ -49,7 +72,7 @@ def compare_quantities(current: pd.DataFrame, previous: pd.DataFrame) -> pd.Data
     """
     cols = ["estimate", "se", "lower", "upper"]
     merged = current[[*KEYS, "unit", "scale", *cols]].merge(
-        previous[[*KEYS, *cols]], on=KEYS, suffixes=("_c", "_p")
+        _as_reference(previous)[[*KEYS, *cols]], on=KEYS, suffixes=("_c", "_p")
     )
     log = merged["scale"].eq("log")
     cur, prev = merged["estimate_c"], merged["estimate_p"]
@@ -173,15 +196,11 @@ def compare_distributions(current: pd.DataFrame, previous: pd.DataFrame) -> pd.D
 
 
 def holm(p_values: pd.Series) -> pd.Series:
-    """Holm step-down adjusted p-values (NaN stays NaN)."""
-    p = p_values.dropna()
-    if p.empty:
-        return p_values.astype(float)
-    order = p.sort_values()
-    m = len(order)
-    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * order.to_numpy()))
+    """Holm step-down adjusted p-values (statsmodels), NaN staying NaN."""
     out = pd.Series(np.nan, index=p_values.index)
-    out.loc[order.index] = adjusted
+    tested = p_values.notna()
+    if tested.any():
+        out[tested] = multipletests(p_values[tested].to_numpy(float), method="holm")[1]
     return out
 
 

@@ -4,13 +4,18 @@ Each stage's outputs (its logged metrics and the tables it saved with
 ``stage.save_table``) become rows of the same shape, so that comparing runs is
 one operation whatever the stage:
 
-stage, family, quantity, group, estimate, se, lower, upper, scale, n, unit
+stage, family, quantity, group, estimate, se, lower, upper, scale, n, unit,
+reference, reference_se
 
 ``se`` is the standard error on the comparison ``scale`` ("linear", or "log"
 for ratios and rates, where estimates are compared as logarithms); ``lower``
 and ``upper`` are the 95% interval on the natural scale. A quantity whose stage
 gives no interval has ``se`` NaN: it is shown and its change reported, but it
-cannot raise a statistical flag (see ``compare``).
+cannot raise a statistical flag (see ``compare``). ``reference`` (with its
+``reference_se``) is what a later run compares its estimate with instead of
+this run's ``estimate``: an instrument's hazard ratio in the recent cases is
+compared with the previous run's estimate on all its cases, the number that
+run's plan rested on. NaN for every other quantity.
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ QUANTITY_COLUMNS = [
     "scale",
     "n",
     "unit",
+    "reference",
+    "reference_se",
 ]
 # the tables the monitor reads from each stage's run, when the stage saved them
 TABLES_READ: dict[str, tuple[str, ...]] = {
     "survival": ("hazard_ratios", "threats"),
-    "uplift": ("effect_matrix",),
+    "uplift": ("effect_matrix", "instrument_hazard_ratios"),
     "clv": ("values",),
     "monitoring": ("input_profile",),
 }
@@ -73,9 +80,8 @@ class RunOutputs:
 
 def _rows(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=QUANTITY_COLUMNS)
-    return frame.astype(
-        {"estimate": float, "se": float, "lower": float, "upper": float, "n": float}
-    )
+    floats = ["estimate", "se", "lower", "upper", "n", "reference", "reference_se"]
+    return frame.astype(dict.fromkeys(floats, float))
 
 
 def _row(
@@ -91,6 +97,8 @@ def _row(
     scale="linear",
     n=np.nan,
     unit="",
+    reference=np.nan,
+    reference_se=np.nan,
 ) -> dict:
     return dict(
         stage=stage,
@@ -104,6 +112,8 @@ def _row(
         scale=scale,
         n=n,
         unit=unit,
+        reference=reference,
+        reference_se=reference_se,
     )
 
 
@@ -252,6 +262,41 @@ def effect_quantities(effects: pd.DataFrame | None) -> pd.DataFrame:
     return _rows(rows)
 
 
+def hazard_effect_quantities(hazard: pd.DataFrame | None) -> pd.DataFrame:
+    """Instrument hazard ratios in recent cases (uplift table ``instrument_hazard_ratios``).
+
+    One row per instrument and problem type estimated in the recent period, on
+    the log scale; its ``reference`` is the same cell estimated on all cases.
+    """
+    if hazard is None or hazard.empty:
+        return _rows([])
+    key = ["instrument", "problem_type"]
+    est = hazard.loc[hazard["log_hazard_ratio"].notna()]
+    every = est.loc[est["period"] == "all", [*key, "log_hazard_ratio", "se"]]
+    recent = est.loc[est["period"] == "recent"].merge(
+        every, on=key, how="left", suffixes=("", "_all")
+    )
+    rows = [
+        _row(
+            "uplift",
+            "instrument hazard ratio",
+            "hazard ratio in recent cases (previous run: all cases)",
+            f"instrument={r.instrument}|problem_type={r.problem_type}",
+            float(np.exp(r.log_hazard_ratio)),
+            se=float(r.se),
+            lower=float(np.exp(r.log_hazard_ratio - Z95 * r.se)),
+            upper=float(np.exp(r.log_hazard_ratio + Z95 * r.se)),
+            scale="log",
+            n=float(r.n_treated + r.n_control),
+            unit="ratio",
+            reference=float(np.exp(r.log_hazard_ratio_all)),
+            reference_se=float(r.se_all),
+        )
+        for r in recent.itertuples()
+    ]
+    return _rows(rows)
+
+
 def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
     """Total residual value of the active customers by segment (the clv stage's ``values``).
 
@@ -348,6 +393,7 @@ def run_quantities(outputs: RunOutputs) -> pd.DataFrame:
     parts = [
         survival,
         effect_quantities(outputs.table("uplift", "effect_matrix")),
+        hazard_effect_quantities(outputs.table("uplift", "instrument_hazard_ratios")),
         value_quantities(outputs.table("clv", "values")),
         profile_quantities(outputs.table("monitoring", "input_profile")),
     ]

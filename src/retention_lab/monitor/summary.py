@@ -24,12 +24,22 @@ RERUN = {
     "hazard ratio": ("survival", "clv", "plan"),
     "problem hazard ratio": ("survival", "plan"),
     "instrument effect": ("uplift", "plan"),
+    "instrument hazard ratio": ("uplift", "plan"),
     "value": ("clv", "plan"),
     "problem rate": ("survival", "uplift", "plan"),
     "churn reason": ("survival", "plan"),
     "input distribution": ("survival", "clv", "plan"),
 }
-HEADLINE_FAMILIES = ("survival", "problem rate", "churn reason", "instrument effect", "value")
+# the families the report plots across runs, in this order
+HEADLINE_FAMILIES = [
+    "survival",
+    "problem rate",
+    "churn reason",
+    "instrument hazard ratio",
+    "instrument effect",
+    "problem hazard ratio",
+    "value",
+]
 
 
 @dataclass(frozen=True)

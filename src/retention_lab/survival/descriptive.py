@@ -12,6 +12,7 @@ from lifelines import KaplanMeierFitter, NelsonAalenFitter
 from lifelines.statistics import logrank_test, multivariate_logrank_test
 from lifelines.utils import median_survival_times
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from retention_lab.errors import StatisticalWarning
 from retention_lab.survival._prep import DURATION, EVENT, check_customers
@@ -245,7 +246,7 @@ def logrank_tests(
                 }
             )
         frame = pd.DataFrame(rows)
-        frame["p_holm"] = _holm(frame["p_value"].to_numpy())
+        frame["p_holm"] = multipletests(frame["p_value"].to_numpy(), method="holm")[1]
         pairwise.append(frame)
     overall_df = pd.DataFrame(
         overall, columns=["grouping", "levels", "test_statistic", "df", "p_value"]
@@ -258,15 +259,6 @@ def logrank_tests(
         )
     )
     return overall_df, pair_df
-
-
-def _holm(p: np.ndarray) -> np.ndarray:
-    order = np.argsort(p)
-    m = len(p)
-    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out
 
 
 def hazard_table(

@@ -57,8 +57,9 @@ class UpliftInput:
         Columns of the effect matrix (e.g. problem_type, segment) present in ``cases``.
     truth : pandas.DataFrame or None
         Simulated data only: the true retention probability per arm (one column
-        per arm, rows aligned with ``cases``), and ``revenue:<arm>`` columns with
-        the true expected revenue.
+        per arm, rows aligned with ``cases``), ``revenue:<arm>`` columns with
+        the true expected revenue and ``log_hazard:<arm>`` columns with the
+        arm's true effect on the log hazard of churn while it acts.
     available : bool
         False when the dataset has no cases; ``reason`` says why.
     """
@@ -76,6 +77,7 @@ class UpliftInput:
     strata: list[str] = field(default_factory=list)
     truth: pd.DataFrame | None = None
     horizon_days: int | None = None
+    as_of: pd.Timestamp | None = None
     source: str = "interventions"
     available: bool = True
     reason: str = ""
@@ -215,7 +217,7 @@ def case_table(
     feats = [c for c in wanted if c in cases.columns and cases[c].notna().any()]
     out_truth = None
     if truth is not None:
-        out_truth = _truth_table(truth, cases["intervention_id"])
+        out_truth = _truth_table(truth, cases)
     assignment = "assignment" if "assignment" in cases.columns else None
     return UpliftInput(
         cases=cases,
@@ -226,11 +228,16 @@ def case_table(
         strata=[c for c in ("problem_type", "segment") if c in cases.columns],
         truth=out_truth,
         horizon_days=h,
+        as_of=as_of,
     )
 
 
-def _truth_table(truth, ids: pd.Series) -> pd.DataFrame | None:
-    """True retention probability (``<arm>``) and expected revenue (``revenue:<arm>``) per case."""
+def _truth_table(truth, cases: pd.DataFrame) -> pd.DataFrame | None:
+    """Per case and arm: true retention probability, expected revenue and log-hazard effect.
+
+    Columns ``<arm>``, ``revenue:<arm>`` and ``log_hazard:<arm>`` (the effect in
+    the case's period when the market had a shock), rows aligned with ``cases``.
+    """
     out = truth.intervention_outcomes
     if len(out) == 0:
         return None
@@ -239,10 +246,33 @@ def _truth_table(truth, ids: pd.Series) -> pd.DataFrame | None:
     rev = out.pivot_table(index=key, columns="arm", values="expected_revenue", aggfunc="first")
     rev.columns = [f"revenue:{c}" for c in rev.columns]
     wide = p.join(rev)
-    wide = wide.reindex(ids.astype(str).to_numpy())
+    wide = wide.reindex(cases["intervention_id"].astype(str).to_numpy())
     if wide.isna().all(axis=None):
         return None
-    return wide.reset_index(drop=True)
+    wide = wide.reset_index(drop=True)
+    if {"problem_type", "segment"} <= set(cases.columns):
+        wide = wide.join(_true_log_hazards(truth, cases))
+    return wide
+
+
+def _true_log_hazards(truth, cases: pd.DataFrame) -> pd.DataFrame:
+    """``log_hazard:<arm>``: each arm's true log-hazard effect for the case's cell and period."""
+    effects = truth.instrument_effects
+    shock = truth.parameters.get("shock_date")
+    period = np.full(len(cases), "all", dtype=object)
+    if shock:
+        period = np.where(cases["date"] >= pd.Timestamp(shock), "after", "before")
+    wide = effects.pivot_table(
+        index=["problem_type", "segment", "period"],
+        columns="instrument",
+        values="log_hazard_effect",
+        aggfunc="first",
+    )
+    wide.columns = [f"log_hazard:{c}" for c in wide.columns]
+    index = pd.MultiIndex.from_arrays(
+        [cases["problem_type"].astype(str), cases["segment"].astype(str), period]
+    )
+    return wide.reindex(index).reset_index(drop=True)
 
 
 def from_frame(

@@ -264,3 +264,44 @@ def plot_calibration(calibration: pd.DataFrame, chosen: pd.DataFrame) -> Figure:
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     return fig
+
+
+def plot_hazard_ratios(hazard: pd.DataFrame) -> Figure:
+    """Hazard ratio of each instrument per problem type, earlier and recent cases, log scale."""
+    title = "Hazard ratio of churn after the case, treated against untreated"
+    estimated = hazard.dropna(subset=["hazard_ratio"]) if hazard is not None else hazard
+    instruments = sorted(estimated["instrument"].unique()) if estimated is not None else []
+    fig, axes = _panels(len(instruments))
+    if not instruments:
+        _no_data(axes[0], title)
+        return fig
+    _require_columns(
+        hazard, ["period", "problem_type", "instrument", "hazard_ratio", "lower", "upper"],
+        "plot_hazard_ratios",
+    )  # fmt: skip
+    problems = sorted(estimated["problem_type"].unique())
+    periods = [p for p in ("earlier", "recent") if (estimated["period"] == p).any()]
+    colours = dict(zip(periods, sns.color_palette(n_colors=len(periods)), strict=True))
+    for ax, inst in zip(axes, instruments, strict=False):
+        for j, period in enumerate(periods):
+            d = estimated[(estimated["instrument"] == inst) & (estimated["period"] == period)]
+            d = d.set_index("problem_type").reindex(problems)
+            y = np.arange(len(problems)) + (j - (len(periods) - 1) / 2) * 0.3
+            ax.errorbar(
+                d["hazard_ratio"], y,
+                xerr=[d["hazard_ratio"] - d["lower"], d["upper"] - d["hazard_ratio"]],
+                fmt="o", color=colours[period], capsize=3, label=f"{period} cases",
+            )  # fmt: skip
+            if "true_log_hazard_ratio" in d and d["true_log_hazard_ratio"].notna().any():
+                ax.scatter(
+                    np.exp(d["true_log_hazard_ratio"]), y, marker="x", color="black", zorder=3,
+                    label="Truth (simulator)" if j == len(periods) - 1 else None,
+                )  # fmt: skip
+        ax.axvline(1, color="grey", lw=1)
+        ax.set_xscale("log")
+        ax.set_yticks(np.arange(len(problems)), problems)
+        _label(ax, inst, "Hazard ratio (log scale; < 1 = fewer churn)", "Problem type")
+    axes[0].legend(fontsize="small", loc="best")
+    fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig

@@ -16,6 +16,7 @@ from retention_lab.errors import StatisticalWarning
 from retention_lab.uplift import design
 from retention_lab.uplift import effects as ef
 from retention_lab.uplift import evaluation as ev
+from retention_lab.uplift import hazard as hz
 from retention_lab.uplift.cases import UpliftInput
 from retention_lab.uplift.learners import UpliftModel, fit_learners
 
@@ -83,6 +84,7 @@ class UpliftSummary:
             ["instrument", "learner", "pehe", "correlation", "true_gain_top", "true_gain_random"]
         )
     )
+    hazard_ratios: pd.DataFrame = field(default_factory=lambda: _empty(hz.HAZARD_COLUMNS))
     costs: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     models: dict[str, UpliftModel] = field(default_factory=dict)
     strata: list[str] = field(default_factory=list)
@@ -115,6 +117,8 @@ class UpliftSummary:
                 out[f"effect.{key}"] = float(r.effect)
         for r in self.chosen.itertuples():
             out[f"qini.{r.instrument}"] = float(r.qini)
+        if len(self.hazard_ratios):
+            out["recent_hazard_changes"] = float(self.hazard_changes()["changed"].sum())
         tc = self.chosen_truth()
         for r in tc.itertuples():
             out[f"truth_correlation.{r.instrument}"] = float(r.correlation)
@@ -155,6 +159,27 @@ class UpliftSummary:
     def revenue_table(self) -> pd.DataFrame:
         """Average effects on revenue over the horizon (empty without transactions)."""
         return self.ate_table(self.revenue_outcome or "<none>")
+
+    def hazard_table(self, period: str = "all") -> pd.DataFrame:
+        """Instrument hazard ratios of one period ("all", "recent" or "earlier"), by problem type.
+
+        Returns
+        -------
+        pandas.DataFrame
+            problem_type, instrument, hazard_ratio, lower, upper, n_treated,
+            n_control, churned_treated, churned_control, true hazard ratio
+            (simulated data), status.
+        """
+        h = self.hazard_ratios.loc[self.hazard_ratios["period"] == period]
+        h = h.assign(true_hazard_ratio=np.exp(h["true_log_hazard_ratio"]))
+        cols = ["problem_type", "instrument", "hazard_ratio", "lower", "upper", "n_treated",
+                "n_control", "churned_treated", "churned_control", "true_hazard_ratio",
+                "status"]  # fmt: skip
+        return h.reindex(columns=cols).reset_index(drop=True)
+
+    def hazard_changes(self) -> pd.DataFrame:
+        """Recent against earlier hazard ratio per cell (``hazard.recent_changes``)."""
+        return hz.recent_changes(self.hazard_ratios)
 
     def matrix_table(self, estimator: str = "aipw") -> pd.DataFrame:
         """The retention effect matrix per stratum cell with revenue effect and cost per saved.
@@ -347,6 +372,9 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             matrix = matrix.merge(rev, on=key, how="left")
         else:
             matrix["revenue_effect"] = np.nan
+    hazard = hz.instrument_hazard_ratios(
+        data, window_months=cfg.hazard_window_months, recent_months=cfg.recent_months
+    )
     # ------------------------------------------------------- individual effects
     test = _split(data, cfg.test_share, rng)
     train = keep & ~test
@@ -417,6 +445,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         overlap=overlap,
         ate=ate,
         effect_matrix=matrix,
+        hazard_ratios=hazard,
         learner_metrics=metrics,
         curves=curves,
         calibration=calib,
@@ -503,6 +532,7 @@ def findings(summary: UpliftSummary) -> list[str]:
                 f"(selection bias {_pp(r['gap'])}); {summary.trimmed_share:.1%} of the "
                 "rule-assigned cases lacked common support and were trimmed."
             )
+    out += _hazard_findings(summary)
     if not summary.chosen.empty:
         lm = summary.learner_metrics.merge(summary.chosen[["instrument", "learner"]])
         items = [
@@ -524,6 +554,61 @@ def findings(summary: UpliftSummary) -> list[str]:
             f"{lo:.2f} to {hi:.2f} with the true effects; treating the top 30% by predicted "
             f"uplift retains {top:.1f} extra customers per 100 treated against {rnd30:.1f} "
             "for a random 30% (mean over instruments)."
+        )
+    return out
+
+
+def _hazard_findings(summary: UpliftSummary) -> list[str]:
+    """The strongest hazard ratio per instrument, recent changes, and the truth check."""
+    h = summary.hazard_ratios
+    if h.empty:
+        return []
+    out = []
+    every = summary.hazard_table("all").dropna(subset=["hazard_ratio"])
+    strongest = (
+        every.loc[every["upper"] < 1].sort_values("hazard_ratio").drop_duplicates("instrument")
+    )
+    if len(strongest):
+        items = [
+            f"{r.instrument} against {r.problem_type} {r.hazard_ratio:.2f} "
+            f"(95% CI {r.lower:.2f} to {r.upper:.2f})"
+            for r in strongest.itertuples()
+        ]
+        window = summary.hazard_ratios["window_end"].iloc[0]
+        out.append(
+            "Hazard ratio of churn in the weeks after the case, treated against untreated "
+            f"(Cox, adjusted for the customer covariates; cases up to {window:%Y-%m-%d}), "
+            "where each instrument cuts churn most: " + "; ".join(items) + "."
+        )
+    recent = h.loc[h["period"] == "recent"]
+    if len(recent):
+        start, end = recent["window_start"].iloc[0], recent["window_end"].iloc[0]
+        span = f"{start:%Y-%m-%d} to {end:%Y-%m-%d}"
+        changes = summary.hazard_changes()
+        changed = changes.loc[changes["changed"]].sort_values("p_holm")
+        if len(changed):
+            items = [
+                f"{r.instrument} against {r.problem_type} {r.recent:.2f} recently against "
+                f"{r.earlier:.2f} before (z = {r.z:.1f})"
+                for r in changed.itertuples()
+            ]
+            out.append(
+                f"Effects changed in the recent cases ({span}; Holm-corrected over "
+                f"{len(changes)} cells): " + "; ".join(items) + ". Plans built on older "
+                "estimates of these instruments are stale."
+            )
+        elif len(changes):
+            out.append(
+                f"No instrument's hazard ratio in the recent cases ({span}) differs from the "
+                f"earlier cases ({len(changes)} cells tested, Holm-corrected at 5%)."
+            )
+    truth = every.dropna(subset=["true_hazard_ratio"])
+    if len(truth):
+        covered = ((truth["lower"] <= truth["true_hazard_ratio"])
+                   & (truth["true_hazard_ratio"] <= truth["upper"])).sum()  # fmt: skip
+        out.append(
+            f"Against the simulator's truth, {covered} of {len(truth)} hazard-ratio intervals "
+            "cover the mean true effect of the cell's treated cases."
         )
     return out
 

@@ -1,0 +1,61 @@
+"""The monitor in the pipeline: a competitor enters the market between two scheduled runs.
+
+Two runs of ``retention-lab run`` a year apart on one simulated market (see
+``conftest.scheduled_runs``). At month 24 a competitor enters: its offers
+reach customers 2.5 times as often and make the discount useless (its true log
+hazard ratio against competitor offers goes from -0.8 to 0). The later run's
+monitoring stage must flag these changes, and nothing the shock left unchanged.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+
+from .conftest import CHANGED_BY_A_COMPETITOR_ENTRY, scheduled_runs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    shock = {"month": 24, "discount_effect": 0.0}
+    return scheduled_runs(tmp_path_factory.mktemp("shock"), seed=5, shock=shock)
+
+
+def test_the_first_run_says_there_is_nothing_to_compare(runs):
+    results = json.loads((runs[0] / "monitoring" / "results.json").read_text())
+    assert results["status"] == "succeeded" and results["metrics"]["previous_runs"] == 0
+    assert "nothing to compare yet" in results["findings"][0]
+
+
+def test_the_competitor_entry_and_the_useless_discount_are_flagged_and_nothing_else(runs):
+    comparison = pd.read_parquet(runs[1] / "monitoring" / "comparison.parquet")
+    flagged = comparison.loc[comparison["flagged"]]
+    groups = set(flagged["group"])
+    assert {
+        "problem_type=competitor_offer",
+        "churn_reason=competitor",
+        "instrument=discount|problem_type=competitor_offer",
+    } <= groups
+    assert groups <= CHANGED_BY_A_COMPETITOR_ENTRY, groups - CHANGED_BY_A_COMPETITOR_ENTRY
+    # the unchanged quantities were tested, not merely missing
+    unchanged = comparison.loc[comparison["tested"] & ~comparison["group"].isin(groups)]
+    families = unchanged.groupby("family").size()
+    assert families["hazard ratio"] >= 5 and families["problem hazard ratio"] >= 5
+    assert families["instrument hazard ratio"] >= 15 and families["instrument effect"] >= 40
+    discount = flagged.set_index("group").loc["instrument=discount|problem_type=competitor_offer"]
+    assert discount["previous"] < 0.6 and discount["current"] > 0.8  # true 0.45, then 1
+
+
+def test_the_report_names_the_stale_estimates_and_the_stages_to_rerun(runs):
+    results = json.loads((runs[1] / "monitoring" / "results.json").read_text())
+    assert results["metrics"]["previous_runs"] == 1 and results["metrics"]["flags"] >= 3
+    text = " ".join(results["findings"])
+    assert "Stale: Problems per 1,000 customer-months (problem_type=competitor_offer)" in text
+    assert "(instrument=discount, problem_type=competitor_offer)" in text
+    assert "Rerun with fresh data (since 2022-01-01): survival, uplift" in text
+    html = (runs[1] / "monitoring" / "monitoring.html").read_text()
+    assert "Flagged changes by impact on the plan" in html or "flags.png" in html
+    uplift = json.loads((runs[1] / "uplift" / "results.json").read_text())
+    assert uplift["metrics"]["recent_hazard_changes"] >= 1  # the uplift stage sees it too
