@@ -128,7 +128,10 @@ def test_run_quantities_read_every_stage_with_its_scale():
     median = q.loc[q["quantity"] == "median tenure"].iloc[0]
     assert median["se"] == pytest.approx(4.0 / (2 * 1.959964), rel=1e-4)
     retention = q.loc[q["quantity"] == "retention at 12 months"].iloc[0]
-    assert np.isnan(retention["se"])  # no CI in the survival metrics
+    assert np.isnan(retention["se"])  # these metrics carry no bounds
+    bounded = {"retention_12m": 0.8, "retention_12m_lower": 0.78, "retention_12m_upper": 0.82}
+    (retention,) = monitor.survival_quantities(bounded, {}).to_dict("records")
+    assert retention["se"] == pytest.approx(0.04 / (2 * 1.959964), rel=1e-4)
     effect = q.loc[q["group"] == "instrument=discount|problem_type=competitor_offer|segment=mass"]
     assert effect["se"].iloc[0] == pytest.approx(0.01)
     vip = q.loc[(q["family"] == "value") & (q["group"] == "segment=vip")]
@@ -194,6 +197,29 @@ def test_shifted_estimates_are_flagged_ranked_and_name_the_stage_to_rerun():
         "Stale:" in text
         and "Rerun with fresh data (since 2024-01-01): survival, uplift, plan" in text
     )
+
+
+def test_a_flag_on_an_instrument_the_plan_uses_is_ranked_by_the_plans_value():
+    current = outputs("2024-02-01", hr_shift=0.5, discount=0.04)
+    current.tables[("plan", "actions")] = pd.DataFrame(
+        {
+            "instrument": ["discount", "discount", "technician_visit"],
+            "problem_type": ["competitor_offer", "competitor_offer", "network"],
+            "segment": ["mass", "vip", "vip"],
+            "expected_saved_value": [3000.0, 5000.0, 700.0],
+        }
+    )
+    summary = monitor.analyse(current, [outputs("2024-01-01")], stages=STAGES)
+    ranked = summary.flags.set_index("group")
+    effect = ranked.loc["instrument=discount|problem_type=competitor_offer|segment=mass"]
+    # the plan expects 3,000 from discounts against competitor offers in the mass segment
+    assert effect["impact_basis"] == "plan" and effect["impact"] == pytest.approx(3000 * 2 / 3)
+    assert effect["rank"] == 1
+    hazard = ranked.loc["problem=competitor_offer"]  # no instrument: the book's value
+    assert hazard["impact_basis"] == "customers"
+    text = " ".join(monitor.findings(summary))
+    assert "of the saved value the plan expects from it" in text
+    assert not any("plan treats nobody" in m for m in summary.missing)
 
 
 def test_a_large_move_without_a_ci_is_listed_not_flagged():

@@ -269,22 +269,32 @@ def trends(history: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
     return out
 
 
-def rank_flags(flags: pd.DataFrame, value_base: pd.Series, *, unit: str = "EUR") -> pd.DataFrame:
-    """Rank flagged changes by how much of the plan's value they move (a proxy).
+def rank_flags(
+    flags: pd.DataFrame,
+    value_base: pd.Series,
+    *,
+    unit: str = "EUR",
+    plan_actions: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Rank flagged changes by how much of the plan's value they move.
 
-    ``impact = min(|relative change|, 1) * value_base[segment]``, where the
-    segment is read from the quantity's group (``segment=vip``; the whole book
-    otherwise) and ``value_base`` is the value of the active customers by
-    segment (index "all" for the book). An input distribution's relative change
-    is its PSI. Ties are broken by the size of the z statistic.
+    ``impact = min(|relative change|, 1) * base``. For a flag on an instrument
+    (its group names ``instrument=...``) that the plan uses, the base is the
+    saved value the plan expects from that instrument's actions in the flag's
+    problem type and segment (``plan_actions``: instrument, problem_type,
+    segment, expected_saved_value). Otherwise it is the value of the customers
+    concerned: ``value_base`` by segment (read from the group, ``segment=vip``;
+    index "all" for the whole book). An input distribution's relative change is
+    its PSI. Ties are broken by the size of the z statistic.
 
     Returns
     -------
     pandas.DataFrame
-        The flags with segment, impact, impact_unit and rank (1 = largest).
+        The flags with segment, impact, impact_unit, impact_basis ("plan" or
+        "customers") and rank (1 = largest).
     """
     if flags.empty:
-        return flags.assign(segment=[], impact=[], impact_unit=[], rank=[])
+        return flags.assign(segment=[], impact=[], impact_unit=[], impact_basis=[], rank=[])
     out = flags.copy()
     out["segment"] = out["group"].str.extract(r"segment=([^|]+)", expand=False).fillna("all")
     size = out["relative_change"].where(~out["family"].eq("input distribution"), out["current"])
@@ -292,6 +302,9 @@ def rank_flags(flags: pd.DataFrame, value_base: pd.Series, *, unit: str = "EUR")
         log_size = np.expm1(np.abs(np.log(out["current"] / out["previous"])))
         size = size.where(~out["scale"].eq("log"), log_size)
     base = out["segment"].map(value_base).fillna(value_base.get("all", np.nan))
+    planned = _planned_value(out["group"], plan_actions)
+    out["impact_basis"] = np.where(planned > 0, "plan", "customers")
+    base = base.where(~(planned > 0), planned)
     out["impact"] = np.minimum(size.abs(), 1.0) * base
     out["impact_unit"] = unit
     out = out.assign(_z=out["z"].abs().fillna(0)).sort_values(
@@ -299,6 +312,23 @@ def rank_flags(flags: pd.DataFrame, value_base: pd.Series, *, unit: str = "EUR")
     )
     out["rank"] = np.arange(1, len(out) + 1)
     return out.drop(columns="_z").reset_index(drop=True)
+
+
+def _planned_value(groups: pd.Series, actions: pd.DataFrame | None) -> pd.Series:
+    """Saved value the plan expects from the instrument (problem type, segment) of each group."""
+    planned = pd.Series(0.0, index=groups.index)
+    if actions is None or actions.empty or "expected_saved_value" not in actions:
+        return planned
+    for i, group in groups.items():
+        keys = dict(part.split("=", 1) for part in str(group).split("|") if "=" in part)
+        if "instrument" not in keys:
+            continue
+        mask = np.ones(len(actions), bool)
+        for column, level in keys.items():
+            if column in actions.columns:
+                mask &= actions[column].astype(str).to_numpy() == level
+        planned[i] = float(actions.loc[mask, "expected_saved_value"].sum())
+    return planned
 
 
 def ci_overlap(comparison: pd.DataFrame) -> pd.Series:

@@ -48,6 +48,7 @@ TABLES_READ: dict[str, tuple[str, ...]] = {
     "survival": ("hazard_ratios", "threats"),
     "uplift": ("effect_matrix", "instrument_hazard_ratios"),
     "clv": ("values",),
+    "plan": ("actions",),
     "monitoring": ("input_profile",),
 }
 EFFECT_COLUMNS = ("effect", "estimate", "uplift", "ate", "log_hazard_effect")
@@ -122,8 +123,9 @@ def survival_quantities(
 ) -> pd.DataFrame:
     """Median tenure, retention at the horizons and hazard ratios of the survival stage.
 
-    The median's SE is read from its 95% CI as ``(upper - lower) / (2 * 1.96)``;
-    retention at a horizon has no CI in the stage's metrics (se NaN). Hazard
+    The SEs of the median and of retention at a horizon are read from their 95%
+    CIs as ``(upper - lower) / (2 * 1.96)`` (se NaN when the stage logged no
+    bounds). Hazard
     ratios come from the ``hazard_ratios`` table (log scale, the model's SE) and
     the ``threats`` table (problem types; SE from the CI on the log scale).
     """
@@ -152,6 +154,7 @@ def survival_quantities(
     for key, value in sorted(metrics.items()):
         match = re.fullmatch(r"retention_([0-9.]+)m", key)
         if match:
+            lo, hi = metrics.get(f"{key}_lower", np.nan), metrics.get(f"{key}_upper", np.nan)
             rows.append(
                 _row(
                     "survival",
@@ -159,6 +162,9 @@ def survival_quantities(
                     f"retention at {match.group(1)} months",
                     "all",
                     value,
+                    se=(hi - lo) / (2 * Z95) if hi > lo else np.nan,
+                    lower=lo,
+                    upper=hi,
                     n=metrics.get("n_customers", np.nan),
                     unit="share",
                 )

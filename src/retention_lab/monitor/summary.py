@@ -90,7 +90,7 @@ class MonitorSummary:
     def flag_table(self) -> pd.DataFrame:
         """The flags for a reviewer: rank, what moved, from and to, z, adjusted p, impact."""
         columns = ["rank", "family", "quantity", "group", "previous", "current", "z", "p_holm",
-                   "impact", "impact_unit", "stage"]  # fmt: skip
+                   "impact", "impact_unit", "impact_basis", "stage"]  # fmt: skip
         if self.flags.empty:
             return pd.DataFrame(columns=columns)
         return self.flags[[c for c in columns if c in self.flags.columns]]
@@ -99,7 +99,8 @@ class MonitorSummary:
     def comparison_table(self) -> pd.DataFrame:
         """Every compared quantity for a reviewer, flagged first, then by adjusted p-value."""
         columns = ["family", "quantity", "group", "previous", "current", "relative_change", "z",
-                   "p_value", "p_holm", "ci_overlap", "flagged", "large_untested"]  # fmt: skip
+                   "p_value", "p_holm", "ci_overlap", "tested", "flagged",
+                   "large_untested"]  # fmt: skip
         if self.comparison.empty:
             return pd.DataFrame(columns=columns)
         c = self.comparison.sort_values(["flagged", "p_holm"], ascending=[False, True])
@@ -169,10 +170,11 @@ def _missing(current: RunOutputs, quantities: pd.DataFrame, stages: Sequence[str
                 "hazard ratios of the problem types: the survival stage saves no "
                 "threats or hazard_ratios table"
             )
-        if quantities.loc[quantities["family"] == "survival", "se"].isna().any():
+        untested = quantities.loc[(quantities["family"] == "survival") & quantities["se"].isna()]
+        if len(untested):
             out.append(
-                "a confidence interval for retention at the horizons: the survival stage "
-                "logs retention_<h>m without bounds, so those changes are shown, not tested"
+                f"a confidence interval for {', '.join(untested['quantity'])}: the survival "
+                "stage logged no bounds, so those changes are shown, not tested"
             )
     if "uplift" not in stages or "instrument effect" not in families:
         out.append(
@@ -186,10 +188,11 @@ def _missing(current: RunOutputs, quantities: pd.DataFrame, stages: Sequence[str
         )
     elif "clv" in stages:
         out.append("value totals by segment: the clv stage saved no values table")
-    if "plan" not in stages or current.table("plan", "plan") is None:
+    actions = current.table("plan", "actions")
+    if "plan" not in stages or actions is None or actions.empty:
         out.append(
-            "the plan's expected value per cell: flags are ranked by a proxy, the relative "
-            "change times the value of the segment concerned"
+            "the plan's expected value per instrument: the plan treats nobody in this run "
+            "(or did not run), so every flag is ranked by the value of the customers concerned"
         )
     return out
 
@@ -229,7 +232,12 @@ def analyse(
         )
         comparison["ci_overlap"] = ci_overlap(comparison)
         base, unit = _value_base(current)
-        flags = rank_flags(comparison.loc[comparison["flagged"]], base, unit=unit)
+        flags = rank_flags(
+            comparison.loc[comparison["flagged"]],
+            base,
+            unit=unit,
+            plan_actions=current.table("plan", "actions"),
+        )
         trend = trends(history, alpha=alpha)
     else:
         comparison = flags = pd.DataFrame()
@@ -299,13 +307,14 @@ def findings(summary: MonitorSummary) -> list[str]:
         stages = [
             s for s in RERUN.get(row["family"], ()) if not summary.stages or s in summary.stages
         ]
-        impact = (
-            ""
-            if not np.isfinite(row["impact"])
-            else (
-                f"; it bears on about {row['impact']:,.0f} {row['impact_unit']} of the plan's base"
+        impact = ""
+        if np.isfinite(row["impact"]):
+            basis = (
+                "of the saved value the plan expects from it"
+                if row.get("impact_basis") == "plan"
+                else "of the customers' value concerned"
             )
-        )
+            impact = f"; it bears on about {row['impact']:,.0f} {row['impact_unit']} {basis}"
         out.append(
             f"Stale: {what}; the estimates of {', '.join(stages) or 'the stages'} that pool "
             f"data from before the change no longer hold{impact}."

@@ -140,6 +140,8 @@ class SurvivalSummary:
         }
         for r in self._overall(self.retention).itertuples():
             m[f"retention_{r.horizon_months:g}m"] = float(r.retention)
+            m[f"retention_{r.horizon_months:g}m_lower"] = float(r.lower)
+            m[f"retention_{r.horizon_months:g}m_upper"] = float(r.upper)
         v = self.validation
         m.update({"concordance": v.concordance, "calibration_ici": v.ici, "calibration_e50": v.e50})
         for r in v.brier.itertuples():

@@ -175,7 +175,7 @@ def instrument_hazard_ratios(
 ) -> pd.DataFrame:
     """Hazard ratio of churn within ``window_months`` of the case, treated against control.
 
-    One Cox model per period, stratified by problem type, with an indicator per
+    One Cox model per period, stratified by problem type (and ``strata``), with an indicator per
     instrument and problem type and the case's covariates (``data.features``)
     as adjustment. Periods: "recent", the cases of the last ``recent_months``
     whose outcome is observed (dated from the snapshot date ``data.as_of``
@@ -192,6 +192,10 @@ def instrument_hazard_ratios(
         Follow-up after the case: the weeks in which an instrument acts.
     min_churned
         Fewest churned customers in the treated and in the control arm of a cell.
+    strata
+        Columns whose levels get their own baseline hazard besides the problem
+        type (those present): a contract's renewal dates shape its churn over
+        time in a way no proportional term can.
 
     Returns
     -------
