@@ -8,6 +8,7 @@ as bad data or a bad configuration, printed without a traceback).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -28,6 +29,8 @@ EXIT_USER_ERROR = 2
 
 
 def _setup_logging(verbose: bool) -> None:
+    # MLflow sets its own log level when imported (later, in the runner and the kernels)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

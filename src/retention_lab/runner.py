@@ -216,6 +216,9 @@ def _execute_stage(
             cwd=str(run_dir),
             progress_bar=False,
             execution_timeout=config.runner.cell_timeout_s,
+            # the kernel's own log (its transport warning, the interrupt at shutdown) is noise
+            # in a scheduler's log; a failing cell or a dead kernel is reported by the runner
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except PapermillExecutionError as exc:
         error, cell_index = f"{exc.ename}: {exc.evalue}", exc.cell_index
