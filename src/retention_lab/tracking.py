@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import subprocess
 import tempfile
@@ -33,6 +34,8 @@ def _client(tracking_uri: str):
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # stage tables are small: a progress bar per download only clutters the notebooks
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
 
