@@ -125,9 +125,9 @@ def survival_quantities(
 
     The SEs of the median and of retention at a horizon are read from their 95%
     CIs as ``(upper - lower) / (2 * 1.96)`` (se NaN when the stage logged no
-    bounds). Hazard
-    ratios come from the ``hazard_ratios`` table (log scale, the model's SE) and
-    the ``threats`` table (problem types; SE from the CI on the log scale).
+    bounds). Hazard ratios come from the ``hazard_ratios`` table (log scale, the
+    model's SE) and the ``threats`` table (problem types; SE from the CI on the
+    log scale).
     """
     rows = []
     med, lo, hi = (
