@@ -14,9 +14,11 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from retention_lab.viz import _no_data, _require_columns
 
+HAZARD_TICKS = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
 ESTIMATOR_LABELS = {
     ("difference_in_means", "randomised"): "Randomised: difference in means",
     ("naive", "rule"): "Rule-assigned: naive difference",
@@ -299,9 +301,13 @@ def plot_hazard_ratios(hazard: pd.DataFrame) -> Figure:
                 )  # fmt: skip
         ax.axvline(1, color="grey", lw=1)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(HAZARD_TICKS))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(np.arange(len(problems)), problems)
         _label(ax, inst, "Hazard ratio (log scale; < 1 = fewer churn)", "Problem type")
-    axes[0].legend(fontsize="small", loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small")
     fig.suptitle(title, fontweight="bold")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
