@@ -422,3 +422,24 @@ def test_without_a_shock_flags_stay_within_the_false_alarm_rate(market, tracking
     # flagged runs would happen by chance with probability 5.7%
     assert flagged_runs <= 1, (flagged_runs, flags, tests)
     assert tests >= 8 * 25
+
+
+def test_history_panels_label_each_family_and_draw_the_biggest_moves_first():
+    import matplotlib.pyplot as plt
+
+    from retention_lab import viz
+
+    runs = [outputs("2024-01-01"), outputs("2024-02-01", recent_discount=-0.2)]
+    summary = monitor.analyse(runs[1], [runs[0]], stages=STAGES)
+    fig = viz.plot_monitor_panels(summary.history, families=monitor.HEADLINE_FAMILIES)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == len({"survival", "instrument hazard ratio", "instrument effect",
+                             "problem hazard ratio", "value"})  # fmt: skip
+    titles = {ax.get_title(): ax for ax in axes}
+    survival = titles["Median tenure across runs"]
+    assert survival.get_ylabel() == "Median tenure (months)" and survival.get_xlabel()
+    hazard = next(ax for title, ax in titles.items() if title.startswith("Hazard ratio in recent"))
+    # the discount moved by 0.6 on the log scale (6 SE), the technician visit not at all
+    legend = [t.get_text() for t in hazard.get_legend().get_texts()]
+    assert legend[0] == "instrument=discount|problem_type=competitor_offer"
+    plt.close(fig)

@@ -225,7 +225,6 @@ def plot_truth_check(check: pd.DataFrame | None, *, ax: Axes | None = None) -> A
 
 # ------------------------------------------------------------------ monitoring
 MONITOR_FAMILY_LABELS = {
-    "survival": "Median tenure (months)",
     "hazard ratio": "Hazard ratio",
     "problem hazard ratio": "Hazard ratio of an active problem",
     "instrument effect": "Instrument effect",
@@ -247,13 +246,25 @@ def plot_run_history(
     """One monitored quantity family across runs: a line per group with its 95% CI band.
 
     ``history`` is ``MonitorSummary.history`` (run_label, run_order, family,
-    quantity, group, estimate, lower, upper). ``quantity`` picks one quantity of
-    the family (default: the first); at most ``max_lines`` groups are drawn,
-    those that moved most first.
+    quantity, group, estimate, se, scale, unit, lower, upper). ``quantity`` picks one
+    quantity of the family (default: the first); at most ``max_lines`` groups
+    are drawn, those that moved most against their standard error first.
     """
     _require_columns(
         history,
-        ["run_label", "run_order", "family", "quantity", "group", "estimate", "lower", "upper"],
+        [
+            "run_label",
+            "run_order",
+            "family",
+            "quantity",
+            "group",
+            "estimate",
+            "se",
+            "scale",
+            "unit",
+            "lower",
+            "upper",
+        ],
         "plot_run_history",
     )
     data = history.loc[history["family"] == family]
@@ -264,8 +275,15 @@ def plot_run_history(
     ax = ax or plt.figure().gca()
     if data.empty:
         return _no_data(ax, title)
-    spread = data.groupby("group")["estimate"].agg(lambda s: s.max() - s.min())
-    groups = spread.sort_values(ascending=False).index[:max_lines]
+    # the groups that moved most against their own uncertainty (on the comparison scale)
+    on_scale = np.where(data["scale"] == "log", np.log(data["estimate"]), data["estimate"])
+    moved = (
+        data.assign(_y=on_scale)
+        .groupby("group")
+        .agg(spread=("_y", lambda s: s.max() - s.min()), se=("se", "mean"))
+    )
+    moved = moved["spread"] / moved["se"].where(moved["se"] > 0).fillna(1.0)
+    groups = moved.sort_values(ascending=False).index[:max_lines]
     labels = data.drop_duplicates("run_order").sort_values("run_order")
     colors = sns.color_palette(PALETTE, len(groups))
     for color, group in zip(colors, groups, strict=False):
@@ -278,7 +296,9 @@ def plot_run_history(
     ax.set(
         title=title,
         xlabel="Run (snapshot date, oldest left)",
-        ylabel=MONITOR_FAMILY_LABELS.get(family, quantity or family),
+        ylabel=f"{str(quantity).capitalize()} ({data['unit'].iloc[0]})"
+        if family == "survival"
+        else MONITOR_FAMILY_LABELS.get(family, quantity or family),
     )
     return ax
 
