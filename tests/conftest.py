@@ -74,33 +74,30 @@ CHANGED_BY_A_COMPETITOR_ENTRY = {
       ("competitor_offer", "price", "billing")),
 }  # fmt: skip
 SCHEDULED_SNAPSHOTS = ("2022-01-01", "2023-01-01")
+SHOCK_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shock.yaml"
 
 
-def scheduled_runs(root: Path, *, seed: int, shock: dict | None) -> list[Path]:
-    """Two scheduled runs through the CLI on snapshots of one simulated market.
+def scheduled_runs(root: Path, *, shock: bool) -> list[Path]:
+    """Two scheduled runs of ``configs/shock.yaml`` through the CLI, a year apart.
 
-    A market of 300,000 customers over 2020-2022 is observed on 2022-01-01 and a
-    year later: the later run's recent retention cases (January to June 2022)
-    come after a shock at month 24. Both runs log to one MLflow experiment, so
-    the later run's monitoring stage compares with the earlier one. Returns the
-    run folders, oldest first.
+    The market (300,000 customers, 2020-2022) is observed with ``--as-of`` on
+    2022-01-01 and a year later: the later run's recent retention cases (January
+    to June 2022) come after the competitor entry at month 24. Without ``shock``
+    the same market is simulated without the entry. Both runs log to one MLflow
+    experiment, so the later run's monitoring stage compares with the earlier
+    one. Returns the run folders, oldest first.
     """
+    config = yaml.safe_load(SHOCK_CONFIG.read_text())
+    if not shock:
+        del config["data"]["simulator"]["shock"]
+    path = root / "scheduled.yaml"
+    path.write_text(yaml.safe_dump(config))
     reports = root / "reports"
     run_dirs: list[Path] = []
     for as_of in SCHEDULED_SNAPSHOTS:
-        simulator = {"n_customers": 300_000, "months": 36} | ({"shock": shock} if shock else {})
-        config = {
-            "name": "scheduled",
-            "seed": seed,
-            "stages": ["data", "survival", "uplift", "clv", "monitoring"],
-            "data": {"source": "simulator", "as_of": as_of, "simulator": simulator},
-            "tracking": {"experiment": "scheduled"},
-        }
-        path = root / f"scheduled-{as_of}.yaml"
-        path.write_text(yaml.safe_dump(config))
         before = set(reports.glob("*/run.json"))
-        result = cli("run", "--config", str(path), "--reports-dir", str(reports), "--fast",
-                     tmp_path=root, timeout=1800)  # fmt: skip
+        result = cli("run", "--config", str(path), "--as-of", as_of, "--reports-dir",
+                     str(reports), "--fast", tmp_path=root, timeout=1800)  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         (record,) = set(reports.glob("*/run.json")) - before
         run_dirs.append(record.parent)

@@ -65,3 +65,20 @@ def test_validate_reports_the_tables(tmp_path):
     result = cli("validate", "--config", str(config), tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "valid; Tables(as_of=" in result.stdout and "customers=300" in result.stdout
+
+
+def test_as_of_outside_the_data_or_not_a_date_exits_2_before_any_run(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("name: c\nstages: [data]\ndata:\n  simulator:\n    months: 24\n")
+    reports = tmp_path / "r"
+    late = cli("run", "--config", str(config), "--as-of", "2030-01-01", "--reports-dir",
+               str(reports), tmp_path=tmp_path)  # fmt: skip
+    assert late.returncode == 2
+    assert "c.yaml (--as-of): data: " in late.stderr
+    assert "as_of 2030-01-01 is outside the simulated window (2020-01-01 to 2022-01-01)" in (
+        late.stderr
+    )
+    bad = cli("run", "--config", str(config), "--as-of", "2021-13-01", "--reports-dir",
+              str(reports), tmp_path=tmp_path)  # fmt: skip
+    assert bad.returncode == 2 and "data.as_of" in bad.stderr and "Traceback" not in bad.stderr
+    assert not reports.exists()

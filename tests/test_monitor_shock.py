@@ -1,9 +1,9 @@
 """The monitor in the pipeline: a competitor enters the market between two scheduled runs.
 
-Two runs of ``retention-lab run`` a year apart on one simulated market (see
-``conftest.scheduled_runs``). At month 24 a competitor enters: its offers
-reach customers 2.5 times as often and make the discount useless (its true log
-hazard ratio against competitor offers goes from -0.8 to 0). The later run's
+Two runs of ``retention-lab run --config configs/shock.yaml --as-of ...`` a
+year apart (see ``conftest.scheduled_runs``). At month 24 a competitor enters:
+its offers reach customers 2.5 times as often and make the discount useless
+(its true log hazard ratio against competitor offers goes from -0.8 to 0). The later run's
 monitoring stage must flag these changes, and nothing the shock left unchanged.
 """
 
@@ -19,8 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    shock = {"month": 24, "discount_effect": 0.0}
-    return scheduled_runs(tmp_path_factory.mktemp("shock"), seed=5, shock=shock)
+    return scheduled_runs(tmp_path_factory.mktemp("shock"), shock=True)
 
 
 def test_the_first_run_says_there_is_nothing_to_compare(runs):

@@ -14,7 +14,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from retention_lab.config import DEFAULT_CONFIG, NOTEBOOKS_DIR, REPORTS_DIR, load_config
+from retention_lab.config import (
+    DEFAULT_CONFIG,
+    NOTEBOOKS_DIR,
+    REPORTS_DIR,
+    load_config,
+    with_as_of,
+)
 from retention_lab.errors import RetentionLabError
 
 app = typer.Typer(
@@ -50,6 +56,12 @@ def run(
     reports_dir: Path = typer.Option(REPORTS_DIR, help="Folder that holds one folder per run"),
     fast: bool = typer.Option(False, help="Shrink the work in every stage (for smoke tests)"),
     notebooks_dir: Path = typer.Option(NOTEBOOKS_DIR, help="Folder of the stage notebooks"),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Snapshot date YYYY-MM-DD instead of the configuration's data.as_of "
+        "(a scheduler's run date; an earlier date for a backfill)",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details"),
 ) -> None:
     """Run the pipeline of a configuration and render its reports."""
@@ -74,6 +86,8 @@ def run(
 
     try:
         run_config = load_config(config)
+        if as_of is not None:
+            run_config = with_as_of(run_config, as_of, file=str(config))
         with console.status(f"running {run_config.name}", spinner="dots"):
             outcome = run_pipeline(
                 run_config,

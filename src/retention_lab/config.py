@@ -404,7 +404,9 @@ def parse_config(raw: dict[str, Any], *, file: str = "<configuration>") -> RunCo
         problems = []
         for err in exc.errors():
             message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            if err["type"] not in ("extra_forbidden", "missing"):
+            message = message.removeprefix("Value error, ")
+            scalar = not isinstance(err.get("input"), dict | list)
+            if err["type"] not in ("extra_forbidden", "missing") and scalar:
                 message += f" (got {err.get('input')!r})"
             problems.append((_key_path(err["loc"]), message))
         raise ConfigError(file=file, problems=problems) from None
@@ -422,6 +424,17 @@ def load_config(path: str | Path) -> RunConfig:
     config = parse_config(raw or {}, file=str(path))
     # relative data paths are taken from the configuration file's folder
     return config.model_copy(update={"data": config.data.resolve_paths(path.resolve().parent)})
+
+
+def with_as_of(config: RunConfig, as_of: str, *, file: str) -> RunConfig:
+    """The same configuration observing its data at another snapshot date (``run --as-of``).
+
+    A scheduler passes its run date, a backfill an earlier one; the result is
+    validated like the file (a simulated market's window must contain the date).
+    """
+    raw = config.model_dump(mode="json")
+    raw["data"]["as_of"] = as_of
+    return parse_config(raw, file=f"{file} (--as-of)")
 
 
 def dump_config(config: RunConfig, path: str | Path) -> None:

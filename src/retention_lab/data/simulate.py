@@ -93,6 +93,11 @@ class SimulatorSettings(BaseModel):
         13, ge=1, le=52, description="Weeks a problem (and the instrument answering it) acts"
     )
 
+    @property
+    def end(self) -> date:
+        """The last day of the simulated window: the default snapshot date."""
+        return _add_months(self.start, self.months)
+
 
 @dataclass(frozen=True, eq=False)
 class GroundTruth:
@@ -419,7 +424,7 @@ def simulate(
     settings = settings or SimulatorSettings()
     t0 = time.perf_counter()
     rng = np.random.default_rng(random_state)
-    as_of = _add_months(settings.start, settings.months)
+    as_of = settings.end
     start = np.datetime64(settings.start, "D")
     total_days = (as_of - settings.start).days
     h_weeks = horizon_weeks(settings.outcome_horizon_months)

@@ -108,6 +108,11 @@ class DataConfig(BaseModel):
     @model_validator(mode="after")
     def _source_has_tables(self) -> DataConfig:
         if self.source == "simulator":
+            start, end = self.simulator.start, self.simulator.end
+            if self.as_of is not None and not start < self.as_of <= end:
+                raise ValueError(
+                    f"as_of {self.as_of} is outside the simulated window ({start} to {end})"
+                )
             return self
         if self.as_of is None:
             raise ValueError(f"as_of is required for source {self.source}")
