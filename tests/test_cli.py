@@ -65,6 +65,9 @@ def test_validate_reports_the_tables(tmp_path):
     result = cli("validate", "--config", str(config), tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "valid; Tables(as_of=" in result.stdout and "customers=300" in result.stdout
+    earlier = cli("validate", "--config", str(config), "--as-of", "2021-01-01", tmp_path=tmp_path)
+    assert earlier.returncode == 0, earlier.stderr
+    assert "Tables(as_of=2021-01-01" in earlier.stdout  # the market as it was then
 
 
 def test_as_of_outside_the_data_or_not_a_date_exits_2_before_any_run(tmp_path):

@@ -45,6 +45,20 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
+AS_OF_OPTION = typer.Option(
+    None,
+    "--as-of",
+    help="Snapshot date YYYY-MM-DD instead of the configuration's data.as_of "
+    "(a scheduler's run date; an earlier date for a backfill)",
+)
+
+
+def _load(config: Path, as_of: str | None):
+    """The configuration, observing its data at ``as_of`` when given."""
+    run_config = load_config(config)
+    return run_config if as_of is None else with_as_of(run_config, as_of, file=str(config))
+
+
 def _fail(error: RetentionLabError) -> None:
     console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(EXIT_USER_ERROR)
@@ -56,12 +70,7 @@ def run(
     reports_dir: Path = typer.Option(REPORTS_DIR, help="Folder that holds one folder per run"),
     fast: bool = typer.Option(False, help="Shrink the work in every stage (for smoke tests)"),
     notebooks_dir: Path = typer.Option(NOTEBOOKS_DIR, help="Folder of the stage notebooks"),
-    as_of: str | None = typer.Option(
-        None,
-        "--as-of",
-        help="Snapshot date YYYY-MM-DD instead of the configuration's data.as_of "
-        "(a scheduler's run date; an earlier date for a backfill)",
-    ),
+    as_of: str | None = AS_OF_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details"),
 ) -> None:
     """Run the pipeline of a configuration and render its reports."""
@@ -85,9 +94,7 @@ def run(
             )
 
     try:
-        run_config = load_config(config)
-        if as_of is not None:
-            run_config = with_as_of(run_config, as_of, file=str(config))
+        run_config = _load(config, as_of)
         with console.status(f"running {run_config.name}", spinner="dots"):
             outcome = run_pipeline(
                 run_config,
@@ -156,12 +163,13 @@ def simulate(
 @app.command()
 def validate(
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Run configuration (YAML)"),
+    as_of: str | None = AS_OF_OPTION,
 ) -> None:
     """Load and validate a configuration's data without running any stage."""
     from retention_lab.data import load_tables
 
     try:
-        run_config = load_config(config)
+        run_config = _load(config, as_of)
         tables, _ = load_tables(run_config.data, random_state=run_config.seed)
     except RetentionLabError as error:
         _fail(error)
