@@ -8,6 +8,10 @@ left out) in ``--data-dir`` (default ``/tmp/bench_uplift``); the timed part,
 run in a fresh process, reads the tables and runs what the notebook runs:
 ``case_table``, ``analyse`` (default configuration), ``plan_effects``. Peak
 memory is the maximum resident set size of that process.
+
+Measured (2 cores, 2026-11-23): 419,443 cases with an observed outcome,
+274.6 s in all (analyse 238.4 s, of which the instrument hazard ratios take
+15.9 s), 4.14 GB.
 """
 
 from __future__ import annotations
