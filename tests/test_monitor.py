@@ -222,6 +222,25 @@ def test_a_flag_on_an_instrument_the_plan_uses_is_ranked_by_the_plans_value():
     assert not any("plan treats nobody" in m for m in summary.missing)
 
 
+def test_the_current_run_is_read_from_its_folder_with_its_plan_for_the_ranking(tmp_path):
+    import json
+
+    for stage, name, table in [
+        ("uplift", "instrument_hazard_ratios", instrument_hazards()),
+        ("plan", "actions", pd.DataFrame({"instrument": ["discount"],
+                                          "expected_saved_value": [10.0]})),
+        ("plan", "unrelated", pd.DataFrame({"x": [1]})),
+    ]:  # fmt: skip
+        (tmp_path / stage).mkdir(exist_ok=True)
+        table.to_parquet(tmp_path / stage / f"{name}.parquet")
+    (tmp_path / "uplift" / "results.json").write_text(
+        json.dumps({"status": "succeeded", "metrics": {"cases": 10.0}})
+    )
+    current = monitor.current_outputs(tmp_path, ["uplift", "plan"], as_of="2024-01-01")
+    assert set(current.tables) == {("uplift", "instrument_hazard_ratios"), ("plan", "actions")}
+    assert current.metrics == {"uplift": {"cases": 10.0}}
+
+
 def test_a_large_move_without_a_ci_is_listed_not_flagged():
     summary = monitor.analyse(
         outputs("2024-02-01", retention=0.5), [outputs("2024-01-01")], stages=STAGES

@@ -38,6 +38,11 @@ PSI_EPSILON = 1e-4
 DECILES = np.round(np.linspace(0.1, 0.9, 9), 4)
 
 
+def group_keys(group: str) -> dict[str, str]:
+    """The cell a quantity's group names: ``"instrument=discount|segment=vip"`` -> a mapping."""
+    return dict(part.split("=", 1) for part in str(group).split("|") if "=" in part)
+
+
 def _as_reference(previous: pd.DataFrame) -> pd.DataFrame:
     """The previous run's quantities as a later run compares with them (``reference`` first)."""
     if "reference" not in previous:
@@ -296,7 +301,7 @@ def rank_flags(
     if flags.empty:
         return flags.assign(segment=[], impact=[], impact_unit=[], impact_basis=[], rank=[])
     out = flags.copy()
-    out["segment"] = out["group"].str.extract(r"segment=([^|]+)", expand=False).fillna("all")
+    out["segment"] = [group_keys(g).get("segment", "all") for g in out["group"]]
     size = out["relative_change"].where(~out["family"].eq("input distribution"), out["current"])
     if "scale" in out:
         log_size = np.expm1(np.abs(np.log(out["current"] / out["previous"])))
@@ -320,7 +325,7 @@ def _planned_value(groups: pd.Series, actions: pd.DataFrame | None) -> pd.Series
     if actions is None or actions.empty or "expected_saved_value" not in actions:
         return planned
     for i, group in groups.items():
-        keys = dict(part.split("=", 1) for part in str(group).split("|") if "=" in part)
+        keys = group_keys(group)
         if "instrument" not in keys:
             continue
         mask = np.ones(len(actions), bool)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from retention_lab import tracking
-from retention_lab.monitor.quantities import TABLES_READ, RunOutputs
+from retention_lab.monitor.quantities import RANKING_TABLES, TABLES_READ, RunOutputs
 from retention_lab.stage import read_results
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def current_outputs(
         results = read_results(run_dir, stage)
         if results and results.get("status") == "succeeded":
             outputs.metrics[stage] = results.get("metrics", {})
-        for name in TABLES_READ.get(stage, ()):
+        for name in (*TABLES_READ.get(stage, ()), *RANKING_TABLES.get(stage, ())):
             path = run_dir / stage / f"{name}.parquet"
             if path.is_file():
                 outputs.tables[(stage, name)] = pd.read_parquet(path)

@@ -43,14 +43,15 @@ QUANTITY_COLUMNS = [
     "reference",
     "reference_se",
 ]
-# the tables the monitor reads from each stage's run, when the stage saved them
+# the tables the monitored quantities come from, read from every run that saved them
 TABLES_READ: dict[str, tuple[str, ...]] = {
     "survival": ("hazard_ratios", "threats"),
     "uplift": ("effect_matrix", "instrument_hazard_ratios"),
     "clv": ("values",),
-    "plan": ("actions",),
     "monitoring": ("input_profile",),
 }
+# read from the current run only: its plan's actions rank the flags (``compare.rank_flags``)
+RANKING_TABLES: dict[str, tuple[str, ...]] = {"plan": ("actions",)}
 EFFECT_COLUMNS = ("effect", "estimate", "uplift", "ate", "log_hazard_effect")
 
 

@@ -13,6 +13,7 @@ from retention_lab.monitor.compare import (
     compare_distributions,
     compare_quantities,
     flag_changes,
+    group_keys,
     rank_flags,
     trends,
 )
@@ -296,7 +297,7 @@ def findings(summary: MonitorSummary) -> list[str]:
     for row in summary.flags.head(5).to_dict("records"):
         if row["family"] == "input distribution":
             what = (
-                f"The distribution of {row['group'].split('=', 1)[1]} among active customers "
+                f"The distribution of {group_keys(row['group'])['feature']} among active customers "
                 f"shifted (PSI {row['current']:.2f})"
             )
         else:

@@ -26,8 +26,9 @@ from statsmodels.stats.multitest import multipletests
 from retention_lab.errors import StatisticalWarning
 from retention_lab.uplift.cases import DAYS_PER_MONTH, UpliftInput
 from retention_lab.uplift.design import is_categorical
+from retention_lab.uplift.effects import Z95
 
-Z95 = 1.959963984540054
+CHANGE_ALPHA = 0.05  # family-wise level of the recent-against-earlier tests
 HAZARD_COLUMNS = [
     "period",
     "window_start",
@@ -239,7 +240,7 @@ def instrument_hazard_ratios(
     return out
 
 
-def recent_changes(hazard: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
+def recent_changes(hazard: pd.DataFrame, *, alpha: float = CHANGE_ALPHA) -> pd.DataFrame:
     """Recent against earlier hazard ratio of each cell, two independent sets of cases.
 
     z-test of the difference of the log hazard ratios; Holm's correction over

@@ -600,7 +600,8 @@ def _hazard_findings(summary: UpliftSummary) -> list[str]:
         elif len(changes):
             out.append(
                 f"No instrument's hazard ratio in the recent cases ({span}) differs from the "
-                f"earlier cases ({len(changes)} cells tested, Holm-corrected at 5%)."
+                f"earlier cases ({len(changes)} cells tested, Holm-corrected at "
+                f"{hz.CHANGE_ALPHA:.0%})."
             )
     truth = every.dropna(subset=["true_hazard_ratio"])
     if len(truth):
