@@ -28,6 +28,18 @@ DEFAULT_CONFIG = CONFIGS_DIR / "demo.yaml"
 KERNEL_NAME = "retention-lab"
 
 
+def resolve_path(path: str | Path) -> Path:
+    """Resolve a path a user typed.
+
+    Absolute as given; relative from the working directory if it exists there,
+    else from the project root (notebooks run in ``notebooks/`` or a run folder).
+    """
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate.resolve()
+    return PROJ_ROOT / candidate
+
+
 def default_tracking_uri() -> str:
     """Return ``MLFLOW_TRACKING_URI`` if set, else the project's local sqlite store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"

@@ -29,12 +29,17 @@ from retention_lab.config import (
     flatten,
 )
 from retention_lab.errors import ConfigError, RetentionLabError
-from retention_lab.stage import TABLES_DIR, StageContext, read_results, store_tables
+from retention_lab.stage import (
+    RUN_CONFIG_FILE,
+    TABLES_DIR,
+    StageContext,
+    read_results,
+    store_tables,
+)
 
 log = logging.getLogger(__name__)
 
 STAGE_PARAMETERS = ("config_file", "run_dir", "mlflow_run_id", "fast")
-RUN_CONFIG_FILE = "config.yaml"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -24,13 +25,14 @@ import numpy as np
 import pandas as pd
 
 from retention_lab import tracking
-from retention_lab.config import DATA_DIR, PROJ_ROOT, RunConfig, load_config
+from retention_lab.config import DATA_DIR, RunConfig, dump_config, load_config, resolve_path
 from retention_lab.data.loaders import Tables, load_tables, read_tables, write_tables
 from retention_lab.errors import MissingStageOutput
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
+RUN_CONFIG_FILE = "config.yaml"
 TABLES_DIR = "tables"
 TRUTH_DIR = "truth"
 
@@ -75,12 +77,7 @@ class StageContext:
 
     def truth(self):
         """The simulator's ground truth, or ``None`` for real data."""
-        directory = self.run_dir / TABLES_DIR
-        if not (directory / TRUTH_DIR).is_dir():
-            return None
-        from retention_lab.data.simulate import read_ground_truth
-
-        return read_ground_truth(directory)
+        return read_truth(self.run_dir)
 
     def save_table(self, frame: pd.DataFrame, name: str) -> None:
         """Store a table as ``<stage>/<name>.parquet`` for later stages and log it to MLflow.
@@ -100,10 +97,7 @@ class StageContext:
 
     def read_output(self, stage: str, name: str) -> pd.DataFrame:
         """A table an earlier stage saved; a clear error names the stage to run if missing."""
-        path = self.run_dir / stage / f"{name}.parquet"
-        if not path.is_file():
-            raise MissingStageOutput(stage=self.name, needs=stage, path=str(path))
-        return pd.read_parquet(path)
+        return read_output(self.run_dir, stage, name, reader=self.name)
 
     def log_figure(self, figure, name: str) -> None:
         """Save a figure as PNG in ``<stage>/figures`` and log it to MLflow.
@@ -167,13 +161,49 @@ def store_tables(run_dir: Path, config: RunConfig) -> dict:
     return json.loads(meta_file.read_text())
 
 
+def read_truth(run_dir: Path):
+    """The simulator's ground truth stored in a run folder, or ``None`` for real data."""
+    directory = Path(run_dir) / TABLES_DIR
+    if not (directory / TRUTH_DIR).is_dir():
+        return None
+    from retention_lab.data.simulate import read_ground_truth
+
+    return read_ground_truth(directory)
+
+
+def read_output(run_dir: Path, stage: str, name: str, *, reader: str) -> pd.DataFrame:
+    """The table ``name`` that ``stage`` saved in a run folder; the error names who needs it."""
+    path = Path(run_dir) / stage / f"{name}.parquet"
+    if not path.is_file():
+        raise MissingStageOutput(stage=reader, needs=stage, path=str(path))
+    return pd.read_parquet(path)
+
+
+def stage_outputs(run_dir: Path) -> dict[str, list[str]]:
+    """The tables each stage saved in a run folder, by stage."""
+    folders = sorted(p for p in Path(run_dir).iterdir() if p.is_dir() and p.name != TABLES_DIR)
+    found = {folder.name: sorted(f.stem for f in folder.glob("*.parquet")) for folder in folders}
+    return {stage: names for stage, names in found.items() if names}
+
+
+def _scratch_folder(config: RunConfig, config_file: Path) -> Path:
+    """The interactive run folder of a configuration, holding the configuration it was made for.
+
+    Stored tables are dropped when the configuration changed since they were stored.
+    """
+    folder = DATA_DIR / "scratch" / config.name
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = folder / RUN_CONFIG_FILE
+    previous = stored.read_text() if stored.is_file() else None
+    dump_config(config, stored)
+    if previous is not None and previous != stored.read_text():
+        log.info("%s changed: the scratch tables of %s are loaded again", config_file, folder)
+        shutil.rmtree(folder / TABLES_DIR, ignore_errors=True)
+    return folder
+
+
 def _reviewer_warning(message, category, filename, lineno, line=None) -> str:
     return f"{category.__name__}: {message}\n"
-
-
-def _resolve(path: str) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else PROJ_ROOT / candidate
 
 
 def open_stage(
@@ -186,14 +216,18 @@ def open_stage(
 ) -> StageContext:
     """Open a stage from the notebook parameters.
 
-    Relative paths are taken from the project root, so a notebook runs the same
-    from JupyterLab and from the runner. Warnings in the notebook are shown as
+    Relative paths are taken from the working directory when they exist there,
+    else from the project root, so a notebook runs the same from JupyterLab and
+    from the runner. Without ``run_dir`` the stage works in the scratch folder
+    ``data/scratch/<config name>``, which holds the configuration like a run
+    folder (``rl.open`` reads it). Warnings in the notebook are shown as
     ``Category: message``, without the kernel's temporary file paths, since
     reviewers read them in the report.
     """
     warnings.formatwarning = _reviewer_warning
-    config = load_config(_resolve(config_file))
-    folder = _resolve(run_dir) if run_dir else DATA_DIR / "scratch" / config.name
+    config_path = resolve_path(config_file)
+    config = load_config(config_path)
+    folder = resolve_path(run_dir) if run_dir else _scratch_folder(config, config_path)
     folder.mkdir(parents=True, exist_ok=True)
     return StageContext(
         name=name, config=config, run_dir=folder, mlflow_run_id=mlflow_run_id or None, fast=fast
