@@ -1,6 +1,6 @@
 """Canonical data model: schemas, loaders, summaries and the simulator."""
 
-from retention_lab.data import summary
+from retention_lab.data import example, summary
 from retention_lab.data.loaders import (
     Tables,
     derive_tenure,
@@ -14,6 +14,7 @@ from retention_lab.data.loaders import (
 __all__ = [
     "Tables",
     "derive_tenure",
+    "example",
     "summary",
     "fingerprint",
     "load_tables",
