@@ -19,6 +19,12 @@ from retention_lab import config_reference
 
 PLACEHOLDER = re.compile(r"<!-- (config-reference|returns|columns)(?::\s*([\w.]*))? -->")
 SECTION = re.compile(r"^(\w[\w ]*)\n-+\n", re.M)
+RST_LITERAL = re.compile(r"(?::\w+:)?``?([^`]+)``?")
+
+
+def _markdown(text: str) -> str:
+    """Docstring markup (``x``, :func:`x`) as Markdown code."""
+    return RST_LITERAL.sub(lambda m: f"`{m.group(1).lstrip('~')}`", text)
 
 
 def _resolve(dotted: str):
@@ -46,7 +52,7 @@ def returns_section(dotted: str) -> str:
             body = doc[header.end() : end].strip("\n")
             lines = body.splitlines()
             kind, text = lines[0].strip(), " ".join(line.strip() for line in lines[1:])
-            return f"*{kind}* (from `{dotted}`): {text}"
+            return f"*{kind}* (from `{dotted}`): {_markdown(text)}"
     raise ValueError(f"{dotted} has no Returns section in its docstring")
 
 

@@ -57,7 +57,12 @@ def validate_transactions(
     Rejected: missing columns, missing dates, amounts that are zero or
     negative (refunds and free items must be removed or netted first), and,
     when ``customers`` with ``signup_date`` is given, purchases dated before the
-    customer's signup. Returns ``transactions`` unchanged.
+    customer's signup.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``transactions`` unchanged: ``customer_id``, ``date``, ``amount`` and any other columns.
     """
     missing = [c for c in ("customer_id", "date", "amount") if c not in transactions.columns]
     if missing:

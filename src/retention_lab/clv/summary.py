@@ -594,7 +594,14 @@ def months_to_units(months: float, time_unit_days: float) -> float:
 
 
 def read_scores(stage) -> pd.DataFrame | None:
-    """The survival stage's churn scores of this run (``survival/scores.parquet``), or None."""
+    """The survival stage's churn scores of this run (``survival/scores.parquet``), or None.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The columns of :func:`retention_lab.survival.score_active` (``customer_id``,
+        ``p_churn_horizon``, ...); None when the survival stage did not run.
+    """
     from retention_lab.errors import MissingStageOutput
 
     try:
@@ -623,6 +630,13 @@ def availability(summary: ClvSummary) -> pd.DataFrame:
 
 
 def top_customers(values: pd.DataFrame, n: int = 10) -> pd.DataFrame:
-    """The ``n`` customers with the most value at risk (by value where that is not known)."""
+    """The ``n`` customers with the most value at risk (by value where that is not known).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The first ``n`` rows of ``values``, with its columns (those of :func:`value_table`:
+        ``customer_id``, ``segment``, ``value``, ``value_at_risk``, ...).
+    """
     order = values.sort_values(["value_at_risk", "value"], ascending=False, na_position="last")
     return order.head(n).reset_index(drop=True)

@@ -221,7 +221,9 @@ def flag_changes(
     Returns
     -------
     pandas.DataFrame
-        The comparison with p_holm, flagged (bool) and large_untested (bool).
+        ``comparison`` (the columns of :func:`compare_quantities`: stage, family,
+        quantity, group, previous, current, z, p_value, tested, ...) with ``p_holm``,
+        ``flagged`` (bool) and ``large_untested`` (bool) added.
     """
     out = comparison.copy()
     if out.empty:

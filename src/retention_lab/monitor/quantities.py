@@ -76,7 +76,14 @@ class RunOutputs:
         return self.as_of or f"{self.started:%Y-%m-%d %H:%M}"
 
     def table(self, stage: str, name: str) -> pd.DataFrame | None:
-        """A saved table, or ``None``."""
+        """A saved table, or ``None``.
+
+        Returns
+        -------
+        pandas.DataFrame or None
+            The table as its stage saved it, with the columns of the function that
+            made it (for ``("survival", "scores")``, :func:`retention_lab.survival.score_active`).
+        """
         return self.tables.get((stage, name))
 
 
@@ -129,6 +136,12 @@ def survival_quantities(
     bounds). Hazard ratios come from the ``hazard_ratios`` table (log scale, the
     model's SE) and the ``threats`` table (problem types; SE from the CI on the
     log scale).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
+        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
     """
     rows = []
     med, lo, hi = (
@@ -225,6 +238,12 @@ def effect_quantities(effects: pd.DataFrame | None) -> pd.DataFrame:
     whose ``status`` is not "estimated". Cells are named by the instrument,
     problem_type and segment columns the table has, plus outcome, estimator and
     population when the table holds more than one of them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
+        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
     """
     if effects is None or effects.empty:
         return _rows([])
@@ -274,6 +293,12 @@ def hazard_effect_quantities(hazard: pd.DataFrame | None) -> pd.DataFrame:
 
     One row per instrument and problem type estimated in the recent period, on
     the log scale; its ``reference`` is the same cell estimated on all cases.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
+        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
     """
     if hazard is None or hazard.empty:
         return _rows([])
@@ -308,6 +333,12 @@ def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
     """Total residual value of the active customers by segment (the clv stage's ``values``).
 
     The clv stage gives no interval for a total, so these rows have se NaN.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
+        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
     """
     if values is None or values.empty or "value" not in values.columns:
         return _rows([])
@@ -345,6 +376,12 @@ def profile_quantities(profile: pd.DataFrame | None) -> pd.DataFrame:
 
     Rates are compared on the log scale with the Poisson SE ``1 / sqrt(count)``;
     shares with the binomial SE ``sqrt(p (1 - p) / n)``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
+        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
     """
     if profile is None or profile.empty:
         return _rows([])
@@ -392,7 +429,14 @@ def profile_quantities(profile: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def run_quantities(outputs: RunOutputs) -> pd.DataFrame:
-    """Every monitored quantity of one run (see the module docstring for the columns)."""
+    """Every monitored quantity of one run (the module docstring explains the columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
+        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
+    """
     survival = survival_quantities(
         outputs.metrics.get("survival", {}),
         {name: outputs.table("survival", name) for name in TABLES_READ["survival"]},

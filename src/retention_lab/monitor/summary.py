@@ -82,14 +82,28 @@ class MonitorSummary:
 
     @property
     def large_untested(self) -> pd.DataFrame:
-        """Quantities that moved a lot but have no CI to test the move."""
+        """Quantities that moved a lot but have no CI to test the move.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows of ``comparison`` with ``large_untested`` true; the columns of
+            :func:`~retention_lab.monitor.flag_changes`.
+        """
         if self.comparison.empty:
             return self.comparison
         return self.comparison.loc[self.comparison["large_untested"]]
 
     @property
     def flag_table(self) -> pd.DataFrame:
-        """The flags for a reviewer: rank, what moved, from and to, z, adjusted p, impact."""
+        """The flags for a reviewer: rank, what moved, from and to, z, adjusted p, impact.
+
+        Returns
+        -------
+        pandas.DataFrame
+            rank, family, quantity, group, previous, current, z, p_holm, impact,
+            impact_unit, impact_basis, stage.
+        """
         columns = ["rank", "family", "quantity", "group", "previous", "current", "z", "p_holm",
                    "impact", "impact_unit", "impact_basis", "stage"]  # fmt: skip
         if self.flags.empty:
@@ -98,7 +112,14 @@ class MonitorSummary:
 
     @property
     def comparison_table(self) -> pd.DataFrame:
-        """Every compared quantity for a reviewer, flagged first, then by adjusted p-value."""
+        """Every compared quantity for a reviewer, flagged first, then by adjusted p-value.
+
+        Returns
+        -------
+        pandas.DataFrame
+            family, quantity, group, previous, current, relative_change, z, p_value,
+            p_holm, ci_overlap, tested, flagged, large_untested.
+        """
         columns = ["family", "quantity", "group", "previous", "current", "relative_change", "z",
                    "p_value", "p_holm", "ci_overlap", "tested", "flagged",
                    "large_untested"]  # fmt: skip

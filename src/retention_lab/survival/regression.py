@@ -78,7 +78,14 @@ class CoxResult:
         return self.n_customers < self.n_available
 
     def covariance(self) -> pd.DataFrame:
-        """Variance-covariance matrix of the log hazard ratios."""
+        """Variance-covariance matrix of the log hazard ratios.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row and one column per model term, labelled like the ``term`` column
+            of ``hazard_ratios`` (``age``, ``segment[vip]``, ...).
+        """
         return self.model.variance_matrix_
 
 

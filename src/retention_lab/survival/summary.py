@@ -117,7 +117,15 @@ class SurvivalSummary:
 
     @property
     def hazard_ratios(self) -> pd.DataFrame:
-        """Hazard ratios of the most complete model (with problems when available)."""
+        """Hazard ratios of the most complete model (with problems when available).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``term``, ``covariate``, ``level``, ``reference``, ``kind``, ``log_hazard_ratio``,
+            ``se``, ``log_hr_lower``, ``log_hr_upper``, ``hazard_ratio``, ``hr_lower``,
+            ``hr_upper`` (95%), ``p_value`` (see :class:`CoxResult`).
+        """
         return (self.problem_cox or self.cox).hazard_ratios
 
     def _overall(self, frame: pd.DataFrame) -> pd.DataFrame:

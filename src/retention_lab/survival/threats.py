@@ -240,7 +240,8 @@ def events_while_exposed(
     Returns
     -------
     pandas.DataFrame
-        One row per churned customer: ``customer_id`` and one 0/1 column per type.
+        One row per churned customer: ``customer_id`` and one 0/1 column per problem
+        type, named by the type (``network``, ``billing``, ...).
     """
     churned = customers[customers[EVENT]]
     episodes = problem_episodes(
@@ -257,6 +258,12 @@ def mark_treated(problems: pd.DataFrame, interventions: pd.DataFrame | None) -> 
     ``problem[<type>]`` term keeps the effect of an untreated problem (controls,
     "none", count as untreated). Problems link to actions by ``problem_id`` when
     both tables have it, otherwise by customer, date and problem type.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``problems`` with its columns (``customer_id``, ``date``, ``problem_type``, ...),
+        ``problem_type`` renamed where the problem was treated.
     """
     if interventions is None or interventions.empty or "instrument" not in interventions.columns:
         return problems

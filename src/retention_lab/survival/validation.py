@@ -53,7 +53,14 @@ def split_customers(
     test_share: float,
     random_state: int | np.random.Generator | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Random split into (train, test) customers, stratified by churn status."""
+    """Random split into (train, test) customers, stratified by churn status.
+
+    Returns
+    -------
+    train, test : pandas.DataFrame
+        Rows of ``customers`` with all its columns (``customer_id``, ``tenure_months``,
+        ``churned``, ...).
+    """
     if not 0 < test_share < 1:
         raise ValueError(f"test_share must be in (0, 1), got {test_share}")
     rng = make_rng(random_state)
@@ -74,6 +81,12 @@ def brier_scores(
 
     ``predicted_survival`` has shape (customers, times). Times at which the
     censoring distribution is exhausted are left out (with a warning).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``time_months``, ``brier``, ``brier_null`` (the Kaplan-Meier curve without
+        covariates) and ``skill`` (``1 - brier / brier_null``).
     """
     durations, events = np.asarray(durations, float), np.asarray(events, bool)
     censor = KaplanMeierFitter().fit(durations, ~events)
@@ -121,6 +134,15 @@ def calibration_at(
     The observed probability is read from a flexible hazard model of the held-out
     tenures on the complementary log-log of the prediction (lifelines'
     ``CRCSplineFitter``, as in ``lifelines.calibration``).
+
+    Returns
+    -------
+    curve : pandas.DataFrame
+        ``predicted`` and ``observed`` probability of churn by the horizon, on a grid.
+    ici : float
+        Integrated calibration index: mean absolute difference, observed - predicted.
+    e50 : float
+        Median absolute difference.
     """
     p = np.clip(np.asarray(predicted_churn, float), 1e-8, 1 - 1e-8)
     frame = pd.DataFrame(

@@ -164,7 +164,8 @@ def aipw_scores(
     Returns
     -------
     pandas.DataFrame
-        One column per arm, rows aligned with ``data.cases``.
+        One column per arm, named as in the treatment column (``none``, ``discount``,
+        ...), rows aligned with ``data.cases``.
     """
     y = data.cases[outcome_col].to_numpy(float)
     t = data.cases[data.treatment_col].astype(str).to_numpy()

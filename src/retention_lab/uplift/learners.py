@@ -198,7 +198,14 @@ class UpliftModel:
         return out
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Mean predicted effect per instrument (columns), rows aligned with ``frame``."""
+        """Mean predicted effect per instrument (columns), rows aligned with ``frame``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One column per instrument of ``instruments_`` (``discount``, ``bonus``, ...):
+            the predicted effect averaged over the fold models.
+        """
         return pd.DataFrame(self.predict_folds(frame).mean(axis=0), columns=self.instruments_)
 
     def predict_effects(self, frame: pd.DataFrame, *, id_col: str = "customer_id") -> pd.DataFrame:

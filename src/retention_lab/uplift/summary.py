@@ -91,7 +91,13 @@ class UpliftSummary:
     seconds: float = 0.0
 
     def availability(self) -> pd.DataFrame:
-        """One row: whether the stage applies to this dataset, and why not."""
+        """One row: whether the stage applies to this dataset, and why not.
+
+        Returns
+        -------
+        pandas.DataFrame
+            source, available, cases, randomised, note.
+        """
         return pd.DataFrame(
             {
                 "source": [self.source],
@@ -126,7 +132,14 @@ class UpliftSummary:
         return {k: v for k, v in out.items() if np.isfinite(v)}
 
     def chosen_truth(self) -> pd.DataFrame:
-        """Truth metrics of the chosen learner per instrument (simulated data only)."""
+        """Truth metrics of the chosen learner per instrument (simulated data only).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns of :func:`~retention_lab.uplift.truth_metrics`: instrument, learner,
+            pehe, correlation, true_ate, true_gain_top, true_gain_random.
+        """
         if self.truth_check.empty or self.chosen.empty:
             return self.truth_check.iloc[0:0]
         return self.truth_check.merge(self.chosen[["instrument", "learner"]])
@@ -157,7 +170,14 @@ class UpliftSummary:
         return t.reindex(columns=cols).reset_index(drop=True)
 
     def revenue_table(self) -> pd.DataFrame:
-        """Average effects on revenue over the horizon (empty without transactions)."""
+        """Average effects on revenue over the horizon (empty without transactions).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns of :meth:`UpliftSummary.ate_table`: instrument, estimator,
+            population, effect, lower, upper, n_treated, n_control, true_effect, status.
+        """
         return self.ate_table(self.revenue_outcome or "<none>")
 
     def hazard_table(self, period: str = "all") -> pd.DataFrame:
@@ -178,7 +198,14 @@ class UpliftSummary:
         return h.reindex(columns=cols).reset_index(drop=True)
 
     def hazard_changes(self) -> pd.DataFrame:
-        """Recent against earlier hazard ratio per cell (``hazard.recent_changes``)."""
+        """Recent against earlier hazard ratio per cell (``hazard.recent_changes``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            problem_type, instrument, earlier, recent (hazard ratios), z, p_value,
+            p_holm, changed (bool).
+        """
         return hz.recent_changes(self.hazard_ratios)
 
     def matrix_table(self, estimator: str = "aipw") -> pd.DataFrame:

@@ -1,0 +1,147 @@
+"""Every public function of the stage packages says what it returns, and names a table's columns.
+
+Public means exported in a stage package's ``__all__``, plus the public
+methods and properties of the classes exported there. A function that returns
+a DataFrame (alone, in a tuple or optionally) needs a numpydoc ``Returns``
+section that names the columns: at least two column names (``name`` or a
+comma-separated list), a list-of-columns constant, or a reference to another
+function whose own ``Returns`` section names them.
+"""
+
+import importlib
+import inspect
+import re
+
+import pytest
+
+STAGE_PACKAGES = ["data", "survival", "uplift", "clv", "plan", "monitor"]
+SECTION = re.compile(r"^(\w[\w ]*)\n-+\n", re.M)
+REFERENCE = re.compile(r":(?:func|meth|data|attr):`~?([\w.]+)`")
+QUOTED = re.compile(r"``(\w+)``")
+LISTED = re.compile(r"\b([a-z][a-z0-9_]*)\b(?=\s*(?:\([^)]*\))?\s*,)")
+
+
+def _public_functions():
+    for package_name in STAGE_PACKAGES:
+        package = importlib.import_module(f"retention_lab.{package_name}")
+        for name in package.__all__:
+            obj = getattr(package, name)
+            if inspect.isfunction(obj):
+                yield f"{package_name}.{name}", obj
+            elif inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    if attr.startswith("_"):
+                        continue
+                    if isinstance(member, property):
+                        member = member.fget
+                    if inspect.isfunction(member):
+                        yield f"{package_name}.{name}.{attr}", member
+
+
+PUBLIC = dict(_public_functions())
+
+
+def returns_section(function) -> str | None:
+    doc = inspect.getdoc(function) or ""
+    headers = list(SECTION.finditer(doc))
+    for index, header in enumerate(headers):
+        if header.group(1) == "Returns":
+            end = headers[index + 1].start() if index + 1 < len(headers) else len(doc)
+            return doc[header.end() : end]
+    return None
+
+
+def _resolve(reference: str, function):
+    module = inspect.getmodule(function)
+    parts = reference.split(".")
+    candidates = [module, importlib.import_module(module.__name__.rpartition(".")[0])]
+    for start in candidates:
+        obj = start
+        try:
+            for part in parts:
+                obj = getattr(obj, part)
+            return obj
+        except AttributeError:
+            continue
+    try:
+        return _resolve_absolute(reference)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _resolve_absolute(reference: str):
+    parts = reference.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for part in parts[split:]:
+            obj = getattr(obj, part)
+        return obj
+    raise ImportError(reference)
+
+
+def names_columns(function, depth: int = 0) -> bool:
+    """Whether the Returns section names columns (directly, or through a reference)."""
+    text = returns_section(function)
+    if text is None:
+        return False
+    body = "\n".join(text.splitlines()[1:])  # the first line is the type
+    if len(set(QUOTED.findall(body)) | set(LISTED.findall(body))) >= 2:
+        return True
+    for reference in REFERENCE.findall(body):
+        target = _resolve(reference, function)
+        if isinstance(target, list | tuple) and target and all(isinstance(c, str) for c in target):
+            return True
+        if isinstance(target, property):
+            target = target.fget
+        if depth < 2 and callable(target) and names_columns(target, depth + 1):
+            return True
+    return False
+
+
+def returns_a_dataframe(function) -> bool:
+    annotation = inspect.signature(function).return_annotation
+    return "DataFrame" in str(annotation)
+
+
+def test_the_stage_packages_export_functions():
+    assert len(PUBLIC) > 100
+    assert sum(returns_a_dataframe(f) for f in PUBLIC.values()) > 60
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_public_function_has_a_docstring(name):
+    assert (inspect.getdoc(PUBLIC[name]) or "").strip(), f"{name} has no docstring"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, f in PUBLIC.items() if returns_a_dataframe(f))
+)  # fmt: skip
+def test_dataframe_returning_function_names_its_columns(name):
+    function = PUBLIC[name]
+    assert returns_section(function) is not None, f"{name}: no Returns section"
+    assert names_columns(function), f"{name}: the Returns section does not name the columns"
+
+
+def test_the_check_catches_a_returns_section_without_columns():
+    def vague():
+        """Compute something.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The results.
+        """
+
+    def listed():
+        """Compute something.
+
+        Returns
+        -------
+        pandas.DataFrame
+            customer_id, value (discounted), p_churn.
+        """
+
+    assert not names_columns(vague) and names_columns(listed)
