@@ -8,7 +8,7 @@ TRACKING_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test browser run test lab ui lint clean-venv
+.PHONY: help install install-test install-docs browser run test docs lab ui lint clean-venv
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -26,9 +26,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[examples,test]"
 	touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[examples,docs]"
+	touch $@
+
 install: $(VENV)/.installed ## Create .venv and install the package and its Jupyter kernel
 
 install-test: $(VENV)/.installed-test ## Install the test extras too
+
+install-docs: $(VENV)/.installed-docs ## Install the documentation tools too
 
 browser: ## Install headless Chromium (Debian package) for the browser tests
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -41,6 +47,10 @@ run: install ## Run the demo pipeline (CONFIG=...) and print the path of reports
 test: install-test browser ## Run the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
+docs: install-docs ## Build the documentation site into site/ (warnings are errors)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "documentation: $(CURDIR)/site/index.html"
+
 lab: install ## Start JupyterLab with the project's kernel
 	$(BIN)/jupyter lab --notebook-dir=$(CURDIR)
 
@@ -49,7 +59,7 @@ ui: install ## Start the MLflow UI on this project's store, bound to 127.0.0.1
 	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000
 
 lint: install-test ## Check style (ruff, notebooks included)
-	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff check src tests benchmarks notebooks docs/hooks.py
 
 clean-venv: ## Remove the virtual environment
 	rm -rf $(VENV)
