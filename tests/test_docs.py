@@ -1,5 +1,6 @@
 """The documentation site: a configuration reference that lists every field, a strict build."""
 
+import os
 import subprocess
 import sys
 import typing
@@ -103,7 +104,7 @@ def _build(config: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=600,
-        env={"NO_MKDOCS_2_WARNING": "1", "PATH": str(Path(sys.executable).parent)},
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
 
 
@@ -124,6 +125,9 @@ def test_docs_build_strict_with_every_page_and_configuration_field(tmp_path):
     survival = (site / "stages" / "survival" / "index.html").read_text()
     assert "p_churn_horizon" in survival and "score_horizon_months" in survival
     assert "<!--" not in (site / "stages" / "plan" / "index.html").read_text().split("<body")[1]
+    tutorial = (site / "tutorial" / "index.html").read_text()
+    assert tutorial.count("<img") >= 3 and "Workspace('tutorial', from configuration" in tutorial
+    assert "/work/" not in tutorial and str(PROJ_ROOT) not in tutorial
     api = (site / "api" / "survival" / "index.html").read_text()
     assert 'id="retention_lab.survival.score_active"' in api
 
