@@ -14,8 +14,9 @@ import re
 
 import pytest
 
+from retention_lab.reference import docstring_section, resolve
+
 STAGE_PACKAGES = ["data", "survival", "uplift", "clv", "plan", "monitor"]
-SECTION = re.compile(r"^(\w[\w ]*)\n-+\n", re.M)
 REFERENCE = re.compile(r":(?:func|meth|data|attr):`~?([\w.]+)`")
 QUOTED = re.compile(r"``(\w+)``")
 LISTED = re.compile(r"\b([a-z][a-z0-9_]*)\b(?=\s*(?:\([^)]*\))?\s*,)")
@@ -42,13 +43,7 @@ PUBLIC = dict(_public_functions())
 
 
 def returns_section(function) -> str | None:
-    doc = inspect.getdoc(function) or ""
-    headers = list(SECTION.finditer(doc))
-    for index, header in enumerate(headers):
-        if header.group(1) == "Returns":
-            end = headers[index + 1].start() if index + 1 < len(headers) else len(doc)
-            return doc[header.end() : end]
-    return None
+    return docstring_section(function, "Returns")
 
 
 def _resolve(reference: str, function):
@@ -64,22 +59,9 @@ def _resolve(reference: str, function):
         except AttributeError:
             continue
     try:
-        return _resolve_absolute(reference)
+        return resolve(reference)
     except (ImportError, AttributeError):
         return None
-
-
-def _resolve_absolute(reference: str):
-    parts = reference.split(".")
-    for split in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:split]))
-        except ModuleNotFoundError:
-            continue
-        for part in parts[split:]:
-            obj = getattr(obj, part)
-        return obj
-    raise ImportError(reference)
 
 
 def names_columns(function, depth: int = 0) -> bool:

@@ -1,15 +1,21 @@
-"""The configuration reference, generated from the pydantic configuration models.
+"""What the documentation site generates from the code, so that it cannot drift from it.
 
-Every field of ``RunConfig`` and the models it nests (data sources, the
-simulator, each stage's settings) becomes a row with its key path, type,
-default, allowed values and description, so the documentation cannot drift
-from the code. The documentation site renders it (``docs/hooks.py``).
+- The configuration reference: every field of ``RunConfig`` and the models it
+  nests (data sources, the simulator, each stage's settings) becomes a row
+  with its key path, type, default, allowed values and description.
+- The ``Returns`` section of a docstring (the columns of a returned table),
+  which the stage pages quote.
+
+``docs/hooks.py`` puts both into the pages when the site is built.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib
+import inspect
 import json
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -22,6 +28,7 @@ from pydantic_core import PydanticUndefined
 
 from retention_lab.config import RunConfig
 
+NUMPYDOC_SECTION = re.compile(r"^(\w[\w ]*)\n-+\n", re.M)
 _BOUNDS = ((at.Ge, "ge", "≥"), (at.Gt, "gt", ">"), (at.Le, "le", "≤"), (at.Lt, "lt", "<"))
 
 
@@ -149,3 +156,29 @@ def reference_markdown(model: type[BaseModel] = RunConfig) -> str:
         title = f"`{section}`" if section else "Top level"
         parts += [f"## {title}", "", section_table(section, model), ""]
     return "\n".join(parts)
+
+
+def resolve(dotted: str) -> object:
+    """The object a dotted path names: a module, or an attribute of one (nested allowed)."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[split:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(f"no module in {dotted!r}")
+
+
+def docstring_section(obj: object, title: str = "Returns") -> str | None:
+    """The body of a numpydoc section of ``obj``'s docstring (a property's getter's), or None."""
+    obj = obj.fget if isinstance(obj, property) else obj
+    doc = inspect.getdoc(obj) or ""
+    headers = list(NUMPYDOC_SECTION.finditer(doc))
+    for index, header in enumerate(headers):
+        if header.group(1) == title:
+            end = headers[index + 1].start() if index + 1 < len(headers) else len(doc)
+            return doc[header.end() : end].strip("\n")
+    return None
