@@ -149,6 +149,13 @@ def snapshot(raw: dict[str, pd.DataFrame | None], as_of: date) -> dict[str, pd.D
     Customers who signed up later are dropped, later events are dropped, and a
     churn after ``as_of`` is not yet known (end date and reason cleared). Used to
     observe one simulated market at several snapshot dates, as scheduled runs do.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame or None
+        The tables by name, each with its columns unchanged (customers:
+        ``customer_id``, ``signup_date``, ``end_date``, ``segment``, ...; events:
+        ``customer_id``, ``date``, ...), cut at ``as_of``.
     """
     cutoff = pd.Timestamp(as_of)
     customers = raw["customers"]

