@@ -137,3 +137,45 @@ def test_the_check_catches_a_returns_section_without_columns():
         """
 
     assert not names_columns(vague) and names_columns(listed)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    from retention_lab.data import load_tables
+
+    from .conftest import make_config
+
+    return load_tables(make_config().data, random_state=3)[0]
+
+
+def _documented_words(function) -> set[str]:
+    return set(re.findall(r"\w+", returns_section(function) or ""))
+
+
+def test_documented_columns_are_the_columns_returned(tables):
+    from retention_lab.data import derive_tenure
+    from retention_lab.data.sources import customers_from_transactions
+    from retention_lab.survival import (
+        hazard_table,
+        km_table,
+        median_tenure,
+        retention_at,
+        rmst_table,
+    )
+
+    customers = tables.customers
+    observed = customers.drop(columns=["churned", "tenure_days", "tenure_months"])
+    calls = [
+        (km_table, km_table(customers, by="segment")),
+        (median_tenure, median_tenure(customers, by="segment")),
+        (retention_at, retention_at(customers, horizons=[6, 12], by="segment")),
+        (hazard_table, hazard_table(customers)),
+        (rmst_table, rmst_table(customers, by="segment", tau_months=12)),
+        (derive_tenure, derive_tenure(observed, tables.as_of)),
+        (customers_from_transactions, customers_from_transactions(tables.transactions)),
+    ]
+    for function, result in calls:
+        undocumented = set(result.columns) - _documented_words(function)
+        if function is derive_tenure:  # documents what it adds to the customers
+            undocumented -= set(observed.columns)
+        assert not undocumented, f"{function.__name__} returns undocumented {undocumented}"
