@@ -177,7 +177,8 @@ def footer(provenance: dict | None) -> str:
         return ""
     commit = (provenance.get("commit") or "unknown")[:12]
     if provenance.get("dirty"):
-        commit += f" with uncommitted changes in {len(provenance['changed_files'])} files"
+        n = len(provenance["changed_files"])
+        commit += f" with uncommitted changes in {n} file{'' if n == 1 else 's'}"
     parts = [
         f"retention_lab {provenance.get('project_version')}",
         f"commit {commit}",
