@@ -34,7 +34,7 @@ def test_git_state_of_a_clean_tree(repo):
     head = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
-    assert state == {"commit": head, "dirty": False, "changed_files": []}
+    assert state == {"commit": head, "dirty": False, "changed_files": [], "changes_hash": None}
 
 
 def test_git_state_lists_changed_and_new_files_but_not_ignored_ones(repo):
@@ -45,6 +45,14 @@ def test_git_state_lists_changed_and_new_files_but_not_ignored_ones(repo):
     state = provenance.git_state(repo)
     assert state["dirty"] is True
     assert state["changed_files"] == ["model.py", "new_module.py"]
+    (repo / "model.py").write_text("x = 3\n")  # edited again: same files, other changes
+    again = provenance.git_state(repo)
+    assert again["changed_files"] == state["changed_files"]
+    assert again["changes_hash"] != state["changes_hash"]
+    assert provenance.differences(state, again) == [
+        f"uncommitted changes to model.py, new_module.py (hash): "
+        f"{state['changes_hash']} then, {again['changes_hash']} now"
+    ]
 
 
 def test_git_state_outside_a_checkout(tmp_path):
@@ -52,6 +60,7 @@ def test_git_state_outside_a_checkout(tmp_path):
         "commit": "unknown",
         "dirty": None,
         "changed_files": [],
+        "changes_hash": None,
     }
 
 

@@ -62,25 +62,36 @@ def config_hash(config: RunConfig) -> str:
 
 
 def git_state(root: Path = PROJ_ROOT) -> dict:
-    """The checked-out commit, whether the tree has changes, and the changed files.
+    """The checked-out commit, whether the tree has changes, the changed files and their hash.
 
     Untracked files count (a new module not yet committed changes what runs);
-    ignored ones (data, reports, MLflow store) do not. Outside a git checkout
-    the commit is ``unknown`` and ``dirty`` is ``None``.
+    ignored ones (data, reports, MLflow store) do not. ``changes_hash`` digests
+    the diff against the commit and the untracked files' contents, so that an
+    edit between two runs of a dirty tree shows. Outside a git checkout the
+    commit is ``unknown`` and ``dirty`` is ``None``.
     """
 
-    def git(*args: str) -> str:
+    def git(*args: str) -> bytes:
         return subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+            ["git", "-C", str(root), *args], capture_output=True, check=True
         ).stdout
 
     try:
-        commit = git("rev-parse", "HEAD").strip()
-        status = git("status", "--porcelain=v1", "--untracked-files=all")
+        commit = git("rev-parse", "HEAD").decode().strip()
+        status = git("status", "--porcelain=v1", "--untracked-files=all").decode()
+        digest = hashlib.sha256(git("diff", "HEAD", "--binary"))
+        for path in git("ls-files", "--others", "--exclude-standard", "-z").split(b"\0"):
+            if path and (Path(root) / path.decode()).is_file():
+                digest.update(path + b"\0" + (Path(root) / path.decode()).read_bytes())
     except (OSError, subprocess.CalledProcessError):
-        return {"commit": "unknown", "dirty": None, "changed_files": []}
+        return {"commit": "unknown", "dirty": None, "changed_files": [], "changes_hash": None}
     changed = sorted({line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines()})
-    return {"commit": commit, "dirty": bool(changed), "changed_files": changed}
+    return {
+        "commit": commit,
+        "dirty": bool(changed),
+        "changed_files": changed,
+        "changes_hash": digest.hexdigest()[:16] if changed else None,
+    }
 
 
 def kernel_environment(kernel: str) -> dict:
@@ -152,10 +163,14 @@ def differences(recorded: dict, current: dict) -> list[str]:
             lines.append(f"{label}: {before} then, {after} now")
 
     compare("commit", recorded.get("commit"), current.get("commit"))
-    if recorded.get("dirty") or current.get("dirty"):
-        then = ", ".join(recorded.get("changed_files", [])) or "none"
-        now = ", ".join(current.get("changed_files", [])) or "none"
-        lines.append(f"uncommitted changes: {then} then, {now} now")
+    files_then, files_now = recorded.get("changed_files", []), current.get("changed_files", [])
+    compare("uncommitted changes", ", ".join(files_then) or "none", ", ".join(files_now) or "none")
+    if files_then == files_now:
+        compare(
+            f"uncommitted changes to {', '.join(files_now)} (hash)",
+            recorded.get("changes_hash"),
+            current.get("changes_hash"),
+        )
     compare("Python", recorded.get("python"), current.get("python"))
     before, after = recorded.get("packages", {}), current.get("packages", {})
     for name in sorted(before.keys() | after.keys()):
