@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from retention_lab import tracking
 from retention_lab.cli import EXIT_RESULTS_DIFFER, EXIT_USER_ERROR
 from retention_lab.config import PROJ_ROOT
+from retention_lab.rerun import compare_results
 
 from .conftest import SMOKE_CONFIG, cli
 
@@ -73,6 +74,26 @@ def test_a_rerun_sees_the_history_of_the_run_it_repeats_and_is_no_later_runs_his
 
     assert earlier(again) == [first] == earlier(second)
     assert earlier(later) == [second, first]
+
+
+def write_results(run_dir: Path, stage: str, metrics: dict, findings: list[str]) -> None:
+    (run_dir / stage).mkdir(parents=True)
+    (run_dir / stage / "results.json").write_text(
+        json.dumps({"stage": stage, "status": "succeeded", "finished_at": "t",
+                    "metrics": metrics, "findings": findings, "tags": {}})
+    )  # fmt: skip
+
+
+def test_compare_results_names_each_differing_metric_and_counts_nan_as_equal(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_results(old, "survival", {"median": 30.5, "ici": float("nan"), "n": 3.0}, ["a"])
+    write_results(new, "survival", {"median": 31.0, "ici": float("nan"), "n": 3.0}, ["a"])
+    write_results(old, "plan", {"treated": 2.0}, ["b"])
+    write_results(new, "plan", {"treated": 2.0}, ["c"])
+    lines, compared = compare_results(old, new, ["survival", "plan", "clv"])
+    assert compared == 4
+    assert lines == ["survival: median 30.5 then, 31.0 now", "plan: the findings' text differs"]
+    assert compare_results(old, old, ["survival", "plan"]) == ([], 4)
 
 
 # ---------------------------------------------------------------- slow: the smoke configuration

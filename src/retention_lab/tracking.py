@@ -181,8 +181,7 @@ def earlier_pipeline_runs(
     """
     client = _client(tracking_uri)
     current = client.get_run(run_id)
-    rerun_of = current.data.tags.get(RERUN_OF_TAG)
-    before = client.get_run(rerun_of).info.start_time if rerun_of else current.info.start_time
+    before = _start_of_original(client, current)
     runs = client.search_runs(
         [current.info.experiment_id],
         filter_string=(
@@ -193,6 +192,24 @@ def earlier_pipeline_runs(
         max_results=max_runs,
     )
     return [_as_dict(run) for run in runs if run.info.run_id != run_id]
+
+
+def _start_of_original(client, run) -> int:
+    """When the run that ``run`` repeats started (``run``'s own start if it is no rerun).
+
+    A rerun of a run from another store (its id unknown here) starts its own history.
+    """
+    from mlflow.exceptions import MlflowException
+
+    rerun_of = run.data.tags.get(RERUN_OF_TAG)
+    if rerun_of:
+        try:
+            return client.get_run(rerun_of).info.start_time
+        except MlflowException:
+            log.warning(
+                "run %s repeats run %s, which this store does not hold", run.info.run_id, rerun_of
+            )
+    return run.info.start_time
 
 
 def stage_runs(tracking_uri: str, parent_run_id: str) -> dict[str, dict]:
