@@ -6,28 +6,33 @@ CONFIG ?= configs/demo.yaml
 KERNEL := retention-lab
 TRACKING_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 PYTEST_ARGS ?=
+# uv installs exactly the versions in uv.lock (`--frozen`: no resolution); pinned so that every
+# machine reads and writes the lock file alike. `make lock` is the one way to change the lock.
+UV_VERSION := 0.13.9
+UV_LOCK_ARGS ?=
+SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --quiet --python $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test install-docs browser run test docs lab ui lint clean-venv
+.PHONY: help install install-test install-docs lock browser run test docs lab ui lint clean-venv
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/python -m pip install --quiet --upgrade pip uv==$(UV_VERSION)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[examples]"
+$(VENV)/.installed: $(BIN)/python pyproject.toml uv.lock
+	$(SYNC) --extra examples
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (retention-lab)"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[examples,test]"
+	$(SYNC) --extra examples --extra test
 	touch $@
 
 $(VENV)/.installed-docs: $(VENV)/.installed
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[examples,docs]"
+	$(SYNC) --extra examples --extra docs
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the package and its Jupyter kernel
@@ -35,6 +40,10 @@ install: $(VENV)/.installed ## Create .venv and install the package and its Jupy
 install-test: $(VENV)/.installed-test ## Install the test extras too
 
 install-docs: $(VENV)/.installed-docs ## Install the documentation tools too
+
+lock: install ## Re-resolve uv.lock after a change to pyproject.toml, pin environment.yml to it
+	$(BIN)/uv lock $(UV_LOCK_ARGS)
+	$(BIN)/python -m retention_lab.lockfile environment.yml
 
 browser: ## Install headless Chromium (Debian package) for the browser tests
 	@command -v chromium >/dev/null 2>&1 || { \

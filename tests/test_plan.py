@@ -110,7 +110,7 @@ def test_lagrangian_allocation_of_many_customers_keeps_budget_and_capacities(rng
     capacity = np.array([np.inf, 300, 100, np.inf, np.inf])
     a = module.allocate(
         value, cost, budget=20_000.0, capacity=capacity, exact_max_customers=0,
-        lp_max_customers=5_000,
+        lp_max_customers=5_000, random_state=0,
     )  # fmt: skip
     assert a.method == "lagrangian"
     assert is_feasible(a.choice, cost, budget=20_000.0, capacity=capacity)

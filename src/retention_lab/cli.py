@@ -1,8 +1,9 @@
-"""The ``retention-lab`` command: run, simulate, validate, report.
+"""The ``retention-lab`` command: run, rerun, simulate, validate, report.
 
 The CLI is thin: it parses options, sets up logging, calls the library and
 maps outcomes to exit codes (0 success, 1 a stage failed, 2 a user error such
-as bad data or a bad configuration, printed without a traceback).
+as bad data or a bad configuration, printed without a traceback, 3 a rerun
+whose headline results differ from the original's).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ console = Console(stderr=True)
 
 EXIT_STAGE_FAILED = 1
 EXIT_USER_ERROR = 2
+EXIT_RESULTS_DIFFER = 3
+MAX_MISMATCHES_SHOWN = 10
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -59,6 +62,27 @@ def _load(config: Path, as_of: str | None):
     return run_config if as_of is None else with_as_of(run_config, as_of, file=str(config))
 
 
+def _progress_printer():
+    """A ``run_pipeline`` progress callback printing one line per stage start and end."""
+    import time
+
+    started: dict[str, float] = {}
+
+    def progress(index: int, total: int, stage: str, status: str) -> None:
+        if status == "running":
+            started[stage] = time.perf_counter()
+            console.print(f"[{index + 1}/{total}] {stage} ...", highlight=False)
+        else:
+            colour = "green" if status == "succeeded" else "red"
+            seconds = time.perf_counter() - started.get(stage, time.perf_counter())
+            console.print(
+                f"[{index + 1}/{total}] {stage} [{colour}]{status}[/] ({seconds:.1f} s)",
+                highlight=False,
+            )
+
+    return progress
+
+
 def _fail(error: RetentionLabError) -> None:
     console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(EXIT_USER_ERROR)
@@ -77,22 +101,6 @@ def run(
     from retention_lab.runner import run_pipeline
 
     _setup_logging(verbose)
-    started: dict[str, float] = {}
-
-    def progress(index: int, total: int, stage: str, status: str) -> None:
-        import time
-
-        if status == "running":
-            started[stage] = time.perf_counter()
-            console.print(f"[{index + 1}/{total}] {stage} ...", highlight=False)
-        else:
-            colour = "green" if status == "succeeded" else "red"
-            seconds = time.perf_counter() - started.get(stage, time.perf_counter())
-            console.print(
-                f"[{index + 1}/{total}] {stage} [{colour}]{status}[/] ({seconds:.1f} s)",
-                highlight=False,
-            )
-
     try:
         run_config = _load(config, as_of)
         with console.status(f"running {run_config.name}", spinner="dots"):
@@ -101,11 +109,17 @@ def run(
                 reports_dir=reports_dir,
                 notebooks_dir=notebooks_dir,
                 fast=fast,
-                progress=progress,
+                progress=_progress_printer(),
             )
     except RetentionLabError as error:
         _fail(error)
-    index = reports_dir / "index.html"
+    _exit_if_failed(outcome)
+    console.print(f"[green]run {outcome.run_dir.name} succeeded[/]", highlight=False)
+    typer.echo(str((reports_dir / "index.html").resolve()))
+
+
+def _exit_if_failed(outcome) -> None:
+    """Name the failed stage and its partial notebook, and exit 1, if a stage failed."""
     if not outcome.succeeded:
         failed = outcome.failed_stage
         cell = f" in cell {failed.cell_index}" if failed.cell_index is not None else ""
@@ -117,8 +131,57 @@ def run(
         )
         console.print(f"run report: {outcome.run_dir / 'index.html'}", highlight=False)
         raise typer.Exit(EXIT_STAGE_FAILED)
-    console.print(f"[green]run {outcome.run_dir.name} succeeded[/]", highlight=False)
-    typer.echo(str(index.resolve()))
+
+
+@app.command()
+def rerun(
+    run_folder: Path = typer.Argument(..., help="Folder of the earlier run (reports/<run>)"),
+    reports_dir: Path | None = typer.Option(
+        None, help="Folder for the new run (default: beside the earlier one)"
+    ),
+    notebooks_dir: Path = typer.Option(NOTEBOOKS_DIR, help="Folder of the stage notebooks"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details"),
+) -> None:
+    """Run an earlier run's configuration and as_of again; say what differs from it.
+
+    One warning line per difference in provenance (commit, packages, data
+    fingerprint); exit 3 if the headline results differ.
+    """
+    from retention_lab.rerun import rerun as run_again
+
+    _setup_logging(verbose)
+    try:
+        with console.status(f"re-running {run_folder.name}", spinner="dots"):
+            result = run_again(
+                run_folder,
+                reports_dir=reports_dir,
+                notebooks_dir=notebooks_dir,
+                progress=_progress_printer(),
+            )
+    except RetentionLabError as error:
+        _fail(error)
+    for line in result.differences:
+        console.print(f"[yellow]warning:[/] {line}", highlight=False, markup=True)
+    _exit_if_failed(result.run)
+    new = result.run.run_dir
+    if not result.results_match:
+        console.print(
+            f"[bold red]headline results differ[/] from {run_folder.name} "
+            f"in {len(result.mismatches)} places:",
+            highlight=False,
+        )
+        for line in result.mismatches[:MAX_MISMATCHES_SHOWN]:
+            console.print(f"  {line}", highlight=False)
+        if len(result.mismatches) > MAX_MISMATCHES_SHOWN:
+            console.print(f"  ... and {len(result.mismatches) - MAX_MISMATCHES_SHOWN} more")
+        typer.echo(str(new.resolve()))
+        raise typer.Exit(EXIT_RESULTS_DIFFER)
+    console.print(
+        f"[green]headline results match[/] {run_folder.name}: {result.compared} metrics "
+        f"and every stage's findings are equal (new run {new.name})",
+        highlight=False,
+    )
+    typer.echo(str(new.resolve()))
 
 
 @app.command()

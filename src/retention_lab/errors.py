@@ -101,6 +101,14 @@ class MissingStageOutput(RetentionLabError):
         )
 
 
+class NotARun(RetentionLabError):
+    """A folder given as a run folder that lacks what a run leaves behind."""
+
+    def __init__(self, *, folder: str, missing: str):
+        self.folder, self.missing = folder, missing
+        super().__init__(f"{folder}: not a run folder ({missing} is missing)")
+
+
 class RetentionLabWarning(UserWarning):
     """Base class of the project's warnings."""
 

@@ -3,7 +3,8 @@
 Only this module renders HTML. A stage report is the executed notebook
 rendered by nbconvert with code, prompts and the parameter cells removed,
 opened by a header with the stage's status and its key findings (read from the
-stage's ``results.json``), so a reviewer reads the conclusions first.
+stage's ``results.json``), so a reviewer reads the conclusions first. Every
+page of a run closes with a one-line footer of its provenance.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
+
+from retention_lab.provenance import footer as provenance_footer
 
 RUN_FILE = "run.json"
 STATUS_COLOURS = {
@@ -41,8 +44,12 @@ def render_stage(
     status: str,
     findings: list[str] | None = None,
     error: str | None = None,
+    footer: str = "",
 ) -> Path:
-    """Render an executed stage notebook to HTML with code hidden and findings first."""
+    """Render an executed stage notebook to HTML with code hidden and findings first.
+
+    ``footer`` is the run's provenance line (``provenance.footer``).
+    """
     notebook = nbformat.read(str(notebook_path), as_version=4)
     exporter = HTMLExporter(
         exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
@@ -64,12 +71,17 @@ def render_stage(
     marker = "<body"
     at = body.find(">", body.find(marker)) + 1
     page = body[:at] + header + body[at:] if at > 0 else header + body
+    end = page.rfind("</body>")
+    closing = _ENV.get_template("footer.html.j2").render(footer=footer)
+    page = page[:end] + closing + page[end:] if end >= 0 else page + closing
     html_path = Path(html_path)
     html_path.write_text(page, encoding="utf-8")
     return html_path
 
 
-def render_skipped(html_path: str | Path, *, title: str, run_name: str, reason: str) -> Path:
+def render_skipped(
+    html_path: str | Path, *, title: str, run_name: str, reason: str, footer: str = ""
+) -> Path:
     """A short page for a stage the dataset cannot support, saying what is missing."""
     header = _ENV.get_template("stage_header.html.j2").render(
         title=title,
@@ -79,7 +91,7 @@ def render_skipped(html_path: str | Path, *, title: str, run_name: str, reason: 
         findings=[reason],
         error=None,
     )
-    page = _ENV.get_template("page.html.j2").render(title=title, body=Markup(header))
+    page = _ENV.get_template("page.html.j2").render(title=title, body=Markup(header), footer=footer)
     html_path = Path(html_path)
     html_path.write_text(page, encoding="utf-8")
     return html_path
@@ -107,7 +119,11 @@ def render_run_index(run_dir: str | Path) -> Path:
     body = _ENV.get_template("run_index.html.j2").render(run=run, colours=STATUS_COLOURS)
     path = Path(run_dir) / "index.html"
     path.write_text(
-        _ENV.get_template("page.html.j2").render(title=f"Run {run['name']}", body=Markup(body)),
+        _ENV.get_template("page.html.j2").render(
+            title=f"Run {run['name']}",
+            body=Markup(body),
+            footer=provenance_footer(run.get("provenance")),
+        ),
         encoding="utf-8",
     )
     return path

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from retention_lab import report, tracking
+from retention_lab import provenance, report, tracking
 from retention_lab.config import (
     NOTEBOOKS_DIR,
     REPORTS_DIR,
@@ -189,6 +189,7 @@ def _execute_stage(
     *,
     parent_run_id: str,
     fast: bool,
+    footer: str = "",
 ) -> StageOutcome:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -245,6 +246,7 @@ def _execute_stage(
             status=status,
             findings=findings,
             error=error,
+            footer=footer,
         )
         html = str(html_path.relative_to(run_dir))
         tracking.log_artifact(uri, child_id, output, "notebook")
@@ -265,7 +267,13 @@ def _execute_stage(
 
 
 def _skip_stage(
-    stage: str, run_dir: Path, config: RunConfig, *, parent_run_id: str, unmet: list[str]
+    stage: str,
+    run_dir: Path,
+    config: RunConfig,
+    *,
+    parent_run_id: str,
+    unmet: list[str],
+    footer: str = "",
 ) -> StageOutcome:
     uri = config.resolved_tracking_uri()
     finding = f"Not available for this dataset: the {stage} stage needs {' and '.join(unmet)}."
@@ -279,7 +287,11 @@ def _skip_stage(
     context = StageContext(name=stage, config=config, run_dir=run_dir, mlflow_run_id=child_id)
     context.finish(metrics={}, findings=[finding], status="skipped")
     html = report.render_skipped(
-        context.stage_dir / f"{stage}.html", title=stage, run_name=config.name, reason=finding
+        context.stage_dir / f"{stage}.html",
+        title=stage,
+        run_name=config.name,
+        reason=finding,
+        footer=footer,
     )
     tracking.end_run(uri, child_id, succeeded=True)
     return StageOutcome(
@@ -294,11 +306,13 @@ def run_pipeline(
     notebooks_dir: Path = NOTEBOOKS_DIR,
     fast: bool = False,
     progress: ProgressCallback | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunOutcome:
     """Run every configured stage in order; stop at the first failure.
 
     ``progress(index, total, stage, status)`` is called when a stage starts
-    (status ``"running"``) and when it ends.
+    (status ``"running"``) and when it ends. ``tags`` are added to (or replace)
+    the MLflow parent run's own tags.
     """
     notebooks = {stage: find_notebook(stage, notebooks_dir) for stage in config.stages}
     for notebook in notebooks.values():
@@ -313,15 +327,17 @@ def run_pipeline(
     run_dir = new_run_dir(Path(reports_dir), config.name)
     dump_config(config, run_dir / RUN_CONFIG_FILE)
     started_at = report.timestamp()
+    origin = provenance.collect(config, fast=fast)
     parent_id = tracking.start_run(
         uri,
         config.tracking.experiment,
         run_name=run_dir.name,
         tags={
-            "git_commit": tracking.git_commit(),
+            **provenance.tags(origin),
             "config_name": config.name,
             "run_dir": str(run_dir),
             "retention_lab.kind": "pipeline",
+            **(tags or {}),
         },
     )
     tracking.log_params(uri, parent_id, flatten(config))
@@ -330,7 +346,7 @@ def run_pipeline(
 
     def save(status: str, finished_at: str | None = None, error: str | None = None) -> None:
         record = _record(config, run_dir, outcomes, status, parent_id, started_at, finished_at)
-        report.write_run_record(run_dir, {**record, "error": error})
+        report.write_run_record(run_dir, {**record, "error": error, "provenance": origin})
         report.render_run_index(run_dir)
         report.render_reports_index(Path(reports_dir))
 
@@ -342,10 +358,10 @@ def run_pipeline(
         tracking.end_run(uri, parent_id, succeeded=False)
         save("failed", report.timestamp(), error=f"the input data were rejected: {error}")
         raise
+    origin = provenance.with_data(origin, tables)
+    footer = provenance.footer(origin)
     tracking.set_tags(
-        uri,
-        parent_id,
-        {"data_fingerprint": tables["fingerprint"], "data_tables": ",".join(tables["tables"])},
+        uri, parent_id, {**provenance.tags(origin), "data_tables": ",".join(tables["tables"])}
     )
     tracking.log_artifact(uri, parent_id, run_dir / TABLES_DIR / "tables.json", "data")
     for index, stage in enumerate(config.stages):
@@ -355,12 +371,18 @@ def run_pipeline(
         if unmet:
             log.info("stage %s: skipped, the dataset lacks %s", stage, unmet)
             outcomes[index] = _skip_stage(
-                stage, run_dir, config, parent_run_id=parent_id, unmet=unmet
+                stage, run_dir, config, parent_run_id=parent_id, unmet=unmet, footer=footer
             )
         else:
             log.info("stage %s: running %s", stage, notebooks[stage].name)
             outcomes[index] = _execute_stage(
-                stage, notebooks[stage], run_dir, config, parent_run_id=parent_id, fast=fast
+                stage,
+                notebooks[stage],
+                run_dir,
+                config,
+                parent_run_id=parent_id,
+                fast=fast,
+                footer=footer,
             )
         if progress:
             progress(index, len(config.stages), stage, outcomes[index].status)

@@ -13,13 +13,12 @@ import logging
 import math
 import os
 import pickle
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from retention_lab.config import PROJ_ROOT, artifact_root_for
+from retention_lab.config import artifact_root_for
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +46,6 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     return client.create_experiment(name, artifact_location=artifact_root_for(tracking_uri))
-
-
-def git_commit(root: Path = PROJ_ROOT) -> str:
-    """The checked-out commit (with ``-dirty`` if there are local changes), or ``unknown``."""
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{sha}-dirty" if dirty else sha
 
 
 def start_run(
@@ -163,6 +142,9 @@ def child_runs(tracking_uri: str, parent_run_id: str) -> list:
 
 # ------------------------------------------------------------------ reading history
 PIPELINE_KIND_TAG = "retention_lab.kind"
+# a rerun (kind "rerun") names the run it repeats: it sees that run's history, and is no
+# part of any later run's history
+RERUN_OF_TAG = "retention_lab.rerun_of"
 
 
 def parent_of(tracking_uri: str, run_id: str) -> str | None:
@@ -194,21 +176,40 @@ def earlier_pipeline_runs(
     """Finished pipeline runs of ``run_id``'s experiment that started before it, newest first.
 
     ``run_id`` is a pipeline (parent) run; only runs tagged
-    ``retention_lab.kind=pipeline`` with ``status`` count. Each run is a dict as
-    in ``run_summary``.
+    ``retention_lab.kind=pipeline`` with ``status`` count. A rerun sees the runs
+    that started before the run it repeats. Each run is a dict as in ``run_summary``.
     """
     client = _client(tracking_uri)
     current = client.get_run(run_id)
+    before = _start_of_original(client, current)
     runs = client.search_runs(
         [current.info.experiment_id],
         filter_string=(
             f"tags.`{PIPELINE_KIND_TAG}` = 'pipeline' and attributes.status = '{status}' "
-            f"and attributes.start_time < {current.info.start_time}"
+            f"and attributes.start_time < {before}"
         ),
         order_by=["attributes.start_time DESC"],
         max_results=max_runs,
     )
     return [_as_dict(run) for run in runs if run.info.run_id != run_id]
+
+
+def _start_of_original(client, run) -> int:
+    """When the run that ``run`` repeats started (``run``'s own start if it is no rerun).
+
+    A rerun of a run from another store (its id unknown here) starts its own history.
+    """
+    from mlflow.exceptions import MlflowException
+
+    rerun_of = run.data.tags.get(RERUN_OF_TAG)
+    if rerun_of:
+        try:
+            return client.get_run(rerun_of).info.start_time
+        except MlflowException:
+            log.warning(
+                "run %s repeats run %s, which this store does not hold", run.info.run_id, rerun_of
+            )
+    return run.info.start_time
 
 
 def stage_runs(tracking_uri: str, parent_run_id: str) -> dict[str, dict]:

@@ -36,15 +36,19 @@ LABELS = {
 class StatusQuoRule:
     """The staff's past choices as a stochastic rule: a multinomial logistic model of the arm.
 
-    Fitted on the rule-assigned cases (all cases when none are marked "rule").
+    Fitted on the rule-assigned cases (all cases when none are marked "rule"); past
+    ``MAX_RULE_CASES`` of them, on a sample drawn with ``random_state``.
     """
+
+    def __init__(self, random_state: int | np.random.Generator | None = None):
+        self.random_state = random_state
 
     def fit(self, cases: pd.DataFrame, *, arms: list[str]):
         """Fit the arm probabilities given customer covariates and the problem type."""
         rule = cases[cases["assignment"] == "rule"] if "assignment" in cases.columns else cases
         rule = rule if len(rule) else cases
         if len(rule) > MAX_RULE_CASES:
-            rule = rule.sample(MAX_RULE_CASES, random_state=0)
+            rule = rule.sample(MAX_RULE_CASES, random_state=self.random_state)
         self.arms_ = list(arms)
         self.base_ = EffectModel()
         self.base_.fit(rule.assign(retained=True), arm_col="instrument")  # design only

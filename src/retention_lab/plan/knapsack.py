@@ -132,6 +132,7 @@ def allocate(
     lp_max_customers: int = 100_000,
     time_limit: float = 20.0,
     dual: bool = False,
+    random_state: int | np.random.Generator | None = None,
 ) -> Allocation:
     """Best instrument per candidate under a budget and per-instrument capacities.
 
@@ -157,6 +158,8 @@ def allocate(
         Seconds allowed to the integer solver before falling back to rounding.
     dual
         Solve the relaxation (not the integer program) to report its multipliers.
+    random_state
+        Seed or generator of the Lagrangian route's sample of candidates.
 
     Returns
     -------
@@ -195,7 +198,7 @@ def allocate(
     A = sp.vstack(blocks, format="csr")
     b = np.concatenate(upper)
     if customers.size > lp_max_customers:
-        return _lagrangian(value, cost, eligible, budget, cap, t0, random_state=0)
+        return _lagrangian(value, cost, eligible, budget, cap, t0, random_state=random_state)
     res = linprog(-v, A_ub=A, b_ub=b, bounds=(0, 1), method="highs-ipm")
     if res.status != 0:
         raise RuntimeError(f"the linear relaxation failed: {res.message}")
@@ -416,6 +419,7 @@ def budget_curve(
     *,
     capacity: np.ndarray | None = None,
     exact_max_customers: int = 20_000,
+    random_state: int | np.random.Generator | None = None,
 ) -> pd.DataFrame:
     """Optimal net value, spend and customers treated at each budget.
 
@@ -427,7 +431,12 @@ def budget_curve(
     rows = []
     for b in np.asarray(budgets, float):
         a = allocate(
-            value, cost, budget=b, capacity=capacity, exact_max_customers=exact_max_customers
+            value,
+            cost,
+            budget=b,
+            capacity=capacity,
+            exact_max_customers=exact_max_customers,
+            random_state=random_state,
         )
         rows.append((b, a.value, a.value + a.cost, a.cost, a.n_treated, a.bound, a.gap))
     cols = ["budget", "net_value", "saved_value", "spent", "treated", "bound", "gap"]

@@ -261,6 +261,7 @@ def analyse(
         budget=config.budget,
         capacity=capacity,
         exact_max_customers=config.exact_max_customers,
+        random_state=random_state,
     )
     choice = allocation.choice
     # truth on simulated data
@@ -284,7 +285,8 @@ def analyse(
     most_used = str(most_used.iloc[0]) if len(most_used) else instruments[0]
     rule = None
     if "status_quo" in config.baselines:
-        rule = ev.StatusQuoRule().fit(cases, arms=[pin.CONTROL, *instruments])
+        rule = ev.StatusQuoRule(random_state=random_state)
+        rule.fit(cases, arms=[pin.CONTROL, *instruments])
     choices = {"plan": choice}
     for name in config.baselines:
         choices[name] = ev.baseline_choice(
@@ -312,7 +314,7 @@ def analyse(
     top = max(config.budget * 2, 1.0)
     curve = budget_curve(
         net, cost, np.linspace(0.0, top, points), capacity=capacity,
-        exact_max_customers=min(config.exact_max_customers, 5_000),
+        exact_max_customers=min(config.exact_max_customers, 5_000), random_state=random_state,
     )  # fmt: skip
     cand = cand.assign(
         instrument=np.where(
