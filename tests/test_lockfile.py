@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,8 @@ def test_environment_yml_pins_every_direct_requirement_to_its_locked_version():
         assert f"  - {name}=={versions[name]}\n" in text
     # not on conda-forge: through pip, pinned too
     assert f"      - playwright=={versions['playwright']}\n" in text
-    assert text.rstrip().endswith("- -e .[examples,test]")
+    extras = ",".join(tomllib.loads(PYPROJECT_FILE.read_text())["project"]["optional-dependencies"])
+    assert text.rstrip().endswith(f"- -e .[{extras}]")
     assert text.count("lifetimes==") == 1  # in two extras, listed once
 
 
