@@ -1,18 +1,25 @@
 """The ``retention-lab`` command: run, simulate, validate, report.
 
 The CLI is thin: it parses options, sets up logging, calls the library and
-maps outcomes to exit codes (0 success, 1 a stage failed, 2 a user error such
-as bad data or a bad configuration, printed without a traceback).
+maps outcomes to exit codes (0 success, 1 a stage failed or an internal error,
+2 a user error such as bad data or a bad configuration, 128 + the signal's
+number when SIGINT or SIGTERM stopped a run). Every message is one line (a
+list of data problems excepted), printed as plain text, never as markup and
+never with a traceback: an internal error's traceback goes to the run's
+``run.log`` (or, before a run folder exists, to a log file named in the line).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
+import traceback
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from retention_lab.config import (
     DEFAULT_CONFIG,
@@ -21,11 +28,12 @@ from retention_lab.config import (
     load_config,
     with_as_of,
 )
-from retention_lab.errors import RetentionLabError
+from retention_lab.errors import RetentionLabError, user_error_names
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="retention_lab: survival, uplift, lifetime value and retention planning.",
 )
 console = Console(stderr=True)
@@ -59,8 +67,14 @@ def _load(config: Path, as_of: str | None):
     return run_config if as_of is None else with_as_of(run_config, as_of, file=str(config))
 
 
+def say(message: object, *, label: str = "", style: str = "bold red") -> None:
+    """Print a line to stderr; ``message`` is plain text (``[/red]`` in a path stays text)."""
+    line = Text.assemble((label, style), " " if label else "", str(message))
+    console.print(line, highlight=False, soft_wrap=True)
+
+
 def _fail(error: RetentionLabError) -> None:
-    console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    say(error, label="error:")
     raise typer.Exit(EXIT_USER_ERROR)
 
 
@@ -74,6 +88,7 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details"),
 ) -> None:
     """Run the pipeline of a configuration and render its reports."""
+    from retention_lab.lifecycle import RunCrashed, RunInterrupted
     from retention_lab.runner import run_pipeline
 
     _setup_logging(verbose)
@@ -84,18 +99,18 @@ def run(
 
         if status == "running":
             started[stage] = time.perf_counter()
-            console.print(f"[{index + 1}/{total}] {stage} ...", highlight=False)
+            console.print(Text(f"[{index + 1}/{total}] {stage} ..."), highlight=False)
         else:
             colour = "green" if status == "succeeded" else "red"
             seconds = time.perf_counter() - started.get(stage, time.perf_counter())
-            console.print(
-                f"[{index + 1}/{total}] {stage} [{colour}]{status}[/] ({seconds:.1f} s)",
-                highlight=False,
+            line = Text.assemble(
+                f"[{index + 1}/{total}] {stage} ", (status, colour), f" ({seconds:.1f} s)"
             )
+            console.print(line, highlight=False)
 
     try:
         run_config = _load(config, as_of)
-        with console.status(f"running {run_config.name}", spinner="dots"):
+        with console.status(Text(f"running {run_config.name}"), spinner="dots"):
             outcome = run_pipeline(
                 run_config,
                 reports_dir=reports_dir,
@@ -105,19 +120,22 @@ def run(
             )
     except RetentionLabError as error:
         _fail(error)
+    except RunInterrupted as interrupt:
+        say(f"the run was {interrupt}; it is recorded as killed", label="stopped:")
+        raise typer.Exit(interrupt.exit_code) from None
+    except RunCrashed as crash:
+        say(crash, label="internal error:")
+        raise typer.Exit(EXIT_STAGE_FAILED) from None
     index = reports_dir / "index.html"
     if not outcome.succeeded:
         failed = outcome.failed_stage
         cell = f" in cell {failed.cell_index}" if failed.cell_index is not None else ""
-        console.print(
-            f"[bold red]stage '{failed.stage}' failed{cell}:[/] {failed.error}", highlight=False
-        )
-        console.print(
-            f"partial notebook kept at {outcome.run_dir / (failed.notebook or '')}", highlight=False
-        )
-        console.print(f"run report: {outcome.run_dir / 'index.html'}", highlight=False)
-        raise typer.Exit(EXIT_STAGE_FAILED)
-    console.print(f"[green]run {outcome.run_dir.name} succeeded[/]", highlight=False)
+        say(failed.error, label=f"stage '{failed.stage}' failed{cell}:")
+        say(f"partial notebook kept at {outcome.run_dir / (failed.notebook or '')}")
+        say(f"run report: {outcome.run_dir / 'index.html'}")
+        user_error = (failed.error or "").split(":")[0] in user_error_names()
+        raise typer.Exit(EXIT_USER_ERROR if user_error else EXIT_STAGE_FAILED)
+    say(f"run {outcome.run_dir.name} succeeded", label="", style="green")
     typer.echo(str(index.resolve()))
 
 
@@ -146,17 +164,14 @@ def simulate(
             transactions=transactions,
         )
     except ValueError as error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        say(error, label="error:")
         raise typer.Exit(EXIT_USER_ERROR) from None
     if out.exists() and any(out.iterdir()):
-        console.print(
-            f"[bold red]error:[/] {out} exists and is not empty; choose a new folder",
-            highlight=False,
-        )
+        say(f"{out} exists and is not empty; choose a new folder", label="error:")
         raise typer.Exit(EXIT_USER_ERROR)
     data = run_simulation(settings, random_state=seed)
     write_simulation(data, out)
-    console.print(f"{len(data.customers):,} customers, as_of {data.as_of}", highlight=False)
+    say(f"{len(data.customers):,} customers, as_of {data.as_of}")
     typer.echo(str(out.resolve()))
 
 
@@ -164,13 +179,20 @@ def simulate(
 def validate(
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Run configuration (YAML)"),
     as_of: str | None = AS_OF_OPTION,
+    notebooks_dir: Path = typer.Option(NOTEBOOKS_DIR, help="Folder of the stage notebooks"),
 ) -> None:
-    """Load and validate a configuration's data without running any stage."""
+    """Check a configuration, its stages, its data and its campaign export without running."""
     from retention_lab.data import load_tables
+    from retention_lab.runner import find_stage_notebooks
 
     try:
         run_config = _load(config, as_of)
+        find_stage_notebooks(run_config, notebooks_dir)
         tables, _ = load_tables(run_config.data, random_state=run_config.seed)
+        if "uplift" in run_config.stages and run_config.uplift.campaign_file:
+            from retention_lab.uplift.cases import read_campaign
+
+            read_campaign(run_config.uplift)
     except RetentionLabError as error:
         _fail(error)
     typer.echo(f"{config}: valid; {tables!r}")
@@ -180,11 +202,34 @@ def validate(
 def report(
     reports_dir: Path = typer.Option(REPORTS_DIR, help="Folder that holds one folder per run"),
 ) -> None:
-    """Re-render the index of all runs (reports/index.html)."""
+    """Close runs that died without a word and re-render the index of all runs."""
+    from retention_lab.lifecycle import close_dead_runs
     from retention_lab.report import render_reports_index
 
-    typer.echo(str(render_reports_index(reports_dir).resolve()))
+    try:
+        close_dead_runs(reports_dir)
+        typer.echo(str(render_reports_index(reports_dir).resolve()))
+    except RetentionLabError as error:
+        _fail(error)
+
+
+def main() -> None:
+    """The console script: any error not handled by a command is one line, exit 1.
+
+    Its traceback is written to a log file named in that line, never to the terminal.
+    """
+    try:
+        app(standalone_mode=True)
+    except Exception as error:
+        from retention_lab.lifecycle import describe
+
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="retention-lab-error-", suffix=".log", delete=False
+        ) as handle:
+            traceback.print_exc(file=handle)
+        say(f"{describe(error)} (traceback in {handle.name})", label="internal error:")
+        raise SystemExit(EXIT_STAGE_FAILED) from None
 
 
 if __name__ == "__main__":
-    app()
+    main()
