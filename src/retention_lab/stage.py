@@ -7,11 +7,14 @@ simulated, and the outputs of earlier stages; it stores tables and figures in
 the stage's folder, logs them to the stage's MLflow run, and ``finish`` writes
 ``results.json`` (headline metrics and plain-language findings) that the
 report puts first. Run interactively (empty ``run_dir``), a notebook works in
-a scratch folder under ``data/scratch/<config name>`` and logs nothing to MLflow.
+a scratch folder ``data/scratch/<config name>-<key>`` and logs nothing to MLflow;
+the key changes whenever what the tables are built from changes (see
+``scratch_folder``), so a changed file, ``as_of`` or seed gets fresh tables.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import warnings
@@ -176,6 +179,24 @@ def _resolve(path: str) -> Path:
     return candidate if candidate.is_absolute() else PROJ_ROOT / candidate
 
 
+def scratch_folder(config: RunConfig) -> Path:
+    """The interactive scratch folder of a configuration, keyed by what its tables come from.
+
+    The key hashes the data section (source, ``as_of``, paths, queries, mappings),
+    the seed and, for every file it names, the file's size and modification time.
+    """
+    data = config.data
+    files = [t.path for t in data.tables().values() if t.path] + [data.database or ""]
+    stamps = []
+    for name in files:
+        path = Path(name)
+        stat = path.stat() if name and path.is_file() else None
+        stamps.append([name, stat.st_size, stat.st_mtime_ns] if stat else [name])
+    content = json.dumps([data.model_dump(mode="json"), config.seed, stamps], sort_keys=True)
+    key = hashlib.sha256(content.encode()).hexdigest()[:12]
+    return DATA_DIR / "scratch" / f"{config.name}-{key}"
+
+
 def open_stage(
     name: str,
     *,
@@ -193,7 +214,7 @@ def open_stage(
     """
     warnings.formatwarning = _reviewer_warning
     config = load_config(_resolve(config_file))
-    folder = _resolve(run_dir) if run_dir else DATA_DIR / "scratch" / config.name
+    folder = _resolve(run_dir) if run_dir else scratch_folder(config)
     folder.mkdir(parents=True, exist_ok=True)
     return StageContext(
         name=name, config=config, run_dir=folder, mlflow_run_id=mlflow_run_id or None, fast=fast
