@@ -350,8 +350,9 @@ def local_time(values: pd.Series, *, file: str, column: str) -> pd.Series:
         zoned, local = values.notna(), values.dt.tz_localize(None)
     else:
         text = values.where(values.map(lambda v: isinstance(v, str)))
-        zoned = text.str.contains(_TIME_ZONE, na=False)
-        local = values.where(~zoned, text.str.replace(_TIME_ZONE, r"\1", regex=True))
+        stripped = text.str.replace(_TIME_ZONE, r"\1", regex=True)
+        zoned = text.notna() & stripped.ne(text)
+        local = values.where(~zoned, stripped)
     if zoned.any():
         log.warning(
             "%s: column '%s': %d dates carry a time zone; their local date and time are kept "
