@@ -46,11 +46,15 @@ def store(tmp_path: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
 
 
+def mlflow_runs(tmp_path: Path) -> list:
+    """Every MLflow run in the test's store."""
+    client = store(tmp_path)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
 def run_statuses(tmp_path: Path) -> dict[str, str]:
     """Every MLflow run in the test's store: run name -> status."""
-    client = store(tmp_path)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return {r.info.run_name: r.info.status for r in client.search_runs(experiments)}
+    return {r.info.run_name: r.info.status for r in mlflow_runs(tmp_path)}
 
 
 def records(tmp_path: Path) -> list[dict]:
@@ -211,7 +215,7 @@ def test_concurrent_runs_on_a_fresh_store_all_finish(tmp_path):
         assert process.returncode == 0, stderr[-3000:]
         assert "Traceback" not in stderr
     assert [r["status"] for r in records(tmp_path)] == ["succeeded"] * 3
-    statuses = list(run_statuses(tmp_path).values())
+    statuses = [r.info.status for r in mlflow_runs(tmp_path)]
     assert len(statuses) == 6 and set(statuses) == {"FINISHED"}  # 3 parents, 3 stages
 
 
