@@ -70,9 +70,9 @@ def loaded(path: Path):
         ("inf", "monthly_fee", "-inf < monthly_fee < inf"),
         ("1e400", "monthly_fee", "-inf < monthly_fee < inf"),  # read as inf
         ("-inf", "monthly_fee", "-inf < monthly_fee < inf"),
-        ("1e300", "monthly_fee", "0 <= monthly_fee <= 1,000,000"),
-        ("-5", "monthly_fee", "0 <= monthly_fee <= 1,000,000"),
-        ("1e13", "age", "-1,000,000,000,000 <= age <= 1,000,000,000,000"),
+        ("1e300", "monthly_fee", "monthly_fee <= 1,000,000"),
+        ("-5", "monthly_fee", "monthly_fee >= 0"),
+        ("1e13", "age", "age <= 1,000,000,000,000"),
         ("inf", "age", "-inf < age < inf"),
     ],
 )
@@ -103,9 +103,9 @@ def test_absurd_amounts_costs_and_a_negative_severity_are_refused(tmp_path):
             transactions={"path": "payments.csv"},
         )
     )
-    assert "problems.csv: column 'severity': 1 row breaks 0 <= severity <= 1,000 (C1)" in message
+    assert "problems.csv: column 'severity': 1 row breaks severity >= 0 (C1)" in message
     assert "payments.csv: column 'amount': 1 row breaks -inf < amount < inf" in message
-    assert "payments.csv: column 'amount': 1 row breaks 0 < amount <= 1,000,000,000 (C4)" in message
+    assert "payments.csv: column 'amount': 1 row breaks amount <= 1,000,000,000 (C4)" in message
 
 
 def test_a_clean_export_still_loads(tmp_path):
@@ -296,6 +296,6 @@ def test_markup_in_paths_and_ids_is_printed_as_text(tmp_path, name):
     result = cli("validate", "--config", str(path), tmp_path=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
-    expected = f"{folder / 'customers.csv'}: column 'monthly_fee': 1 row breaks 0 <= monthly_fee"
+    expected = f"{folder / 'customers.csv'}: column 'monthly_fee': 1 row breaks monthly_fee >= 0"
     assert expected in " ".join(result.stderr.split())
     assert f"({name}id)" in result.stderr

@@ -84,19 +84,29 @@ def _finite(column: str) -> pa.Check:
     )
 
 
-def _in_range(column: str, low: float, high: float, *, low_included: bool = True) -> pa.Check:
+def _bound(column: str, bound: float, *, lower: bool, included: bool = True) -> pa.Check:
+    """One side of a column's range; non-finite values are left to ``_finite``."""
+
     def check(series: pd.Series) -> pd.Series:
         values = series.astype(float)
-        above = values >= low if low_included else values > low
-        return ~np.isfinite(values) | (above & (values <= high))  # non-finite: _finite says so
+        if lower:
+            inside = values >= bound if included else values > bound
+        else:
+            inside = values <= bound
+        return ~np.isfinite(values) | inside
 
-    sign = "<=" if low_included else "<"
-    return pa.Check(check, error=f"{low:,.0f} {sign} {column} <= {high:,.0f}")
+    sign = (">=" if included else ">") if lower else "<="
+    note = " (negative tenure)" if lower and column == "tenure" else ""
+    return pa.Check(check, error=f"{column} {sign} {bound:,.0f}{note}")
 
 
 def _number_checks(column: str) -> list[pa.Check]:
     low, high, low_included = RANGES.get(column, (-MAX_MAGNITUDE, MAX_MAGNITUDE, True))
-    return [_finite(column), _in_range(column, low, high, low_included=low_included)]
+    return [
+        _finite(column),
+        _bound(column, low, lower=True, included=low_included),
+        _bound(column, high, lower=False),
+    ]
 
 
 def _column_checks(table: str, as_of: pd.Timestamp) -> dict[str, list[pa.Check]]:
@@ -223,7 +233,8 @@ def _problems_from(
         if group["schema_context"].iloc[0] == "DataFrameSchema":
             column = _DATAFRAME_CHECK_COLUMN.get(check, column)
         index = pd.Index(group["index"].dropna().unique())
-        if id_column in frame.columns and len(index) and column != id_column:
+        empty_ids = column == id_column and check in ("not_nullable", "a non-empty customer_id")
+        if id_column in frame.columns and len(index) and not empty_ids:
             rows = (
                 frame.loc[frame.index.intersection(index), id_column].astype(str).unique().tolist()
             )

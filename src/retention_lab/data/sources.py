@@ -349,9 +349,12 @@ def local_time(values: pd.Series, *, file: str, column: str) -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         zoned, local = values.notna(), values.dt.tz_localize(None)
     else:
-        text = values.where(values.map(lambda v: isinstance(v, str)))
+        is_text = values.map(lambda v: isinstance(v, str))
+        if not is_text.any():
+            return values
+        text = values.where(is_text).astype("string")
         stripped = text.str.replace(_TIME_ZONE, r"\1", regex=True)
-        zoned = text.notna() & stripped.ne(text)
+        zoned = (text.notna() & stripped.ne(text)).fillna(False).astype(bool)
         local = values.where(~zoned, stripped)
     if zoned.any():
         log.warning(
