@@ -16,6 +16,7 @@ from .conftest import FIXTURES, make_config
 NOTEBOOKS = FIXTURES / "notebooks"
 
 
+
 def run(stages, reports_dir, **kwargs):
     config = make_config(stages=stages, name="fixture")
     return run_pipeline(config, reports_dir=reports_dir, notebooks_dir=NOTEBOOKS, **kwargs)
