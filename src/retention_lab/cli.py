@@ -30,7 +30,28 @@ from retention_lab.config import (
 )
 from retention_lab.errors import RetentionLabError, user_error_names
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """The command group; any error no command handles is one line and exit 1.
+
+    Its traceback goes to a log file named in that line, never to the terminal.
+    """
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as error:
+            from retention_lab.lifecycle import describe
+
+            with tempfile.NamedTemporaryFile(
+                "w", prefix="retention-lab-error-", suffix=".log", delete=False
+            ) as handle:
+                traceback.print_exc(file=handle)
+            say(f"{describe(error)} (traceback in {handle.name})", label="internal error:")
+            raise SystemExit(EXIT_STAGE_FAILED) from None
+
+
+app = _App(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -213,23 +234,5 @@ def report(
         _fail(error)
 
 
-def main() -> None:
-    """The console script: any error not handled by a command is one line, exit 1.
-
-    Its traceback is written to a log file named in that line, never to the terminal.
-    """
-    try:
-        app(standalone_mode=True)
-    except Exception as error:
-        from retention_lab.lifecycle import describe
-
-        with tempfile.NamedTemporaryFile(
-            "w", prefix="retention-lab-error-", suffix=".log", delete=False
-        ) as handle:
-            traceback.print_exc(file=handle)
-        say(f"{describe(error)} (traceback in {handle.name})", label="internal error:")
-        raise SystemExit(EXIT_STAGE_FAILED) from None
-
-
 if __name__ == "__main__":
-    main()
+    app()
