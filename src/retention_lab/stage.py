@@ -139,7 +139,8 @@ class StageContext:
             "stage": self.name,
             "status": status,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "metrics": {k: float(v) for k, v in metrics.items()},
+            # keyed as in MLflow, so the monitor reads this run and earlier ones alike
+            "metrics": {tracking.name_for_mlflow(k): float(v) for k, v in metrics.items()},
             "findings": list(findings),
             "tags": dict(tags or {}),
         }

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import subprocess
 import tempfile
 import time
@@ -28,6 +29,17 @@ log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
+MAX_NAME_LENGTH = 250
+_NAME_OUTSIDE_MLFLOW = re.compile(r"[^\w.\- :/]|\.{2,}|^/+|/{2,}|/$")
+
+
+def name_for_mlflow(name: str) -> str:
+    """A metric, parameter or tag name MLflow accepts: other characters become ``_``.
+
+    Names built from data (an instrument called ``<b>discount</b>``) must not
+    fail a stage; the same name always maps to the same key.
+    """
+    return _NAME_OUTSIDE_MLFLOW.sub("_", str(name))[:MAX_NAME_LENGTH]
 
 
 SQLITE = "sqlite:///"
@@ -152,7 +164,7 @@ def log_params(tracking_uri: str, run_id: str, params: Mapping[str, object]) -> 
     """Log parameters (values cut to MLflow's length limit)."""
     from mlflow.entities import Param
 
-    batch = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+    batch = [Param(name_for_mlflow(k), str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
     _client(tracking_uri).log_batch(run_id, params=batch)
 
 
@@ -165,7 +177,7 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float]) ->
     for key, value in metrics.items():
         value = float(value)
         if math.isfinite(value):
-            batch.append(Metric(key, value, now, 0))
+            batch.append(Metric(name_for_mlflow(key), value, now, 0))
         else:
             log.info("metric %s is %s and is not logged", key, value)
     _client(tracking_uri).log_batch(run_id, metrics=batch)
@@ -175,7 +187,7 @@ def set_tags(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
     """Set tags on a run."""
     client = _client(tracking_uri)
     for key, value in tags.items():
-        client.set_tag(run_id, key, str(value))
+        client.set_tag(run_id, name_for_mlflow(key), str(value))
 
 
 def log_artifact(
