@@ -247,7 +247,7 @@ def _execute_stage(
             )
             error = None
         except PapermillExecutionError as exc:
-            error, cell_index = f"{exc.ename}: {exc.evalue}", exc.cell_index
+            error, cell_index = f"{exc.ename}: {' '.join(exc.evalue.split())}", exc.cell_index
         except Exception as exc:  # kernel died, timeout, unreadable notebook: a failed stage
             error = describe(exc)
             if attempt < KERNEL_START_RETRIES and not _any_cell_started(output):
