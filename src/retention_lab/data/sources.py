@@ -160,10 +160,9 @@ class DataConfig(BaseModel):
                 return path
             return str((base / path).resolve())
 
-        update: dict[str, Any] = {
-            "database": absolute(self.database),
-            "base_dir": str(base.resolve()),
-        }
+        update: dict[str, Any] = {"database": absolute(self.database)}
+        if self.source == "duckdb":  # queries keep their text: DuckDB needs the folder itself
+            update["base_dir"] = str(base.resolve())
         for name, table in self.tables().items():
             update[name] = table.model_copy(update={"path": absolute(table.path)})
         return self.model_copy(update=update)
