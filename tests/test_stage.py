@@ -8,7 +8,7 @@ import pytest
 from retention_lab.config import dump_config
 from retention_lab.data import fingerprint, load_tables
 from retention_lab.errors import MissingStageOutput
-from retention_lab.stage import open_stage, read_results
+from retention_lab.stage import open_stage, read_results, scratch_folder
 
 from .conftest import make_config
 
@@ -62,8 +62,23 @@ def test_finish_writes_results_for_the_report(tmp_path, config_file):
 def test_interactive_use_works_in_a_scratch_folder(monkeypatch, tmp_path, config_file):
     monkeypatch.setattr("retention_lab.stage.DATA_DIR", tmp_path / "data")
     stage = open_stage("data", config_file=str(config_file))
-    assert stage.run_dir == tmp_path / "data" / "scratch" / "test"
+    assert stage.run_dir.parent == tmp_path / "data" / "scratch"
+    assert stage.run_dir.name.startswith("test-")
     assert stage.mlflow_run_id is None
+
+
+def test_the_scratch_folder_changes_with_the_data_as_of_and_seed(monkeypatch, tmp_path):
+    monkeypatch.setattr("retention_lab.stage.DATA_DIR", tmp_path / "data")
+    csv = tmp_path / "customers.csv"
+    csv.write_text("customer_id,signup_date,end_date,segment\nC1,2020-01-01,2020-06-01,a\n")
+    files = {"source": "files", "as_of": "2021-01-01", "customers": {"path": str(csv)}}
+    base = make_config(data=files)
+    first = scratch_folder(base)
+    assert scratch_folder(make_config(data=files)) == first  # same inputs, same tables
+    assert scratch_folder(make_config(data=files, seed=4)) != first
+    assert scratch_folder(make_config(data={**files, "as_of": "2021-02-01"})) != first
+    csv.write_text(csv.read_text() + "C2,2020-02-01,,b\n")
+    assert scratch_folder(base) != first  # the file changed
 
 
 def test_each_stage_gets_its_own_reproducible_random_state(tmp_path, config_file):

@@ -1,19 +1,28 @@
 """The ``retention-lab`` command: run, rerun, simulate, validate, report.
 
 The CLI is thin: it parses options, sets up logging, calls the library and
-maps outcomes to exit codes (0 success, 1 a stage failed, 2 a user error such
-as bad data or a bad configuration, printed without a traceback, 3 a rerun
-whose headline results differ from the original's).
+maps outcomes to exit codes (0 success, 1 a stage failed or an internal error,
+2 a user error such as bad data or a bad configuration, 3 a rerun whose
+headline results differ from the original's, 128 + the signal's number when
+SIGINT or SIGTERM stopped a run). Every message is one line (a list of data
+problems excepted), printed as plain text, never as markup and never with a
+traceback: an internal error's traceback goes to the run's ``run.log`` (or,
+before a run folder exists, to a log file named in the line).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from retention_lab.config import (
     DEFAULT_CONFIG,
@@ -22,11 +31,33 @@ from retention_lab.config import (
     load_config,
     with_as_of,
 )
-from retention_lab.errors import RetentionLabError
+from retention_lab.errors import RetentionLabError, user_error_names
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """The command group; any error no command handles is one line and exit 1.
+
+    Its traceback goes to a log file named in that line, never to the terminal.
+    """
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as error:
+            from retention_lab.lifecycle import describe
+
+            with tempfile.NamedTemporaryFile(
+                "w", prefix="retention-lab-error-", suffix=".log", delete=False
+            ) as handle:
+                traceback.print_exc(file=handle)
+            say(f"{describe(error)} (traceback in {handle.name})", label="internal error:")
+            raise SystemExit(EXIT_STAGE_FAILED) from None
+
+
+app = _App(
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="retention_lab: survival, uplift, lifetime value and retention planning.",
 )
 console = Console(stderr=True)
@@ -62,6 +93,12 @@ def _load(config: Path, as_of: str | None):
     return run_config if as_of is None else with_as_of(run_config, as_of, file=str(config))
 
 
+def say(message: object, *, label: str = "", style: str = "bold red") -> None:
+    """Print a line to stderr; ``message`` is plain text (``[/red]`` in a path stays text)."""
+    line = Text.assemble((label, style), " " if label else "", str(message))
+    console.print(line, highlight=False, soft_wrap=True)
+
+
 def _progress_printer():
     """A ``run_pipeline`` progress callback printing one line per stage start and end."""
     import time
@@ -71,20 +108,20 @@ def _progress_printer():
     def progress(index: int, total: int, stage: str, status: str) -> None:
         if status == "running":
             started[stage] = time.perf_counter()
-            console.print(f"[{index + 1}/{total}] {stage} ...", highlight=False)
+            console.print(Text(f"[{index + 1}/{total}] {stage} ..."), highlight=False)
         else:
             colour = "green" if status == "succeeded" else "red"
             seconds = time.perf_counter() - started.get(stage, time.perf_counter())
-            console.print(
-                f"[{index + 1}/{total}] {stage} [{colour}]{status}[/] ({seconds:.1f} s)",
-                highlight=False,
+            line = Text.assemble(
+                f"[{index + 1}/{total}] {stage} ", (status, colour), f" ({seconds:.1f} s)"
             )
+            console.print(line, highlight=False)
 
     return progress
 
 
 def _fail(error: RetentionLabError) -> None:
-    console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    say(error, label="error:")
     raise typer.Exit(EXIT_USER_ERROR)
 
 
@@ -101,9 +138,9 @@ def run(
     from retention_lab.runner import run_pipeline
 
     _setup_logging(verbose)
-    try:
+    with _run_errors():
         run_config = _load(config, as_of)
-        with console.status(f"running {run_config.name}", spinner="dots"):
+        with console.status(Text(f"running {run_config.name}"), spinner="dots"):
             outcome = run_pipeline(
                 run_config,
                 reports_dir=reports_dir,
@@ -111,26 +148,38 @@ def run(
                 fast=fast,
                 progress=_progress_printer(),
             )
-    except RetentionLabError as error:
-        _fail(error)
     _exit_if_failed(outcome)
-    console.print(f"[green]run {outcome.run_dir.name} succeeded[/]", highlight=False)
+    say(f"run {outcome.run_dir.name} succeeded", label="", style="green")
     typer.echo(str((reports_dir / "index.html").resolve()))
 
 
+@contextmanager
+def _run_errors() -> Iterator[None]:
+    """Turn a user error, a signal or a crash during a run into its one line and exit code."""
+    from retention_lab.lifecycle import RunCrashed, RunInterrupted
+
+    try:
+        yield
+    except RetentionLabError as error:
+        _fail(error)
+    except RunInterrupted as interrupt:
+        say(f"the run was {interrupt}; it is recorded as killed", label="stopped:")
+        raise typer.Exit(interrupt.exit_code) from None
+    except RunCrashed as crash:
+        say(crash, label="internal error:")
+        raise typer.Exit(EXIT_STAGE_FAILED) from None
+
+
 def _exit_if_failed(outcome) -> None:
-    """Name the failed stage and its partial notebook, and exit 1, if a stage failed."""
+    """Name the failed stage and its partial notebook, and exit 1 (2 for a user error)."""
     if not outcome.succeeded:
         failed = outcome.failed_stage
         cell = f" in cell {failed.cell_index}" if failed.cell_index is not None else ""
-        console.print(
-            f"[bold red]stage '{failed.stage}' failed{cell}:[/] {failed.error}", highlight=False
-        )
-        console.print(
-            f"partial notebook kept at {outcome.run_dir / (failed.notebook or '')}", highlight=False
-        )
-        console.print(f"run report: {outcome.run_dir / 'index.html'}", highlight=False)
-        raise typer.Exit(EXIT_STAGE_FAILED)
+        say(failed.error, label=f"stage '{failed.stage}' failed{cell}:")
+        say(f"partial notebook kept at {outcome.run_dir / (failed.notebook or '')}")
+        say(f"run report: {outcome.run_dir / 'index.html'}")
+        user_error = (failed.error or "").split(":")[0] in user_error_names()
+        raise typer.Exit(EXIT_USER_ERROR if user_error else EXIT_STAGE_FAILED)
 
 
 @app.command()
@@ -150,36 +199,34 @@ def rerun(
     from retention_lab.rerun import rerun as run_again
 
     _setup_logging(verbose)
-    try:
-        with console.status(f"re-running {run_folder.name}", spinner="dots"):
+    with _run_errors():
+        with console.status(Text(f"re-running {run_folder.name}"), spinner="dots"):
             result = run_again(
                 run_folder,
                 reports_dir=reports_dir,
                 notebooks_dir=notebooks_dir,
                 progress=_progress_printer(),
             )
-    except RetentionLabError as error:
-        _fail(error)
     for line in result.differences:
-        console.print(f"[yellow]warning:[/] {line}", highlight=False, markup=True)
+        say(line, label="warning:", style="yellow")
     _exit_if_failed(result.run)
     new = result.run.run_dir
     if not result.results_match:
-        console.print(
-            f"[bold red]headline results differ[/] from {run_folder.name} "
-            f"in {len(result.mismatches)} places:",
-            highlight=False,
+        say(
+            f"from {run_folder.name} in {len(result.mismatches)} places:",
+            label="headline results differ",
         )
         for line in result.mismatches[:MAX_MISMATCHES_SHOWN]:
-            console.print(f"  {line}", highlight=False)
+            say(f"  {line}")
         if len(result.mismatches) > MAX_MISMATCHES_SHOWN:
-            console.print(f"  ... and {len(result.mismatches) - MAX_MISMATCHES_SHOWN} more")
+            say(f"  ... and {len(result.mismatches) - MAX_MISMATCHES_SHOWN} more")
         typer.echo(str(new.resolve()))
         raise typer.Exit(EXIT_RESULTS_DIFFER)
-    console.print(
-        f"[green]headline results match[/] {run_folder.name}: {result.compared} metrics "
-        f"and every stage's findings are equal (new run {new.name})",
-        highlight=False,
+    say(
+        f"{run_folder.name}: {result.compared} metrics and every stage's findings are equal "
+        f"(new run {new.name})",
+        label="headline results match",
+        style="green",
     )
     typer.echo(str(new.resolve()))
 
@@ -209,17 +256,14 @@ def simulate(
             transactions=transactions,
         )
     except ValueError as error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        say(error, label="error:")
         raise typer.Exit(EXIT_USER_ERROR) from None
     if out.exists() and any(out.iterdir()):
-        console.print(
-            f"[bold red]error:[/] {out} exists and is not empty; choose a new folder",
-            highlight=False,
-        )
+        say(f"{out} exists and is not empty; choose a new folder", label="error:")
         raise typer.Exit(EXIT_USER_ERROR)
     data = run_simulation(settings, random_state=seed)
     write_simulation(data, out)
-    console.print(f"{len(data.customers):,} customers, as_of {data.as_of}", highlight=False)
+    say(f"{len(data.customers):,} customers, as_of {data.as_of}")
     typer.echo(str(out.resolve()))
 
 
@@ -227,13 +271,20 @@ def simulate(
 def validate(
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Run configuration (YAML)"),
     as_of: str | None = AS_OF_OPTION,
+    notebooks_dir: Path = typer.Option(NOTEBOOKS_DIR, help="Folder of the stage notebooks"),
 ) -> None:
-    """Load and validate a configuration's data without running any stage."""
+    """Check a configuration, its stages, its data and its campaign export without running."""
     from retention_lab.data import load_tables
+    from retention_lab.runner import find_stage_notebooks
 
     try:
         run_config = _load(config, as_of)
+        find_stage_notebooks(run_config, notebooks_dir)
         tables, _ = load_tables(run_config.data, random_state=run_config.seed)
+        if "uplift" in run_config.stages and run_config.uplift.campaign_file:
+            from retention_lab.uplift.cases import read_campaign
+
+            read_campaign(run_config.uplift)
     except RetentionLabError as error:
         _fail(error)
     typer.echo(f"{config}: valid; {tables!r}")
@@ -243,10 +294,15 @@ def validate(
 def report(
     reports_dir: Path = typer.Option(REPORTS_DIR, help="Folder that holds one folder per run"),
 ) -> None:
-    """Re-render the index of all runs (reports/index.html)."""
+    """Close runs that died without a word and re-render the index of all runs."""
+    from retention_lab.lifecycle import close_dead_runs
     from retention_lab.report import render_reports_index
 
-    typer.echo(str(render_reports_index(reports_dir).resolve()))
+    try:
+        close_dead_runs(reports_dir)
+        typer.echo(str(render_reports_index(reports_dir).resolve()))
+    except RetentionLabError as error:
+        _fail(error)
 
 
 if __name__ == "__main__":

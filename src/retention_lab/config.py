@@ -278,7 +278,8 @@ class UpliftConfig(_Section):
     campaign_file: str | None = Field(
         None,
         description="CSV/Parquet campaign export (one row per customer: treatment, outcome, "
-        "features) used instead of the interventions table; relative to the project root",
+        "features) used instead of the interventions table; relative to the configuration's "
+        "folder",
     )
     campaign_treatment_col: str = Field("treatment", description="Campaign export: arm column")
     campaign_outcome_col: str = Field("outcome", description="Campaign export: 0/1 outcome column")
@@ -434,8 +435,14 @@ def load_config(path: str | Path) -> RunConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(file=str(path), problems=[("", f"not valid YAML: {exc}")]) from None
     config = parse_config(raw or {}, file=str(path))
-    # relative data paths are taken from the configuration file's folder
-    return config.model_copy(update={"data": config.data.resolve_paths(path.resolve().parent)})
+    # every relative path is taken from the configuration file's folder
+    folder = path.resolve().parent
+    update: dict[str, Any] = {"data": config.data.resolve_paths(folder)}
+    campaign = config.uplift.campaign_file
+    if campaign and not Path(campaign).is_absolute():
+        campaign = str((folder / campaign).resolve())
+        update["uplift"] = config.uplift.model_copy(update={"campaign_file": campaign})
+    return config.model_copy(update=update)
 
 
 def with_as_of(config: RunConfig, as_of: str, *, file: str) -> RunConfig:

@@ -109,6 +109,35 @@ class NotARun(RetentionLabError):
         super().__init__(f"{folder}: not a run folder ({missing} is missing)")
 
 
+class TrackingError(RetentionLabError):
+    """The MLflow tracking store cannot be opened."""
+
+    def __init__(self, *, uri: str, reason: str):
+        self.uri, self.reason = uri, reason
+        super().__init__(
+            f"MLflow tracking store {uri}: cannot be opened ({reason}); check "
+            "tracking.tracking_uri in the configuration or MLFLOW_TRACKING_URI"
+        )
+
+
+class OutputError(RetentionLabError):
+    """A file or folder the workbench must write cannot be written."""
+
+    def __init__(self, *, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: cannot be written ({reason})")
+
+
+def user_error_names() -> set[str]:
+    """Class names of every ``RetentionLabError`` (a stage failing with one is a user error)."""
+    found, pending = set(), [RetentionLabError]
+    while pending:
+        cls = pending.pop()
+        found.add(cls.__name__)
+        pending += cls.__subclasses__()
+    return found
+
+
 class RetentionLabWarning(UserWarning):
     """Base class of the project's warnings."""
 

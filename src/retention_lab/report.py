@@ -9,7 +9,9 @@ page of a run closes with a one-line footer of its provenance.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from markupsafe import Markup
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
 
+from retention_lab.errors import OutputError
 from retention_lab.provenance import footer as provenance_footer
 
 RUN_FILE = "run.json"
@@ -27,6 +30,7 @@ STATUS_COLOURS = {
     "succeeded": "#1a7f37",
     "failed": "#cf222e",
     "running": "#9a6700",
+    "killed": "#cf222e",
     "skipped": "#57606a",
     "not run": "#57606a",
 }
@@ -74,9 +78,7 @@ def render_stage(
     end = page.rfind("</body>")
     closing = _ENV.get_template("footer.html.j2").render(footer=footer)
     page = page[:end] + closing + page[end:] if end >= 0 else page + closing
-    html_path = Path(html_path)
-    html_path.write_text(page, encoding="utf-8")
-    return html_path
+    return _write(Path(html_path), page)
 
 
 def render_skipped(
@@ -92,41 +94,56 @@ def render_skipped(
         error=None,
     )
     page = _ENV.get_template("page.html.j2").render(title=title, body=Markup(header), footer=footer)
-    html_path = Path(html_path)
-    html_path.write_text(page, encoding="utf-8")
-    return html_path
+    return _write(Path(html_path), page)
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write a file whole or not at all (a reader never sees half of it)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise OutputError(path=str(path), reason=error.strerror or str(error)) from None
+    return path
 
 
 def write_run_record(run_dir: str | Path, record: dict) -> None:
-    """Store the run's status record (``run.json``), read by the indexes."""
-    Path(run_dir, RUN_FILE).write_text(json.dumps(record, indent=2, default=str))
+    """Store the run's status record (``run.json``, written atomically), read by the indexes."""
+    _write(Path(run_dir, RUN_FILE), json.dumps(record, indent=2, default=str))
 
 
 def read_run_record(run_dir: str | Path) -> dict | None:
-    """The run's status record, or ``None`` if the folder is not a run."""
+    """The run's status record, or ``None`` if the folder is not a run or the record is unreadable.
+
+    A record must be a JSON object with ``name``, ``status`` and a list of
+    ``stages``; anything else (a half-written or hand-edited file) is ignored.
+    """
     path = Path(run_dir, RUN_FILE)
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    if not isinstance(record, dict) or not isinstance(record.get("stages", []), list):
+        return None
+    if not all(isinstance(record.get(key), str) for key in ("name", "status")):
+        return None
+    record["stages"] = [s for s in record.get("stages", []) if isinstance(s, dict)]
+    return record
 
 
 def render_run_index(run_dir: str | Path) -> Path:
     """Write ``index.html`` of one run: status, stages, findings and links."""
     run = read_run_record(run_dir)
     body = _ENV.get_template("run_index.html.j2").render(run=run, colours=STATUS_COLOURS)
-    path = Path(run_dir) / "index.html"
-    path.write_text(
-        _ENV.get_template("page.html.j2").render(
-            title=f"Run {run['name']}",
-            body=Markup(body),
-            footer=provenance_footer(run.get("provenance")),
-        ),
-        encoding="utf-8",
+    page = _ENV.get_template("page.html.j2").render(
+        title=f"Run {run['name']}",
+        body=Markup(body),
+        footer=provenance_footer(run.get("provenance")),
     )
-    return path
+    return _write(Path(run_dir) / "index.html", page)
 
 
 def render_reports_index(reports_dir: str | Path) -> Path:
@@ -139,12 +156,9 @@ def render_reports_index(reports_dir: str | Path) -> Path:
             runs.append({**record, "folder": folder.name})
     runs.sort(key=lambda r: (str(r.get("started_at", "")), r["folder"]), reverse=True)
     body = _ENV.get_template("reports_index.html.j2").render(runs=runs, colours=STATUS_COLOURS)
-    path = reports_dir / "index.html"
-    path.write_text(
-        _ENV.get_template("page.html.j2").render(title="retention_lab reports", body=Markup(body)),
-        encoding="utf-8",
-    )
-    return path
+    title = "retention_lab reports"
+    page = _ENV.get_template("page.html.j2").render(title=title, body=Markup(body))
+    return _write(reports_dir / "index.html", page)
 
 
 def timestamp() -> str:

@@ -16,19 +16,21 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from retention_lab import provenance, report, tracking
+from retention_lab import lifecycle, provenance, report, tracking
 from retention_lab.config import (
+    KERNEL_NAME,
     NOTEBOOKS_DIR,
     REPORTS_DIR,
     RunConfig,
     dump_config,
     flatten,
 )
-from retention_lab.errors import ConfigError, RetentionLabError
+from retention_lab.errors import ConfigError, OutputError, RetentionLabError
+from retention_lab.lifecycle import describe
 from retention_lab.stage import (
     RUN_CONFIG_FILE,
     TABLES_DIR,
@@ -40,6 +42,7 @@ from retention_lab.stage import (
 log = logging.getLogger(__name__)
 
 STAGE_PARAMETERS = ("config_file", "run_dir", "mlflow_run_id", "fast")
+KERNEL_START_RETRIES = 1  # a kernel that could not start (a port taken meanwhile) gets one more try
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,14 @@ def check_stage_notebook(notebook: Path) -> None:
         )
 
 
+def find_stage_notebooks(config: RunConfig, notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, Path]:
+    """Every configured stage's notebook, checked; unknown stages raise ``ConfigError``."""
+    notebooks = {stage: find_notebook(stage, notebooks_dir) for stage in config.stages}
+    for notebook in notebooks.values():
+        check_stage_notebook(notebook)
+    return notebooks
+
+
 def stage_requirements(notebook: Path) -> dict:
     """What a stage needs of the dataset, from its notebook metadata.
 
@@ -133,29 +144,42 @@ def unmet_requirements(requirements: dict, tables: dict) -> list[str]:
 
 
 def ensure_kernel(name: str) -> None:
-    """Register a Jupyter kernel running this interpreter under ``name`` if none exists."""
+    """Check that the Jupyter kernel ``name`` exists; register the project's own if missing.
+
+    Any other name must be installed already: a mistyped name is an error, not
+    a new kernel.
+    """
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+    manager = KernelSpecManager()
     try:
-        KernelSpecManager().get_kernel_spec(name)
+        manager.get_kernel_spec(name)
+        return
     except NoSuchKernel:
-        from ipykernel.kernelspec import install
+        if name != KERNEL_NAME:
+            installed = sorted(manager.find_kernel_specs())
+            problem = f"no Jupyter kernel {name!r} (installed: {installed})"
+            raise ConfigError(file="configuration", problems=[("runner.kernel", problem)]) from None
+    from ipykernel.kernelspec import install
 
-        log.info("registering Jupyter kernel %s for %s", name, sys.executable)
-        install(kernel_name=name, display_name=f"Python ({name})", prefix=sys.prefix)
+    log.info("registering Jupyter kernel %s for %s", name, sys.executable)
+    install(kernel_name=name, display_name=f"Python ({name})", prefix=sys.prefix)
 
 
 def new_run_dir(reports_dir: Path, name: str) -> Path:
     """Create a fresh run folder ``<timestamp>-<name>``; an existing one is never reused."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
-    for attempt in range(1000):
-        candidate = reports_dir / (stem if attempt == 0 else f"{stem}-{attempt + 1}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1000):
+            candidate = reports_dir / (stem if attempt == 0 else f"{stem}-{attempt + 1}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise OutputError(path=str(reports_dir), reason=error.strerror or str(error)) from None
     raise RuntimeError(f"could not create a run folder for {stem} in {reports_dir}")
 
 
@@ -213,23 +237,29 @@ def _execute_stage(
     }
     started = time.perf_counter()
     error = cell_index = None
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=parameters,
-            kernel_name=config.runner.kernel,
-            cwd=str(run_dir),
-            progress_bar=False,
-            execution_timeout=config.runner.cell_timeout_s,
-            # the kernel's own log (its transport warning, the interrupt at shutdown) is noise
-            # in a scheduler's log; a failing cell or a dead kernel is reported by the runner
-            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-        )
-    except PapermillExecutionError as exc:
-        error, cell_index = f"{exc.ename}: {exc.evalue}", exc.cell_index
-    except Exception as exc:  # kernel died, timeout, unreadable notebook: still a failed stage
-        error = f"{type(exc).__name__}: {exc}"
+    for attempt in range(1 + KERNEL_START_RETRIES):
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                kernel_name=config.runner.kernel,
+                cwd=str(run_dir),
+                progress_bar=False,
+                execution_timeout=config.runner.cell_timeout_s,
+                # the kernel's own log (its transport warning, the interrupt at shutdown) is noise
+                # in a scheduler's log; a failing cell or a dead kernel is reported by the runner
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+            )
+            error = None
+        except PapermillExecutionError as exc:
+            error, cell_index = f"{exc.ename}: {' '.join(exc.evalue.split())}", exc.cell_index
+        except Exception as exc:  # kernel died, timeout, unreadable notebook: a failed stage
+            error = describe(exc)
+            if attempt < KERNEL_START_RETRIES and not _any_cell_started(output):
+                log.warning("stage %s: the kernel did not start (%s); retrying", stage, error)
+                continue
+        break
     seconds = time.perf_counter() - started
     results = read_results(run_dir, stage)
     if error is None and results is None:
@@ -266,6 +296,17 @@ def _execute_stage(
     )
 
 
+def _any_cell_started(output: Path) -> bool:
+    """Whether papermill began any cell of ``output`` (if not, the kernel never started)."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(output), as_version=4).cells
+    except (OSError, ValueError):
+        return False
+    return any(cell.metadata.get("papermill", {}).get("start_time") for cell in cells)
+
+
 def _skip_stage(
     stage: str,
     run_dir: Path,
@@ -299,6 +340,58 @@ def _skip_stage(
     )
 
 
+@dataclass
+class _Run:
+    """The state of a run in progress, saved to ``run.json`` after every change."""
+
+    config: RunConfig
+    run_dir: Path
+    reports_dir: Path
+    uri: str
+    started_at: str
+    outcomes: list[StageOutcome]
+    parent_id: str = ""
+    provenance: dict = field(default_factory=dict)
+    ended: bool = False
+
+    def save(self, status: str, finished_at: str | None = None, error: str | None = None) -> None:
+        """Write ``run.json`` (first, atomically), then the run's index and the index of runs."""
+        record = _record(
+            self.config, self.run_dir, self.outcomes, status, self.parent_id,
+            self.started_at, finished_at,
+        )  # fmt: skip
+        report.write_run_record(
+            self.run_dir, {**record, "error": error, "provenance": self.provenance}
+        )
+        report.render_run_index(self.run_dir)
+        report.render_reports_index(self.reports_dir)
+
+    def abort(self, status: str, error: str) -> None:
+        """End the run ``failed`` or ``killed``: the stage in progress, MLflow, ``run.json``.
+
+        Only the first call counts (the most specific cause is recorded first).
+        """
+        if self.ended:
+            return
+        self.ended = True
+        for index, outcome in enumerate(self.outcomes):
+            if outcome.status == "running":
+                partial = sorted((self.run_dir / outcome.stage).glob("*.ipynb"))
+                notebook = str(partial[0].relative_to(self.run_dir)) if partial else None
+                self.outcomes[index] = replace(
+                    outcome, status=status, error=error, notebook=notebook
+                )
+        if self.parent_id:
+            mlflow_status = "KILLED" if status == "killed" else "FAILED"
+            lifecycle.best_effort(
+                lambda: tracking.close_run_tree(self.uri, self.parent_id, status=mlflow_status),
+                f"mark the MLflow runs {mlflow_status}",
+            )
+        lifecycle.best_effort(
+            lambda: self.save(status, report.timestamp(), error=error), "record the run's end"
+        )
+
+
 def run_pipeline(
     config: RunConfig,
     *,
@@ -312,66 +405,85 @@ def run_pipeline(
 
     ``progress(index, total, stage, status)`` is called when a stage starts
     (status ``"running"``) and when it ends. ``tags`` are added to (or replace)
-    the MLflow parent run's own tags.
+    the MLflow parent run's own tags. Once the run folder exists the run
+    always ends recorded (see ``lifecycle``): a ``RetentionLabError`` is
+    re-raised after the run is marked failed, SIGINT/SIGTERM as
+    ``RunInterrupted`` (killed), a bug as ``RunCrashed``.
     """
-    notebooks = {stage: find_notebook(stage, notebooks_dir) for stage in config.stages}
-    for notebook in notebooks.values():
-        check_stage_notebook(notebook)
+    notebooks = find_stage_notebooks(config, notebooks_dir)
     ensure_kernel(config.runner.kernel)
 
     uri = config.resolved_tracking_uri()
+    tracking.open_store(uri)
     # the stage kernels log where the runner logs, whatever their environment says
     config = config.model_copy(
         update={"tracking": config.tracking.model_copy(update={"tracking_uri": uri})}
     )
-    run_dir = new_run_dir(Path(reports_dir), config.name)
+    reports_dir = Path(reports_dir)
+    with lifecycle.interruptible():
+        lifecycle.close_dead_runs(reports_dir)
+        run_dir = new_run_dir(reports_dir, config.name)
+        run = _Run(
+            config=config,
+            run_dir=run_dir,
+            reports_dir=reports_dir,
+            uri=uri,
+            started_at=report.timestamp(),
+            outcomes=[StageOutcome(stage=s, status="not run") for s in config.stages],
+        )
+        with lifecycle.guarded(run_dir, run.abort):
+            return _run_stages(run, notebooks, fast=fast, progress=progress, tags=tags)
+
+
+def _run_stages(
+    run: _Run,
+    notebooks: dict[str, Path],
+    *,
+    fast: bool,
+    progress: ProgressCallback | None,
+    tags: dict[str, str] | None,
+) -> RunOutcome:
+    config, run_dir, uri, outcomes = run.config, run.run_dir, run.uri, run.outcomes
     dump_config(config, run_dir / RUN_CONFIG_FILE)
-    started_at = report.timestamp()
-    origin = provenance.collect(config, fast=fast)
-    parent_id = tracking.start_run(
+    run.provenance = provenance.collect(config, fast=fast)
+    run.parent_id = tracking.start_run(
         uri,
         config.tracking.experiment,
         run_name=run_dir.name,
         tags={
-            **provenance.tags(origin),
+            **provenance.tags(run.provenance),
             "config_name": config.name,
             "run_dir": str(run_dir),
             "retention_lab.kind": "pipeline",
             **(tags or {}),
         },
     )
-    tracking.log_params(uri, parent_id, flatten(config))
-
-    outcomes = [StageOutcome(stage=s, status="not run") for s in config.stages]
-
-    def save(status: str, finished_at: str | None = None, error: str | None = None) -> None:
-        record = _record(config, run_dir, outcomes, status, parent_id, started_at, finished_at)
-        report.write_run_record(run_dir, {**record, "error": error, "provenance": origin})
-        report.render_run_index(run_dir)
-        report.render_reports_index(Path(reports_dir))
-
-    save("running")
+    tracking.log_params(uri, run.parent_id, flatten(config))
+    run.save("running")
     try:
         # bad data stops the run here, before any stage, with the loader's message
         tables = store_tables(run_dir, config)
     except RetentionLabError as error:
-        tracking.end_run(uri, parent_id, succeeded=False)
-        save("failed", report.timestamp(), error=f"the input data were rejected: {error}")
+        run.abort("failed", f"the input data were rejected: {error}")
         raise
-    origin = provenance.with_data(origin, tables)
-    footer = provenance.footer(origin)
+    run.provenance = provenance.with_data(run.provenance, tables)
+    footer = provenance.footer(run.provenance)
     tracking.set_tags(
-        uri, parent_id, {**provenance.tags(origin), "data_tables": ",".join(tables["tables"])}
+        uri,
+        run.parent_id,
+        {**provenance.tags(run.provenance), "data_tables": ",".join(tables["tables"])},
     )
-    tracking.log_artifact(uri, parent_id, run_dir / TABLES_DIR / "tables.json", "data")
+    tracking.log_artifact(uri, run.parent_id, run_dir / TABLES_DIR / "tables.json", "data")
     for index, stage in enumerate(config.stages):
         if progress:
             progress(index, len(config.stages), stage, "running")
+        outcomes[index] = StageOutcome(stage=stage, status="running")
+        run.save("running")
         unmet = unmet_requirements(stage_requirements(notebooks[stage]), tables)
         if unmet:
             log.info("stage %s: skipped, the dataset lacks %s", stage, unmet)
             outcomes[index] = _skip_stage(
-                stage, run_dir, config, parent_run_id=parent_id, unmet=unmet, footer=footer
+                stage, run_dir, config, parent_run_id=run.parent_id, unmet=unmet, footer=footer
             )
         else:
             log.info("stage %s: running %s", stage, notebooks[stage].name)
@@ -380,17 +492,17 @@ def run_pipeline(
                 notebooks[stage],
                 run_dir,
                 config,
-                parent_run_id=parent_id,
+                parent_run_id=run.parent_id,
                 fast=fast,
                 footer=footer,
             )
         if progress:
             progress(index, len(config.stages), stage, outcomes[index].status)
-        save("running")
+        run.save("running")
         if outcomes[index].status == "failed":
             break
     status = "failed" if any(o.status == "failed" for o in outcomes) else "succeeded"
-    tracking.log_artifact(uri, parent_id, run_dir / RUN_CONFIG_FILE)
-    tracking.end_run(uri, parent_id, succeeded=status == "succeeded")
-    save(status, report.timestamp())
-    return RunOutcome(run_dir=run_dir, status=status, stages=outcomes, mlflow_run_id=parent_id)
+    tracking.log_artifact(uri, run.parent_id, run_dir / RUN_CONFIG_FILE)
+    tracking.end_run(uri, run.parent_id, succeeded=status == "succeeded")
+    run.save(status, report.timestamp())
+    return RunOutcome(run_dir=run_dir, status=status, stages=outcomes, mlflow_run_id=run.parent_id)

@@ -7,14 +7,16 @@ simulated, and the outputs of earlier stages; it stores tables and figures in
 the stage's folder, logs them to the stage's MLflow run, and ``finish`` writes
 ``results.json`` (headline metrics and plain-language findings) that the
 report puts first. Run interactively (empty ``run_dir``), a notebook works in
-a scratch folder under ``data/scratch/<config name>`` and logs nothing to MLflow.
+a scratch folder ``data/scratch/<config name>-<key>`` and logs nothing to MLflow;
+the key changes whenever what the tables are built from changes (see
+``scratch_folder``), so a changed file, ``as_of`` or seed gets fresh tables.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import shutil
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -130,7 +132,8 @@ class StageContext:
             "stage": self.name,
             "status": status,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "metrics": {k: float(v) for k, v in metrics.items()},
+            # keyed as in MLflow, so the monitor reads this run and earlier ones alike
+            "metrics": {tracking.name_for_mlflow(k): float(v) for k, v in metrics.items()},
             "findings": list(findings),
             "tags": dict(tags or {}),
         }
@@ -186,24 +189,26 @@ def stage_outputs(run_dir: Path) -> dict[str, list[str]]:
     return {stage: names for stage, names in found.items() if names}
 
 
-def _scratch_folder(config: RunConfig, config_file: Path) -> Path:
-    """The interactive run folder of a configuration, holding the configuration it was made for.
-
-    Stored tables are dropped when the configuration changed since they were stored.
-    """
-    folder = DATA_DIR / "scratch" / config.name
-    folder.mkdir(parents=True, exist_ok=True)
-    stored = folder / RUN_CONFIG_FILE
-    previous = stored.read_text() if stored.is_file() else None
-    dump_config(config, stored)
-    if previous is not None and previous != stored.read_text():
-        log.info("%s changed: the scratch tables of %s are loaded again", config_file, folder)
-        shutil.rmtree(folder / TABLES_DIR, ignore_errors=True)
-    return folder
-
-
 def _reviewer_warning(message, category, filename, lineno, line=None) -> str:
     return f"{category.__name__}: {message}\n"
+
+
+def scratch_folder(config: RunConfig) -> Path:
+    """The interactive scratch folder of a configuration, keyed by what its tables come from.
+
+    The key hashes the data section (source, ``as_of``, paths, queries, mappings),
+    the seed and, for every file it names, the file's size and modification time.
+    """
+    data = config.data
+    files = [t.path for t in data.tables().values() if t.path] + [data.database or ""]
+    stamps = []
+    for name in files:
+        path = Path(name)
+        stat = path.stat() if name and path.is_file() else None
+        stamps.append([name, stat.st_size, stat.st_mtime_ns] if stat else [name])
+    content = json.dumps([data.model_dump(mode="json"), config.seed, stamps], sort_keys=True)
+    key = hashlib.sha256(content.encode()).hexdigest()[:12]
+    return DATA_DIR / "scratch" / f"{config.name}-{key}"
 
 
 def open_stage(
@@ -219,16 +224,18 @@ def open_stage(
     Relative paths are taken from the working directory when they exist there,
     else from the project root, so a notebook runs the same from JupyterLab and
     from the runner. Without ``run_dir`` the stage works in the scratch folder
-    ``data/scratch/<config name>``, which holds the configuration like a run
-    folder (``rl.open`` reads it). Warnings in the notebook are shown as
-    ``Category: message``, without the kernel's temporary file paths, since
+    ``data/scratch/<config name>-<key>`` (see ``scratch_folder``), which holds
+    the configuration like a run folder (``rl.open`` reads it). Warnings in the
+    notebook are shown as ``Category: message``, without the kernel's temporary file paths, since
     reviewers read them in the report.
     """
     warnings.formatwarning = _reviewer_warning
     config_path = resolve_path(config_file)
     config = load_config(config_path)
-    folder = resolve_path(run_dir) if run_dir else _scratch_folder(config, config_path)
+    folder = resolve_path(run_dir) if run_dir else scratch_folder(config)
     folder.mkdir(parents=True, exist_ok=True)
+    if not run_dir:  # the scratch folder holds its configuration, as a run folder does
+        dump_config(config, folder / RUN_CONFIG_FILE)
     return StageContext(
         name=name, config=config, run_dir=folder, mlflow_run_id=mlflow_run_id or None, fast=fast
     )

@@ -9,43 +9,101 @@ a shared server instead.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
 import pickle
+import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from retention_lab.config import artifact_root_for
+from retention_lab.errors import TrackingError
 
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
+MAX_NAME_LENGTH = 250
+_NAME_OUTSIDE_MLFLOW = re.compile(r"[^\w.\- :/]|\.{2,}|^/+|/{2,}|/$")
+
+
+def name_for_mlflow(name: str) -> str:
+    """A metric, parameter or tag name MLflow accepts: other characters become ``_``.
+
+    Names built from data (an instrument called ``<b>discount</b>``) must not
+    fail a stage; the same name always maps to the same key.
+    """
+    return _NAME_OUTSIDE_MLFLOW.sub("_", str(name))[:MAX_NAME_LENGTH]
+
+
+SQLITE = "sqlite:///"
+MAX_REASON_LENGTH = 300
+
+
+@contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise the opening of a local sqlite store between processes.
+
+    MLflow creates and migrates its tables when a process first opens a store;
+    runs started at once on a fresh store would otherwise race ("duplicate
+    column name"). A remote store needs no lock.
+    """
+    if not tracking_uri.startswith(SQLITE):
+        yield
+        return
+    database = Path(tracking_uri[len(SQLITE) :])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _client(tracking_uri: str):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # stage tables are small: a progress bar per download only clutters the notebooks
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking_uri)
-    return MlflowClient(tracking_uri=tracking_uri)
+    with _store_lock(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri)
+        client.search_experiments(max_results=1)  # opens (and on first use creates) the store
+    return client
+
+
+def open_store(tracking_uri: str) -> None:
+    """Open the tracking store once, turning any failure into a ``TrackingError``."""
+    try:
+        _client(tracking_uri)
+    except Exception as error:  # a bad URI, an unreachable server, a corrupt database
+        reason = " ".join(str(error).split())[:MAX_REASON_LENGTH] or type(error).__name__
+        raise TrackingError(uri=tracking_uri, reason=reason) from None
 
 
 def ensure_experiment(name: str, tracking_uri: str) -> str:
-    """Return the id of experiment ``name``, creating it (with the project's artifact root)."""
+    """Return the id of experiment ``name``, creating it (with the project's artifact root).
+
+    Two runs may create the same experiment at once; the loser reads the winner's.
+    """
+    from mlflow.exceptions import MlflowException
+
     client = _client(tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root_for(tracking_uri))
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root_for(tracking_uri))
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def start_run(
@@ -71,11 +129,21 @@ def end_run(tracking_uri: str, run_id: str, *, succeeded: bool) -> None:
     _client(tracking_uri).set_terminated(run_id, status="FINISHED" if succeeded else "FAILED")
 
 
+def close_run_tree(tracking_uri: str, run_id: str, *, status: str) -> None:
+    """End a run and every child still RUNNING with ``status`` (FAILED or KILLED)."""
+    client = _client(tracking_uri)
+    for child in child_runs(tracking_uri, run_id):
+        if child.info.status == "RUNNING":
+            client.set_terminated(child.info.run_id, status=status)
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status=status)
+
+
 def log_params(tracking_uri: str, run_id: str, params: Mapping[str, object]) -> None:
     """Log parameters (values cut to MLflow's length limit)."""
     from mlflow.entities import Param
 
-    batch = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+    batch = [Param(name_for_mlflow(k), str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
     _client(tracking_uri).log_batch(run_id, params=batch)
 
 
@@ -88,7 +156,7 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float]) ->
     for key, value in metrics.items():
         value = float(value)
         if math.isfinite(value):
-            batch.append(Metric(key, value, now, 0))
+            batch.append(Metric(name_for_mlflow(key), value, now, 0))
         else:
             log.info("metric %s is %s and is not logged", key, value)
     _client(tracking_uri).log_batch(run_id, metrics=batch)
@@ -98,7 +166,7 @@ def set_tags(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
     """Set tags on a run."""
     client = _client(tracking_uri)
     for key, value in tags.items():
-        client.set_tag(run_id, key, str(value))
+        client.set_tag(run_id, name_for_mlflow(key), str(value))
 
 
 def log_artifact(

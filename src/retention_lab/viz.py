@@ -7,6 +7,8 @@ call ``plt.show()``.
 
 from __future__ import annotations
 
+import html
+
 import matplotlib as mpl
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
@@ -19,9 +21,19 @@ PALETTE = "colorblind"
 
 
 def set_theme() -> None:
-    """Apply the workbench's plotting style (call once per notebook)."""
+    """Apply the workbench's plotting style (call once per notebook).
+
+    Text is never parsed as mathtext: a segment named ``$x$`` or ``a$b`` is drawn as written.
+    """
     sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE)
-    mpl.rcParams.update({"figure.figsize": (8, 4.5), "figure.dpi": 100, "axes.titleweight": "bold"})
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (8, 4.5),
+            "figure.dpi": 100,
+            "axes.titleweight": "bold",
+            "text.parse_math": False,
+        }
+    )
 
 
 def _require_columns(frame: pd.DataFrame, columns: list[str], function: str) -> None:
@@ -107,6 +119,8 @@ def show_table(
     Floats get ``decimals`` places, or by default three significant digits
     (thousands without decimals, small numbers such as p-values readable).
     Returns a pandas ``Styler`` (renders as HTML in notebooks and reports).
+    Every cell, column and index label and the caption is HTML-escaped: data
+    strings (segments, ids, problem types) are text, never markup.
     """
     missing = [c for c in percent if c not in frame.columns]
     if missing:
@@ -121,8 +135,13 @@ def show_table(
             formats[column] = _readable_number if decimals is None else f"{{:,.{decimals}f}}"
         elif pd.api.types.is_datetime64_any_dtype(frame[column]):
             formats[column] = "{:%Y-%m-%d}"
-    styler = frame.style.hide(axis="index").format(formats, na_rep="—")
-    return styler.set_caption(caption) if caption else styler
+    styler = (
+        frame.style.hide(axis="index")
+        .format(formats, na_rep="—", escape="html")
+        .format_index(escape="html", axis="index")
+        .format_index(escape="html", axis="columns")
+    )
+    return styler.set_caption(html.escape(caption)) if caption else styler
 
 
 # ------------------------------------------------------------ lifetime value

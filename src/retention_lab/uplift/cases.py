@@ -10,12 +10,11 @@ arguments. :func:`case_table` is the adapter from the canonical tables
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from retention_lab.config import PROJ_ROOT
+from retention_lab.data.sources import read_file
 from retention_lab.errors import DataError
 
 DAYS_PER_MONTH = 30.4375
@@ -355,13 +354,10 @@ def from_frame(
 def read_campaign(config) -> UpliftInput:
     """Read the campaign export named in the configuration's ``uplift`` section.
 
-    A relative ``campaign_file`` is taken from the project root.
+    ``load_config`` makes a relative ``campaign_file`` absolute from the
+    configuration's folder, like every path of a configuration.
     """
-    path = Path(config.campaign_file)
-    path = path if path.is_absolute() else PROJ_ROOT / path
-    if not path.is_file():
-        raise DataError(file=str(path), column=None, expected="an existing CSV or Parquet file")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    frame, _ = read_file(config.campaign_file)
     return from_frame(
         frame,
         treatment_col=config.campaign_treatment_col,
