@@ -99,11 +99,15 @@ class StageContext:
             tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "files")
 
     def read_output(self, stage: str, name: str) -> pd.DataFrame:
-        """A table an earlier stage saved; a clear error names the stage to run if missing."""
+        """A table an earlier stage saved; a clear error names the stage to run if missing.
+
+        The table may also be a folder of Parquet partitions (scores written by
+        Spark, ``retention_lab.scoring.score_in_spark``); the partition column is left out.
+        """
         path = self.run_dir / stage / f"{name}.parquet"
-        if not path.is_file():
+        if not path.exists():
             raise MissingStageOutput(stage=self.name, needs=stage, path=str(path))
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, partitioning=None) if path.is_dir() else pd.read_parquet(path)
 
     def log_figure(self, figure, name: str) -> None:
         """Save a figure as PNG in ``<stage>/figures`` and log it to MLflow.

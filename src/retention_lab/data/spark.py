@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -87,7 +88,8 @@ class SparkSettings(BaseModel):
 def spark_session(settings: SparkSettings | None = None) -> SparkSession:
     """The active SparkSession, or a new one from ``settings`` and the environment.
 
-    The session runs in UTC so timestamps reach pandas as the dates they are.
+    The session runs in UTC so timestamps reach pandas as the dates they are;
+    its Python workers use this interpreter unless ``PYSPARK_PYTHON`` says otherwise.
     """
     from pyspark.sql import SparkSession
 
@@ -96,6 +98,8 @@ def spark_session(settings: SparkSettings | None = None) -> SparkSession:
     if active is not None:
         return active
     master = settings.master or os.environ.get("SPARK_MASTER") or "local[*]"
+    # Python workers (scoring UDFs) run with this environment's packages unless told otherwise
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(master).appName(settings.app_name)
     conf = {
         "spark.sql.session.timeZone": "UTC",
