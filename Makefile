@@ -70,7 +70,7 @@ ui: install ## Start the MLflow UI on this project's store, bound to 127.0.0.1
 
 tracking-server: install ## MLflow server on PostgreSQL (PGHOST, PGPORT, PGUSER, PGDATABASE; password: PGPASSWORD or PGPASSFILE)
 	mkdir -p $(ARTIFACT_ROOT)
-	$(BIN)/mlflow server --backend-store-uri "postgresql://$(PGUSER)@$(PGHOST):$(PGPORT)/$(PGDATABASE)" \
+	$(BIN)/mlflow server --backend-store-uri "postgresql+psycopg2://$(PGUSER)@$(PGHOST):$(PGPORT)/$(PGDATABASE)" \
 	  --artifacts-destination $(ARTIFACT_ROOT) --serve-artifacts \
 	  --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1
 
