@@ -226,20 +226,25 @@ def _id_label(frame: pd.DataFrame, index: pd.Index) -> list[str]:
     return [f"row {i}" for i in index]
 
 
-def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: str) -> pd.DataFrame:
-    """Rename the user's columns to canonical names, map values and parse dates."""
+def check_mapped_columns(columns: list, source: TableSource, *, file: str) -> None:
+    """Raise a ``DataError`` naming each column ``source.columns`` maps that ``columns`` lacks."""
     missing = [
         DataProblem(
             file=file,
             column=theirs,
             expected=f"a column '{theirs}' (mapped to '{canonical}'); the file has "
-            f"{', '.join(map(str, frame.columns[:12]))}",
+            f"{', '.join(map(str, columns[:12]))}",
         )
         for canonical, theirs in source.columns.items()
-        if theirs not in frame.columns
+        if theirs not in columns
     ]
     if missing:
         raise DataError(problems=missing)
+
+
+def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: str) -> pd.DataFrame:
+    """Rename the user's columns to canonical names, map values and parse dates."""
+    check_mapped_columns(list(frame.columns), source, file=file)
     renamed = frame.rename(columns={v: k for k, v in source.columns.items()})
     renamed = renamed.loc[:, ~renamed.columns.duplicated()]
     problems = []

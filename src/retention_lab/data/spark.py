@@ -198,20 +198,9 @@ def map_spark_columns(
     """Rename, map values and parse dates in Spark, as ``sources.map_columns`` does in pandas."""
     from pyspark.sql import functions as F
 
-    from retention_lab.data.sources import DATE_COLUMNS
+    from retention_lab.data.sources import DATE_COLUMNS, check_mapped_columns
 
-    missing = [
-        DataProblem(
-            file=file,
-            column=theirs,
-            expected=f"a column '{theirs}' (mapped to '{canonical}'); the data have "
-            f"{', '.join(frame.columns[:12])}",
-        )
-        for canonical, theirs in source.columns.items()
-        if theirs not in frame.columns
-    ]
-    if missing:
-        raise DataError(problems=missing)
+    check_mapped_columns(frame.columns, source, file=file)
     renamed = {theirs: canonical for canonical, theirs in source.columns.items()}
     taken = set(renamed.values())
     frame = frame.select(
