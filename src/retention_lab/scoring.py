@@ -2,11 +2,12 @@
 
 The survival, uplift and value stages fit their models on the driver (on all
 customers or a stated sample). A *scorer* wraps one fitted model with the
-function that scores a pandas frame of customers, one output row per input
-row, the same function the stage calls in process:
+function that scores a pandas frame of customers (``score``: one output row
+per input row, as ``spark_udf`` needs) and knows the table the stage builds
+with it in process (``in_process``), which the Spark output reproduces:
 
 - ``SurvivalScorer``: ``survival.score_active`` (churn risk within the horizon),
-- ``UpliftScorer``: an uplift learner's effect of every instrument,
+- ``UpliftScorer``: ``UpliftModel.predict_effects`` (every instrument's effect),
 - ``ValueScorer``: ``clv.residual_values`` (discounted residual value).
 
 ``log_scorer`` logs a scorer as an MLflow pyfunc model (this module is its
@@ -44,7 +45,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SurvivalScorer:
-    """Churn risk of active customers within ``horizon_months`` from a fitted Cox model."""
+    """Churn risk of active customers within ``horizon_months`` from a fitted Cox model.
+
+    In process: ``survival.score_active`` (the survival stage's ``scores`` table).
+    """
 
     cox: CoxResult
     horizon_months: float = 12.0
@@ -58,42 +62,28 @@ class SurvivalScorer:
     @property
     def output_columns(self) -> list[str]:
         """Score columns, in order (all floating point)."""
-        return ["p_churn_horizon", "expected_remaining_months"]
+        return ["tenure_months", "horizon_months", "p_churn_horizon", "expected_remaining_months"]
 
-    def score(self, customers: pd.DataFrame) -> pd.DataFrame:
-        """One row of scores per customer (each scored as active at its tenure)."""
+    def in_process(self, customers: pd.DataFrame) -> pd.DataFrame:
+        """The scores table, each customer scored as active at its tenure."""
         active = customers.reset_index(drop=True).assign(churned=False)
-        scores = score_active(self.cox, active, horizon_months=self.horizon_months)
-        return scores[self.output_columns]
-
-
-@dataclass(frozen=True)
-class UpliftScorer:
-    """Predicted effect of every instrument (mean and spread over the fold models)."""
-
-    model: UpliftModel
-
-    @property
-    def input_columns(self) -> list[str]:
-        """Customer columns the scorer reads."""
-        return ["customer_id", *self.model.features_]
-
-    @property
-    def output_columns(self) -> list[str]:
-        """``effect_<instrument>`` then ``effect_std_<instrument>`` per instrument."""
-        names = self.model.instruments_
-        return [f"effect_{i}" for i in names] + [f"effect_std_{i}" for i in names]
+        return score_active(self.cox, active, horizon_months=self.horizon_months)
 
     def score(self, customers: pd.DataFrame) -> pd.DataFrame:
-        """One row of effects per customer."""
-        folds = self.model.predict_folds(customers.reset_index(drop=True))
-        mean, std = folds.mean(axis=0), folds.std(axis=0, ddof=1)
-        return pd.DataFrame(np.hstack([mean, std]), columns=self.output_columns)
+        """One row of scores per customer."""
+        return self.in_process(customers)[self.output_columns]
+
+    def table(self, scored: SparkFrame) -> SparkFrame:
+        """The Spark rows of the scores table (``customer_id`` and the score columns)."""
+        return scored
 
 
 @dataclass(frozen=True)
 class ValueScorer:
-    """Discounted residual value of each customer given the tenure survived."""
+    """Discounted residual value of each customer given the tenure survived.
+
+    In process: ``clv.residual_values`` with the margin from the monthly fee.
+    """
 
     tenure_model: LifelinesTenureModel
     margin: float = 0.6
@@ -110,12 +100,13 @@ class ValueScorer:
     @property
     def output_columns(self) -> list[str]:
         """Score columns, in order (all floating point)."""
-        return ["monthly_margin", "residual_value", "expected_months", "p_churn_risk"]
+        return ["tenure_months", "monthly_margin", "residual_value", "expected_months",
+                "p_churn_risk"]  # fmt: skip
 
-    def score(self, customers: pd.DataFrame) -> pd.DataFrame:
-        """One row of values per customer."""
+    def in_process(self, customers: pd.DataFrame) -> pd.DataFrame:
+        """The residual values table."""
         customers = customers.reset_index(drop=True)
-        values = residual_values(
+        return residual_values(
             customers,
             self.tenure_model,
             margin=monthly_margin(customers, margin=self.margin),
@@ -123,16 +114,72 @@ class ValueScorer:
             horizon_months=self.horizon_months,
             risk_horizon_months=self.risk_horizon_months,
         )
-        return values[self.output_columns]
+
+    def score(self, customers: pd.DataFrame) -> pd.DataFrame:
+        """One row of values per customer."""
+        return self.in_process(customers)[self.output_columns]
+
+    def table(self, scored: SparkFrame) -> SparkFrame:
+        """The Spark rows of the values table."""
+        return scored
+
+
+@dataclass(frozen=True)
+class UpliftScorer:
+    """Predicted effect of every instrument, with its spread over the fold models.
+
+    In process: ``UpliftModel.predict_effects``, one row per customer and
+    instrument, the long table the plan stage reads as the uplift effects.
+    """
+
+    model: UpliftModel
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Customer columns the scorer reads."""
+        return ["customer_id", *self.model.features_]
+
+    @property
+    def output_columns(self) -> list[str]:
+        """``effect_<instrument>`` then ``effect_std_<instrument>`` per instrument."""
+        names = self.model.instruments_
+        return [f"effect_{i}" for i in names] + [f"effect_std_{i}" for i in names]
+
+    def in_process(self, customers: pd.DataFrame) -> pd.DataFrame:
+        """The long effects table."""
+        return self.model.predict_effects(customers.reset_index(drop=True))
+
+    def score(self, customers: pd.DataFrame) -> pd.DataFrame:
+        """One row per customer: every instrument's effect and spread, side by side."""
+        folds = self.model.predict_folds(customers.reset_index(drop=True))
+        mean, std = folds.mean(axis=0), folds.std(axis=0, ddof=1)
+        return pd.DataFrame(np.hstack([mean, std]), columns=self.output_columns)
+
+    def table(self, scored: SparkFrame) -> SparkFrame:
+        """The wide Spark rows made long: one row per customer and instrument."""
+        from pyspark.sql import functions as F
+
+        arms = [
+            F.struct(
+                F.lit(name).alias("instrument"),
+                F.col(f"effect_{name}").alias("effect"),
+                F.col(f"effect_std_{name}").alias("effect_std"),
+            )
+            for name in self.model.instruments_
+        ]
+        long = scored.select("customer_id", F.explode(F.array(*arms)).alias("arm"))
+        return long.select(
+            "customer_id",
+            "arm.instrument",
+            F.lit(self.model.learner).alias("learner"),
+            "arm.effect",
+            "arm.effect_std",
+            (F.col("arm.effect") - 1.96 * F.col("arm.effect_std")).alias("effect_lower"),
+            (F.col("arm.effect") + 1.96 * F.col("arm.effect_std")).alias("effect_upper"),
+        )
 
 
 Scorer = SurvivalScorer | UpliftScorer | ValueScorer
-
-
-def score_frame(scorer: Scorer, customers: pd.DataFrame) -> pd.DataFrame:
-    """In-process scores: ``customer_id`` and the scorer's columns, one row per customer."""
-    scores = scorer.score(customers[scorer.input_columns])
-    return pd.concat([customers[["customer_id"]].reset_index(drop=True), scores], axis=1)
 
 
 def result_type(scorer: Scorer) -> str:
@@ -184,19 +231,19 @@ def score_in_spark(
 ) -> Path:
     """Score every row of ``customers`` inside Spark with the pyfunc model at ``model_uri``.
 
-    The scores (``customer_id`` and the scorer's columns) are written as
-    Parquet under ``output/as_of=<as_of>/``, replacing that date's partition only.
+    The scores, with the columns of the scorer's in-process table, are written
+    as Parquet under ``output/as_of=<as_of>/``, replacing that date's partition only.
     """
     from pyspark.sql import functions as F
 
     udf = tracking.spark_udf(customers.sparkSession, model_uri, result_type(scorer))
     columns = scorer.input_columns
     scored = customers.select(*columns).withColumn("scores", udf(*columns))
-    out = scored.select(
-        "customer_id",
-        *[F.col("scores")[name].alias(name) for name in scorer.output_columns],
-        F.lit(pd.Timestamp(as_of).date().isoformat()).alias("as_of"),
+    scored = scored.select(
+        "customer_id", *[F.col("scores")[name].alias(name) for name in scorer.output_columns]
     )
+    date = pd.Timestamp(as_of).date().isoformat()
+    out = scorer.table(scored).withColumn("as_of", F.lit(date))
     output = Path(output)
     (
         out.write.mode("overwrite")
