@@ -17,7 +17,10 @@ per-customer and per-case rows:
 DuckDB runs SQL in process; Spark runs ``retention_lab.data.spark`` on
 ``local[*]``. Wall time and the peak resident memory of the engine's whole
 process tree (the JVM included) are measured, and the two engines' results
-are checked against each other (row counts, sums).
+are checked against each other (row counts, sums). By default the results are
+written as Parquet beside the lake (the way past one machine: the driver holds
+nothing); ``--collect`` brings them to pandas in the engine's process, as a
+run with ``source: spark`` does.
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 1000000,10000000] [--tx-per-customer 20]
         [--spark-memory 8g] [--engines duckdb,spark]
@@ -80,14 +83,15 @@ def make_lake(folder: Path, customers: int, tx_per_customer: float) -> str:
 
 
 # ------------------------------------------------------------------ the engines (child processes)
-def run_duckdb(lake: Path, as_of: str) -> dict[str, pd.DataFrame]:
+def run_duckdb(lake: Path, as_of: str, out_dir: Path | None) -> dict[str, pd.DataFrame]:
+    """The four results as DuckDB SQL; collected as pandas, or written to ``out_dir``."""
     import duckdb
 
     h = horizon_days_of(HORIZON_MONTHS)
     con = duckdb.connect()
     for name in TABLES:
         con.sql(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{lake / name}/*.parquet')")
-    out = {"customers": con.sql("SELECT * FROM customers").df()}
+    out = {"customers": con.sql("SELECT * FROM customers")}
     out["histories"] = con.sql("""
         WITH bills AS (
             SELECT customer_id, date_trunc('month', date) AS month, sum(amount) AS amount,
@@ -96,7 +100,7 @@ def run_duckdb(lake: Path, as_of: str) -> dict[str, pd.DataFrame]:
         SELECT customer_id, min(month) AS first_month, max(month) AS last_month,
                sum(n_payments) AS n_payments, sum(amount) AS total_amount,
                count(*) AS months_billed, avg(amount) AS mean_monthly_bill
-        FROM bills GROUP BY 1""").df()
+        FROM bills GROUP BY 1""")
     out["rfm"] = con.sql(f"""
         WITH days AS (
             SELECT customer_id, CAST(date AS DATE) AS day, sum(amount) AS amount
@@ -109,7 +113,7 @@ def run_duckdb(lake: Path, as_of: str) -> dict[str, pd.DataFrame]:
                CAST(last - first AS DOUBLE) AS recency,
                CAST(DATE '{as_of}' - first AS DOUBLE) AS T,
                CASE WHEN n > 1 THEN (total - first_amount) / (n - 1) ELSE 0 END AS monetary_value
-        FROM c""").df()
+        FROM c""")
     out["cases"] = con.sql(f"""
         WITH iv AS (
             SELECT * FROM interventions
@@ -126,11 +130,19 @@ def run_duckdb(lake: Path, as_of: str) -> dict[str, pd.DataFrame]:
                    AS retained,
                coalesce(r.revenue, 0) AS revenue
         FROM iv LEFT JOIN customers c USING (customer_id)
-        LEFT JOIN revenue r USING (intervention_id)""").df()
-    return out
+        LEFT JOIN revenue r USING (intervention_id)""")
+    if out_dir is None:
+        return {name: relation.df() for name, relation in out.items()}
+    for name, relation in out.items():
+        (out_dir / name).mkdir(parents=True)
+        relation.write_parquet(str(out_dir / name / "part-0.parquet"))
+    return {}
 
 
-def run_spark(lake: Path, as_of: str, memory: str) -> dict[str, pd.DataFrame]:
+def run_spark(
+    lake: Path, as_of: str, memory: str, out_dir: Path | None
+) -> dict[str, pd.DataFrame]:
+    """The four results with ``retention_lab.data.spark``; collected, or written to ``out_dir``."""
     from retention_lab.config import parse_config
     from retention_lab.data import spark as rs
 
@@ -143,34 +155,54 @@ def run_spark(lake: Path, as_of: str, memory: str) -> dict[str, pd.DataFrame]:
     tx = frames["transactions"]
     cases = rs.case_table(frames["interventions"], frames["customers"], tx, as_of=as_of,
                           horizon_days=horizon_days_of(HORIZON_MONTHS))  # fmt: skip
-    return {
-        "customers": rs.to_driver(frames["customers"], "customers"),
-        "histories": rs.to_driver(rs.customer_histories(tx), "histories"),
-        "rfm": rs.to_driver(rs.rfm_summary(tx, observation_end=as_of), "rfm"),
-        "cases": rs.to_driver(cases, "cases"),
+    out = {
+        "customers": frames["customers"],
+        "histories": rs.customer_histories(tx),
+        "rfm": rs.rfm_summary(tx, observation_end=as_of),
+        "cases": cases,
     }
+    if out_dir is None:
+        return {name: rs.to_driver(frame, name) for name, frame in out.items()}
+    for name, frame in out.items():
+        frame.write.parquet(str(out_dir / name))
+    return {}
 
 
-def measure_child(engine: str, lake: Path, as_of: str, memory: str) -> None:
+CHECKS = {
+    "customers": "SELECT count(*) FROM customers",
+    "histories": "SELECT count(*) FROM histories",
+    "total_amount": "SELECT sum(total_amount) FROM histories",
+    "rfm_frequency": "SELECT sum(frequency) FROM rfm",
+    "cases": "SELECT count(*) FROM cases",
+    "retained": "SELECT sum(retained) FROM cases",
+    "revenue": "SELECT sum(revenue) FROM cases",
+}
+
+
+def measure_child(engine: str, lake: Path, as_of: str, memory: str, collect: bool) -> None:
+    import duckdb
+
+    out_dir = None if collect else lake / f"out-{engine}"
     started = time.perf_counter()
-    out = run_duckdb(lake, as_of) if engine == "duckdb" else run_spark(lake, as_of, memory)
+    if engine == "duckdb":
+        out = run_duckdb(lake, as_of, out_dir)
+    else:
+        out = run_spark(lake, as_of, memory, out_dir)
     seconds = time.perf_counter() - started
-    checks = {
-        "customers": len(out["customers"]),
-        "histories": len(out["histories"]),
-        "total_amount": float(out["histories"]["total_amount"].sum()),
-        "rfm_frequency": float(out["rfm"]["frequency"].sum()),
-        "cases": len(out["cases"]),
-        "retained": int(out["cases"]["retained"].sum()),
-        "revenue": float(out["cases"]["revenue"].sum()),
-    }
+    con = duckdb.connect()
+    for name in ("customers", "histories", "rfm", "cases"):
+        if collect:
+            con.register(name, out[name])
+        else:
+            con.sql(f"CREATE VIEW {name} AS SELECT * FROM '{out_dir / name}/*.parquet'")
+    checks = {key: float(con.sql(query).fetchall()[0][0]) for key, query in CHECKS.items()}
     print(json.dumps({"seconds": seconds, "checks": checks}))
 
 
-def measure(engine: str, lake: Path, as_of: str, memory: str) -> dict:
+def measure(engine: str, lake: Path, as_of: str, memory: str, collect: bool) -> dict:
     """Run one engine in a child process; wall time and peak RSS of its process tree."""
     cmd = [sys.executable, __file__, "--child", engine, "--lake", str(lake), "--as-of", as_of,
-           "--spark-memory", memory]  # fmt: skip
+           "--spark-memory", memory, *(["--collect"] if collect else [])]  # fmt: skip
     started = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak, done = 0, threading.Event()
@@ -205,13 +237,19 @@ def main() -> None:
     parser.add_argument("--tx-per-customer", type=float, default=20.0)
     parser.add_argument("--engines", default="duckdb,spark")
     parser.add_argument("--spark-memory", default="8g", help="spark.driver.memory (local mode)")
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="bring the results to pandas in the engine's process (as source: spark does for "
+        "a run); default: write them as Parquet next to the lake",
+    )
     parser.add_argument("--tmp", default=None, help="folder for the lake (default: system temp)")
     parser.add_argument("--child", choices=["duckdb", "spark"], help=argparse.SUPPRESS)
     parser.add_argument("--lake", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--as-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        measure_child(args.child, args.lake, args.as_of, args.spark_memory)
+        measure_child(args.child, args.lake, args.as_of, args.spark_memory, args.collect)
         return
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -220,12 +258,15 @@ def main() -> None:
             started = time.perf_counter()
             as_of = make_lake(lake, size, args.tx_per_customer)
             print(f"lake of {size:,} customers written in {time.perf_counter() - started:.0f} s")
-            results = [measure(e, lake, as_of, args.spark_memory) for e in args.engines.split(",")]
+            results = [
+                measure(e, lake, as_of, args.spark_memory, args.collect)
+                for e in args.engines.split(",")
+            ]
         for r in results:
             r["customers_in_lake"] = size
             print(f"  {r['engine']:<7} {r['wall_s']:>8.1f} s (stage {r['stage_s']:.1f} s)  "
-                  f"peak {r['peak_gb']:>6.2f} GB  customers {r['customers']:,}  "
-                  f"cases {r['cases']:,}", flush=True)  # fmt: skip
+                  f"peak {r['peak_gb']:>6.2f} GB  customers {r['customers']:,.0f}  "
+                  f"cases {r['cases']:,.0f}", flush=True)  # fmt: skip
         if len(results) == 2:
             a, b = results
             for key in ("customers", "histories", "cases", "retained"):
@@ -233,6 +274,7 @@ def main() -> None:
             for key in ("total_amount", "rfm_frequency", "revenue"):
                 assert abs(a[key] - b[key]) <= 1e-6 * max(abs(a[key]), 1.0), (key, a[key], b[key])
         rows += results
+    print("results to the driver (pandas)" if args.collect else "results written as Parquet")
     columns = ["customers_in_lake", "engine", "wall_s", "stage_s", "peak_gb", "cases"]
     table = pd.DataFrame(rows)[columns]
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
