@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from retention_lab import clv, scoring, survival, uplift
-from retention_lab.config import parse_config
+from retention_lab.config import load_config, parse_config
 from retention_lab.data import fingerprint, load_tables
 from retention_lab.data import spark as rs
 from retention_lab.data.simulate import SimulatorSettings, simulate, write_simulation
@@ -261,3 +262,13 @@ def test_spark_udf_scores_equal_in_process(spark, scorers, name, tmp_path):
     pd.testing.assert_frame_equal(got.drop(columns=numeric), want.drop(columns=numeric))
     np.testing.assert_allclose(got[numeric], want[numeric], rtol=1e-9)
     assert want[numeric].std().gt(0).sum() >= 2  # the scores differ between customers
+
+
+def test_lake_urls_stay_as_written_and_local_paths_are_resolved(tmp_path):
+    raw = {"name": "lake", "data": {"source": "spark", "as_of": "2023-01-01",
+           "customers": {"path": "s3a://lake/crm/customers/"},
+           "transactions": {"path": "billing/payments.parquet"}}}  # fmt: skip
+    (tmp_path / "lake.yaml").write_text(yaml.safe_dump(raw))
+    data = load_config(tmp_path / "lake.yaml").data
+    assert data.customers.path == "s3a://lake/crm/customers/"
+    assert data.transactions.path == str(tmp_path / "billing" / "payments.parquet")

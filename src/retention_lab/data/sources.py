@@ -145,8 +145,8 @@ class DataConfig(BaseModel):
         """A copy with relative file paths made absolute from ``base`` (the config's folder)."""
 
         def absolute(path: str | None) -> str | None:
-            if path is None or _PACKAGE.match(path) or Path(path).is_absolute():
-                return path
+            if path is None or _PACKAGE.match(path) or Path(path).is_absolute() or "://" in path:
+                return path  # URLs (s3a://, hdfs://) are read by Spark as they are
             return str((base / path).resolve())
 
         update: dict[str, Any] = {"database": absolute(self.database)}

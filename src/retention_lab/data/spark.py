@@ -164,7 +164,7 @@ def _read_raw(spark: SparkSession, source: TableSource, table: str) -> tuple[Spa
             raise DataError(file=label, expected=f"a query Spark can run ({first})") from None
     path = expand_packages(source.path)
     label = path
-    if not os.path.exists(path):
+    if "://" not in path and not os.path.exists(path):
         raise DataError(file=path, expected="the file or folder to exist (not found)")
     try:
         if path.lower().endswith(".csv"):
