@@ -23,7 +23,7 @@ nothing); ``--collect`` brings them to pandas in the engine's process, as a
 run with ``source: spark`` does.
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 1000000,10000000] [--tx-per-customer 20]
-        [--spark-memory 8g] [--engines duckdb,spark]
+        [--spark-memory 8g] [--engines duckdb,spark] [--collect]
 """
 
 from __future__ import annotations
@@ -83,12 +83,15 @@ def make_lake(folder: Path, customers: int, tx_per_customer: float) -> str:
 
 
 # ------------------------------------------------------------------ the engines (child processes)
-def run_duckdb(lake: Path, as_of: str, out_dir: Path | None) -> dict[str, pd.DataFrame]:
+def run_duckdb(
+    lake: Path, as_of: str, memory: str, out_dir: Path | None
+) -> dict[str, pd.DataFrame]:
     """The four results as DuckDB SQL; collected as pandas, or written to ``out_dir``."""
     import duckdb
 
     h = horizon_days_of(HORIZON_MONTHS)
     con = duckdb.connect()
+    con.sql(f"SET memory_limit = '{memory.upper()}B'")  # the same limit as Spark's driver
     for name in TABLES:
         con.sql(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{lake / name}/*.parquet')")
     out = {"customers": con.sql("SELECT * FROM customers")}
@@ -185,7 +188,7 @@ def measure_child(engine: str, lake: Path, as_of: str, memory: str, collect: boo
     out_dir = None if collect else lake / f"out-{engine}"
     started = time.perf_counter()
     if engine == "duckdb":
-        out = run_duckdb(lake, as_of, out_dir)
+        out = run_duckdb(lake, as_of, memory, out_dir)
     else:
         out = run_spark(lake, as_of, memory, out_dir)
     seconds = time.perf_counter() - started
@@ -236,7 +239,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000000", help="customers, comma-separated")
     parser.add_argument("--tx-per-customer", type=float, default=20.0)
     parser.add_argument("--engines", default="duckdb,spark")
-    parser.add_argument("--spark-memory", default="8g", help="spark.driver.memory (local mode)")
+    parser.add_argument(
+        "--spark-memory", default="8g", help="spark.driver.memory (local mode), DuckDB's limit too"
+    )
     parser.add_argument(
         "--collect",
         action="store_true",
