@@ -92,6 +92,7 @@ def run_duckdb(
     h = horizon_days_of(HORIZON_MONTHS)
     con = duckdb.connect()
     con.sql(f"SET memory_limit = '{memory.upper()}B'")  # the same limit as Spark's driver
+    con.sql(f"SET temp_directory = '{lake / 'duckdb-spill'}'")  # spills stay with the lake
     for name in TABLES:
         con.sql(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{lake / name}/*.parquet')")
     out = {"customers": con.sql("SELECT * FROM customers")}
