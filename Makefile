@@ -12,8 +12,24 @@ UV_VERSION := 0.13.9
 UV_LOCK_ARGS ?=
 SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --quiet --python $(BIN)/python
 
+# the shared tracking server (make tracking-server): PostgreSQL connection from libpq's variables,
+# the password only from PGPASSWORD or the file PGPASSFILE names, never on a command line
+PGHOST ?= 127.0.0.1
+PGPORT ?= 5432
+PGUSER ?= mlflow
+PGDATABASE ?= mlflow
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+ARTIFACT_ROOT ?= $(CURDIR)/mlruns/server-artifacts
+
+# apt-get install Debian packages, as root or through sudo
+define apt_install
+if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; fi
+endef
+
 .DEFAULT_GOAL := help
-.PHONY: help install install-test install-docs lock browser run test docs lab ui lint clean-venv
+.PHONY: help install install-test install-docs lock browser java postgres run test docs lab ui tracking-server lint clean-venv
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -46,14 +62,18 @@ lock: install ## Re-resolve uv.lock after a change to pyproject.toml, pin enviro
 	$(BIN)/python -m retention_lab.lockfile environment.yml
 
 browser: ## Install headless Chromium (Debian package) for the browser tests
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+	@command -v chromium >/dev/null 2>&1 || { $(call apt_install,chromium); }
+
+java: ## Install Java 17 (Debian openjdk-17-jre-headless) for Spark
+	@java -version 2>&1 | grep -q 'version "\(1[7-9]\|2[0-9]\)' || { $(call apt_install,openjdk-17-jre-headless); }
+
+postgres: ## Install PostgreSQL (Debian postgresql) for the tracking server and its tests
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { $(call apt_install,postgresql); }
 
 run: install ## Run the demo pipeline (CONFIG=...) and print the path of reports/index.html
 	$(BIN)/retention-lab run --config $(CONFIG)
 
-test: install-test browser ## Run the whole test suite
+test: install-test browser java postgres ## Run the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 docs: install-docs ## Build the documentation site into site/ (warnings are errors)
@@ -66,6 +86,12 @@ lab: install ## Start JupyterLab with the project's kernel
 ui: install ## Start the MLflow UI on this project's store, bound to 127.0.0.1
 	mkdir -p mlruns/artifacts
 	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000
+
+tracking-server: install ## MLflow server on PostgreSQL (PGHOST, PGPORT, PGUSER, PGDATABASE; password: PGPASSWORD or PGPASSFILE)
+	mkdir -p $(ARTIFACT_ROOT)
+	$(BIN)/mlflow server --backend-store-uri "postgresql+psycopg2://$(PGUSER)@$(PGHOST):$(PGPORT)/$(PGDATABASE)" \
+	  --artifacts-destination $(ARTIFACT_ROOT) --serve-artifacts \
+	  --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers 1
 
 lint: install-test ## Check style (ruff, notebooks included)
 	$(BIN)/ruff check src tests benchmarks notebooks docs/hooks.py

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,7 +43,29 @@ def resolve_path(path: str | Path) -> Path:
 
 def default_tracking_uri() -> str:
     """Return ``MLFLOW_TRACKING_URI`` if set, else the project's local sqlite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        check_no_password(uri, file="MLFLOW_TRACKING_URI", key="")
+    return uri or f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
+
+
+def check_no_password(uri: str, *, file: str, key: str) -> None:
+    """Refuse a tracking URI that carries a password (it would reach parameters and run files).
+
+    The message names where the URI came from, never the URI itself.
+    """
+    if urlsplit(uri).password:
+        raise ConfigError(
+            file=file,
+            problems=[
+                (
+                    key,
+                    "the tracking URI carries a password: pass it through the environment "
+                    "instead (PGPASSWORD or a file named by PGPASSFILE for PostgreSQL, "
+                    "MLFLOW_TRACKING_PASSWORD for a server that asks for one)",
+                )
+            ],
+        )
 
 
 def artifact_root_for(tracking_uri: str) -> str | None:
@@ -412,7 +435,7 @@ def parse_config(raw: dict[str, Any], *, file: str = "<configuration>") -> RunCo
     if not isinstance(raw, dict):
         raise ConfigError(file=file, problems=[("", "expected a mapping of keys at the top level")])
     try:
-        return RunConfig.model_validate(raw)
+        config = RunConfig.model_validate(raw)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -423,6 +446,9 @@ def parse_config(raw: dict[str, Any], *, file: str = "<configuration>") -> RunCo
                 message += f" (got {err.get('input')!r})"
             problems.append((_key_path(err["loc"]), message))
         raise ConfigError(file=file, problems=problems) from None
+    if config.tracking.tracking_uri:
+        check_no_password(config.tracking.tracking_uri, file=file, key="tracking.tracking_uri")
+    return config
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -98,7 +98,11 @@ class StageContext:
             tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "files")
 
     def read_output(self, stage: str, name: str) -> pd.DataFrame:
-        """A table an earlier stage saved; a clear error names the stage to run if missing."""
+        """A table an earlier stage saved; a clear error names the stage to run if missing.
+
+        The table may also be a folder of Parquet partitions (scores written by
+        Spark, ``retention_lab.scoring.score_in_spark``); the partition column is left out.
+        """
         return read_output(self.run_dir, stage, name, reader=self.name)
 
     def log_figure(self, figure, name: str) -> None:
@@ -177,9 +181,9 @@ def read_truth(run_dir: Path):
 def read_output(run_dir: Path, stage: str, name: str, *, reader: str) -> pd.DataFrame:
     """The table ``name`` that ``stage`` saved in a run folder; the error names who needs it."""
     path = Path(run_dir) / stage / f"{name}.parquet"
-    if not path.is_file():
+    if not path.exists():
         raise MissingStageOutput(stage=reader, needs=stage, path=str(path))
-    return pd.read_parquet(path)
+    return pd.read_parquet(path, partitioning=None) if path.is_dir() else pd.read_parquet(path)
 
 
 def stage_outputs(run_dir: Path) -> dict[str, list[str]]:

@@ -194,6 +194,49 @@ def log_pickle(tracking_uri: str, run_id: str, obj: object, name: str) -> None:
         log_artifact(tracking_uri, run_id, path, "models")
 
 
+def log_pyfunc(
+    tracking_uri: str,
+    run_id: str,
+    data: bytes,
+    name: str,
+    *,
+    loader_module: str,
+    input_example,
+    output_example,
+) -> str:
+    """Log ``data`` as a pyfunc model ``models/<name>`` loaded by ``loader_module``; return its URI.
+
+    ``loader_module._load_pyfunc(path)`` turns the stored bytes back into a model
+    with ``predict(frame)``. The model is saved locally and uploaded as artifacts
+    (no active MLflow run is opened).
+    """
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    client = _client(tracking_uri)
+    signature = infer_signature(input_example, output_example)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = Path(tmp) / "model.pkl"
+        data_path.write_bytes(data)
+        model_dir = Path(tmp) / name
+        mlflow.pyfunc.save_model(
+            str(model_dir),
+            loader_module=loader_module,
+            data_path=str(data_path),
+            signature=signature,
+            pip_requirements=["retention_lab"],
+        )
+        client.log_artifacts(run_id, str(model_dir), f"models/{name}")
+    return f"runs:/{run_id}/models/{name}"
+
+
+def spark_udf(spark, model_uri: str, result_type: str):
+    """``mlflow.pyfunc.spark_udf`` of a model, run in the executors' own Python environment."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
+
+
 def run_status(tracking_uri: str, run_id: str) -> str:
     """The status of a run (RUNNING, FINISHED, FAILED)."""
     return _client(tracking_uri).get_run(run_id).info.status

