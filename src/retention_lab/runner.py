@@ -29,6 +29,7 @@ from retention_lab.config import (
     flatten,
 )
 from retention_lab.errors import ConfigError, RetentionLabError
+from retention_lab.run_summary import headline_metrics
 from retention_lab.stage import (
     RUN_CONFIG_FILE,
     TABLES_DIR,
@@ -40,6 +41,7 @@ from retention_lab.stage import (
 log = logging.getLogger(__name__)
 
 STAGE_PARAMETERS = ("config_file", "run_dir", "mlflow_run_id", "fast")
+REPORT_TAG = "retention_lab.report"
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,9 @@ def _record(
         "finished_at": finished_at,
         "folder": run_dir.name,
         "experiment": config.tracking.experiment,
+        "experiment_id": tracking.ensure_experiment(
+            config.tracking.experiment, config.resolved_tracking_uri()
+        ),
         "mlflow_run_id": mlflow_run_id,
         "stages": [asdict(s) for s in stages],
     }
@@ -238,6 +243,7 @@ def _execute_stage(
     findings = results["findings"] if results and not error else []
     html = None
     if output.is_file():
+        experiment_id = tracking.ensure_experiment(config.tracking.experiment, uri)
         html_path = report.render_stage(
             output,
             stage_dir / f"{stage}.html",
@@ -247,13 +253,19 @@ def _execute_stage(
             findings=findings,
             error=error,
             footer=footer,
+            mlflow_url=report.run_url(config.report.mlflow_ui_url, experiment_id, child_id),
+            max_table_rows=config.report.max_table_rows,
+            max_table_columns=config.report.max_table_columns,
         )
         html = str(html_path.relative_to(run_dir))
+        tracking.set_tags(uri, child_id, {REPORT_TAG: html_path.resolve().as_uri()})
         tracking.log_artifact(uri, child_id, output, "notebook")
         tracking.log_artifact(uri, child_id, html_path, "report")
     tracking.end_run(uri, child_id, succeeded=status == "succeeded")
     if results and results.get("tags"):
         tracking.set_tags(uri, parent_run_id, results["tags"])
+    if results and not error:
+        tracking.log_metrics(uri, parent_run_id, headline_metrics(stage, results["metrics"]))
     return StageOutcome(
         stage=stage,
         status=status,
@@ -337,10 +349,14 @@ def run_pipeline(
             "config_name": config.name,
             "run_dir": str(run_dir),
             "retention_lab.kind": "pipeline",
+            REPORT_TAG: (run_dir / "index.html").resolve().as_uri(),
             **(tags or {}),
         },
     )
-    tracking.log_params(uri, parent_id, flatten(config))
+    params = flatten(config)
+    if config.data.as_of is None:  # logged with the snapshot date the data gave, below
+        params.pop("data.as_of", None)
+    tracking.log_params(uri, parent_id, params)
 
     outcomes = [StageOutcome(stage=s, status="not run") for s in config.stages]
 
@@ -358,6 +374,8 @@ def run_pipeline(
         tracking.end_run(uri, parent_id, succeeded=False)
         save("failed", report.timestamp(), error=f"the input data were rejected: {error}")
         raise
+    if config.data.as_of is None and tables.get("as_of"):
+        tracking.log_params(uri, parent_id, {"data.as_of": tables["as_of"]})
     origin = provenance.with_data(origin, tables)
     footer = provenance.footer(origin)
     tracking.set_tags(

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
+# MLflow 3's UI opens an experiment on the page its kind asks for; a model-development
+# experiment opens on its runs table (without the tag the UI guesses, and may show the
+# GenAI overview)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def _client(tracking_uri: str):
@@ -43,9 +47,16 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
     """Return the id of experiment ``name``, creating it (with the project's artifact root)."""
     client = _client(tracking_uri)
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root_for(tracking_uri))
+    if experiment is None:
+        experiment_id = client.create_experiment(
+            name, artifact_location=artifact_root_for(tracking_uri), tags=EXPERIMENT_TAGS
+        )
+    else:
+        experiment_id = experiment.experiment_id
+        for key, value in EXPERIMENT_TAGS.items():
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(experiment_id, key, value)
+    return experiment_id
 
 
 def start_run(
