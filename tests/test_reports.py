@@ -128,6 +128,14 @@ def test_every_page_reads_at_1280px(browser, runs, name):
     assert not problems, "\n".join(problems)
 
 
+def test_money_in_the_value_findings_carries_the_currency(runs):
+    for name in ("smoke", "telco"):
+        findings = json.loads((runs[name]["run_dir"] / "clv" / "results.json").read_text())
+        worth = next(line for line in findings["findings"] if "active customers are worth" in line)
+        pattern = rf"worth {CURRENCY} \d{{1,3}}(,\d{{3}})+ in discounted margin"
+        assert re.search(pattern, worth), worth
+
+
 def test_long_tables_are_cut_with_the_whole_table_as_csv(runs):
     run_dir = runs["smoke"]["run_dir"]
     html = (run_dir / "survival" / "survival.html").read_text()
