@@ -65,6 +65,7 @@ lab: install ## Start JupyterLab with the project's kernel (as root too, as in c
 
 ui: install ## Start the MLflow UI on this project's store, bound to 127.0.0.1
 	mkdir -p mlruns/artifacts
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the model-training view: runs tables)"
 	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000
 
 lint: install-test ## Check style (ruff, notebooks included)

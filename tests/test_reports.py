@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from retention_lab import formatting as fmt
+from retention_lab import report
 from retention_lab.run_summary import EFFECT_PREFIX
 
 from .conftest import SMOKE_CONFIG, cli
@@ -250,7 +251,7 @@ def mlflow_ui(runs):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(360):
             try:
                 urllib.request.urlopen(f"{url}/health", timeout=2)
                 break
@@ -259,7 +260,7 @@ def mlflow_ui(runs):
                     pytest.fail("mlflow server exited before answering")
                 time.sleep(0.5)
         else:
-            pytest.fail("mlflow server did not answer within 60 s")
+            pytest.fail("mlflow server did not answer within 3 minutes")
         yield url
     finally:
         process.terminate()
@@ -278,15 +279,14 @@ def test_mlflow_opens_on_runs_table_and_parent_run_has_metrics(browser, runs, ml
     assert parent.data.tags["retention_lab.report"] == (run_dir / "index.html").resolve().as_uri()
 
     page = _page(browser)
-    page.goto(f"{mlflow_ui}/#/experiments/{record['experiment_id']}", wait_until="load")
-    page.get_by_text(run_dir.name).first.wait_for(timeout=60_000)  # the parent run, in the table
-    assert "/runs" in page.url
-    assert page.get_by_role("columnheader", name=re.compile("Run Name", re.I)).count() >= 1
+    experiment = f"{mlflow_ui}/#/experiments/{record['experiment_id']}"
+    page.goto(f"{experiment}?{report.MLFLOW_VIEW}", wait_until="load")
+    page.get_by_text(run_dir.name).first.wait_for(timeout=180_000)  # the parent run, in the table
+    assert page.get_by_role("heading", name="Runs").count() == 1
+    assert page.get_by_text("Model training").count() >= 1
 
-    page.goto(
-        f"{mlflow_ui}/#/experiments/{record['experiment_id']}/runs/{record['mlflow_run_id']}",
-        wait_until="load",
-    )
-    page.get_by_text("plan.expected_net_value").first.wait_for(timeout=60_000)
+    # the stage report's link opens the stage's run; the parent run page lists its metrics
+    page.goto(report.run_url(mlflow_ui, record["experiment_id"], record["mlflow_run_id"]))
+    page.get_by_text("plan.expected_net_value").first.wait_for(timeout=180_000)
     assert page.get_by_text("survival.concordance").count() >= 1
     page.close()

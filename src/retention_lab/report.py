@@ -313,11 +313,16 @@ def render_run_index(run_dir: str | Path) -> Path:
     return path
 
 
+# MLflow 3's UI shows the GenAI pages unless asked for the model-training view (its sidebar
+# switch, remembered by the browser); links from the reports ask for it
+MLFLOW_VIEW = "workflowType=machine_learning"
+
+
 def run_url(ui_url: str, experiment_id: str | None, run_id: str | None) -> str | None:
     """The address of an MLflow run in the MLflow UI, or ``None`` without ids."""
     if not (experiment_id and run_id):
         return None
-    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MLFLOW_VIEW}"
 
 
 def render_reports_index(reports_dir: str | Path) -> Path:
