@@ -80,11 +80,12 @@ docs: install-docs ## Build the documentation site into site/ (warnings are erro
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	@echo "documentation: $(CURDIR)/site/index.html"
 
-lab: install ## Start JupyterLab with the project's kernel
-	$(BIN)/jupyter lab --notebook-dir=$(CURDIR)
+lab: install ## Start JupyterLab with the project's kernel (as root too, as in containers)
+	$(BIN)/jupyter lab --notebook-dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ui: install ## Start the MLflow UI on this project's store, bound to 127.0.0.1
 	mkdir -p mlruns/artifacts
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the model-training view: runs tables)"
 	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000
 
 tracking-server: install ## MLflow server on PostgreSQL (PGHOST, PGPORT, PGUSER, PGDATABASE; password: PGPASSWORD or PGPASSFILE)

@@ -1,6 +1,8 @@
 """The retention-lab command: exit codes, messages without tracebacks, the data stage's outputs."""
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -85,3 +87,19 @@ def test_as_of_outside_the_data_or_not_a_date_exits_2_before_any_run(tmp_path):
               str(reports), tmp_path=tmp_path)  # fmt: skip
     assert bad.returncode == 2 and "data.as_of" in bad.stderr and "Traceback" not in bad.stderr
     assert not reports.exists()
+
+
+def test_version_is_printed(tmp_path):
+    from retention_lab import __version__
+
+    result = cli("--version", tmp_path=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"retention-lab {__version__}"
+
+
+def test_make_lab_allows_root_only_as_root():
+    make = subprocess.run(["make", "-n", "lab"], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    command = make.stdout.strip().splitlines()[-1]
+    assert "jupyter lab" in command
+    assert ("--allow-root" in command) == (os.getuid() == 0)

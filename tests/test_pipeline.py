@@ -5,7 +5,6 @@ The pipeline runs once for this module (``--fast``); the tests read what it left
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -66,32 +65,6 @@ def test_data_stage_stores_tables_truth_and_fingerprint_in_mlflow(smoke_run):
     assert parent.data.tags["data_fingerprint"] == results["tags"]["data_fingerprint"]
     html = (run_dir / "data" / "data.html").read_text()
     assert f"{len(customers):,} customers signed up" in html
-
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def browser(tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: run `make browser` (Debian package chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS
-        )
-        yield browser
-        browser.close()
 
 
 def open_page(browser, url):

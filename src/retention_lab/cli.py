@@ -68,6 +68,27 @@ EXIT_RESULTS_DIFFER = 3
 MAX_MISMATCHES_SHOWN = 10
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from retention_lab import __version__
+
+        typer.echo(f"retention-lab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit",
+    ),
+) -> None:
+    """retention_lab: survival, uplift, lifetime value and retention planning."""
+
+
 def _setup_logging(verbose: bool) -> None:
     # MLflow sets its own log level when imported (later, in the runner and the kernels)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")

@@ -391,6 +391,26 @@ class PlanConfig(_Section):
     )
 
 
+class ReportConfig(_Section):
+    """How the HTML reports present the run."""
+
+    currency: str = Field(
+        "USD",
+        min_length=1,
+        description="Currency of the money in the data, shown with every amount",
+    )
+    mlflow_ui_url: str = Field(
+        "http://127.0.0.1:5000",
+        description="Address of the MLflow UI (`make ui`) the reports link their runs to",
+    )
+    max_table_rows: int = Field(
+        12, ge=1, description="Rows of a table shown in a report; the full table is a CSV download"
+    )
+    max_table_columns: int = Field(
+        8, ge=1, description="Columns of a table shown in a report; the rest are in the CSV"
+    )
+
+
 class RunConfig(_Section):
     """A whole pipeline run: data, stages, tracking and every stage's settings."""
 
@@ -419,6 +439,9 @@ class RunConfig(_Section):
     )
     monitor: MonitorConfig = Field(
         default_factory=MonitorConfig, description="Run-over-run monitoring of the estimates"
+    )
+    report: ReportConfig = Field(
+        default_factory=ReportConfig, description="Presentation of the HTML reports"
     )
 
     def resolved_tracking_uri(self) -> str:

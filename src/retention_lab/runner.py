@@ -31,6 +31,7 @@ from retention_lab.config import (
 )
 from retention_lab.errors import ConfigError, OutputError, RetentionLabError
 from retention_lab.lifecycle import describe
+from retention_lab.run_summary import headline_metrics
 from retention_lab.stage import (
     RUN_CONFIG_FILE,
     TABLES_DIR,
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 STAGE_PARAMETERS = ("config_file", "run_dir", "mlflow_run_id", "fast")
 KERNEL_START_RETRIES = 1  # a kernel that could not start (a port taken meanwhile) gets one more try
+REPORT_TAG = "retention_lab.report"
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,9 @@ def _record(
         "finished_at": finished_at,
         "folder": run_dir.name,
         "experiment": config.tracking.experiment,
+        "experiment_id": tracking.ensure_experiment(
+            config.tracking.experiment, config.resolved_tracking_uri()
+        ),
         "mlflow_run_id": mlflow_run_id,
         "stages": [asdict(s) for s in stages],
     }
@@ -268,6 +273,7 @@ def _execute_stage(
     findings = results["findings"] if results and not error else []
     html = None
     if output.is_file():
+        experiment_id = tracking.ensure_experiment(config.tracking.experiment, uri)
         html_path = report.render_stage(
             output,
             stage_dir / f"{stage}.html",
@@ -277,13 +283,19 @@ def _execute_stage(
             findings=findings,
             error=error,
             footer=footer,
+            mlflow_url=report.run_url(config.report.mlflow_ui_url, experiment_id, child_id),
+            max_table_rows=config.report.max_table_rows,
+            max_table_columns=config.report.max_table_columns,
         )
         html = str(html_path.relative_to(run_dir))
+        tracking.set_tags(uri, child_id, {REPORT_TAG: html_path.resolve().as_uri()})
         tracking.log_artifact(uri, child_id, output, "notebook")
         tracking.log_artifact(uri, child_id, html_path, "report")
     tracking.end_run(uri, child_id, succeeded=status == "succeeded")
     if results and results.get("tags"):
         tracking.set_tags(uri, parent_run_id, results["tags"])
+    if results and not error:
+        tracking.log_metrics(uri, parent_run_id, headline_metrics(stage, results["metrics"]))
     return StageOutcome(
         stage=stage,
         status=status,
@@ -455,10 +467,14 @@ def _run_stages(
             "config_name": config.name,
             "run_dir": str(run_dir),
             "retention_lab.kind": "pipeline",
+            REPORT_TAG: (run_dir / "index.html").resolve().as_uri(),
             **(tags or {}),
         },
     )
-    tracking.log_params(uri, run.parent_id, flatten(config))
+    params = flatten(config)
+    if config.data.as_of is None:  # logged with the snapshot date the data gave, below
+        params.pop("data.as_of", None)
+    tracking.log_params(uri, run.parent_id, params)
     run.save("running")
     try:
         # bad data stops the run here, before any stage, with the loader's message
@@ -466,6 +482,8 @@ def _run_stages(
     except RetentionLabError as error:
         run.abort("failed", f"the input data were rejected: {error}")
         raise
+    if config.data.as_of is None and tables.get("as_of"):
+        tracking.log_params(uri, run.parent_id, {"data.as_of": tables["as_of"]})
     run.provenance = provenance.with_data(run.provenance, tables)
     footer = provenance.footer(run.provenance)
     tracking.set_tags(

@@ -215,6 +215,44 @@ def scratch_folder(config: RunConfig) -> Path:
     return DATA_DIR / "scratch" / f"{config.name}-{key}"
 
 
+def figure_description(figure) -> str:
+    """Alt text of a matplotlib figure: its title and its panels' titles, else their axis labels."""
+    parts = []
+    suptitle = getattr(figure, "_suptitle", None)
+    if suptitle is not None and suptitle.get_text():
+        parts.append(suptitle.get_text())
+    for ax in figure.get_axes():
+        text = ax.get_title() or " against ".join(
+            label for label in (ax.get_ylabel(), ax.get_xlabel()) if label
+        )
+        if text and text not in parts:
+            parts.append(text)
+    return "; ".join(parts)[:300] or "Figure"
+
+
+def _describe_figures_in_notebook() -> None:
+    """Give inline matplotlib figures alt text (PNG metadata ``alt``), read by the report."""
+    try:
+        from IPython import get_ipython
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - IPython and matplotlib come with the notebooks
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    formatter = shell.display_formatter.formatters["image/png"]
+    draw = formatter.lookup_by_type(Figure) if Figure in formatter.type_printers else None
+    if draw is None or getattr(draw, "_with_alt", False):
+        return
+
+    def with_alt(figure):
+        data = draw(figure)
+        return (data, {"alt": figure_description(figure)}) if data is not None else None
+
+    with_alt._with_alt = True
+    formatter.for_type(Figure, with_alt)
+
+
 def open_stage(
     name: str,
     *,
@@ -234,6 +272,7 @@ def open_stage(
     reviewers read them in the report.
     """
     warnings.formatwarning = _reviewer_warning
+    _describe_figures_in_notebook()
     config_path = resolve_path(config_file)
     config = load_config(config_path)
     folder = resolve_path(run_dir) if run_dir else scratch_folder(config)

@@ -63,6 +63,12 @@ def _store_lock(tracking_uri: str) -> Iterator[None]:
         yield
 
 
+# MLflow 3's UI opens an experiment on the page its kind asks for; a model-development
+# experiment opens on its runs table (without the tag the UI guesses, and may show the
+# GenAI overview)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _client(tracking_uri: str):
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -95,15 +101,19 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
 
     client = _client(tracking_uri)
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_root_for(tracking_uri))
-    except MlflowException:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(
+                name, artifact_location=artifact_root_for(tracking_uri), tags=EXPERIMENT_TAGS
+            )
+        except MlflowException:  # created meanwhile by a run started at the same time
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    for key, value in EXPERIMENT_TAGS.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def start_run(

@@ -17,6 +17,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 
+from retention_lab.formatting import number
+
 PALETTE = "colorblind"
 
 
@@ -95,18 +97,6 @@ def plot_monthly(
     return ax
 
 
-def _readable_number(value: float) -> str:
-    """Three significant digits, thousands separators, no exponent above 0.001."""
-    if not np.isfinite(value):
-        return "∞" if value > 0 else ("−∞" if value < 0 else "—")
-    size = abs(value)
-    if size >= 100:
-        return f"{value:,.0f}"
-    if size >= 0.001 or value == 0:
-        return f"{value:.3g}"
-    return f"{value:.2e}"
-
-
 def show_table(
     frame: pd.DataFrame,
     *,
@@ -132,7 +122,7 @@ def show_table(
         elif pd.api.types.is_integer_dtype(frame[column]):
             formats[column] = "{:,}"
         elif pd.api.types.is_float_dtype(frame[column]):
-            formats[column] = _readable_number if decimals is None else f"{{:,.{decimals}f}}"
+            formats[column] = number if decimals is None else f"{{:,.{decimals}f}}"
         elif pd.api.types.is_datetime64_any_dtype(frame[column]):
             formats[column] = "{:%Y-%m-%d}"
     styler = (
@@ -142,6 +132,16 @@ def show_table(
         .format_index(escape="html", axis="columns")
     )
     return styler.set_caption(html.escape(caption)) if caption else styler
+
+
+def show_findings(findings: list[str]):
+    """Findings as a bulleted list for a report (HTML, every string escaped)."""
+    from html import escape
+
+    from IPython.display import HTML
+
+    items = "".join(f"<li>{escape(str(line))}</li>" for line in findings)
+    return HTML(f'<ul class="rl-findings">{items}</ul>')
 
 
 # ------------------------------------------------------------ lifetime value

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from retention_lab import formatting as fmt
 from retention_lab.clv import contractual as ct
 from retention_lab.clv import renewals as rn
 from retention_lab.clv import transactional as tr
@@ -489,9 +490,13 @@ def analyse(
     )
 
 
-def findings(summary: ClvSummary) -> list[str]:
-    """Plain-language sentences with the stage's numbers, for the report."""
+def findings(summary: ClvSummary, *, currency: str = "USD") -> list[str]:
+    """Plain-language sentences with the stage's numbers, money in ``currency``, for the report."""
     out = []
+
+    def money(value: float) -> str:
+        return fmt.money(value, currency)
+
     years = summary.horizon_months / 12
     rate = f"{summary.discount_rate:.0%} a year"
     c = summary.contractual
@@ -499,19 +504,19 @@ def findings(summary: ClvSummary) -> list[str]:
         v = c.values
         total, risk = v["residual_value"].sum(), v["value_at_risk"].sum()
         out.append(
-            f"The {len(v):,} active customers are worth {total:,.0f} in discounted margin over the "
-            f"next {years:g} years (discounted at {rate}), {v['residual_value'].mean():,.0f} each "
-            "on average."
+            f"The {len(v):,} active customers are worth {money(total)} in discounted margin "
+            f"over the next {years:g} years (discounted at {rate}), "
+            f"{money(v['residual_value'].mean())} each on average."
         )
         top = c.by_segment.iloc[0]
         out.append(
-            f"{risk:,.0f} ({risk / total:.0%}) of that value is at risk of churning within the "
+            f"{money(risk)} ({risk / total:.0%}) of that value is at risk of churning within the "
             f"risk horizon; segment '{top['segment']}' holds the most "
-            f"({top['value_at_risk']:,.0f}, "
+            f"({money(top['value_at_risk'])}, "
             f"{top['share_at_risk']:.0%} of its value). Churn probabilities come from the "
             f"{c.churn_source}."
         )
-        out += _new_customer_findings(c.new_customers, summary.horizon_months)
+        out += _new_customer_findings(c.new_customers, summary.horizon_months, money)
         if not c.truth_check.empty:
             all_row = c.truth_check[c.truth_check["group"] == "all"].iloc[0]
             worst = c.truth_check.iloc[(c.truth_check["ratio"] - 1).abs().argmax()]
@@ -544,7 +549,7 @@ def findings(summary: ClvSummary) -> list[str]:
             f"Gamma-Gamma spend model: p = {p[('gamma_gamma', 'p')]:.2f}, q = "
             f"{p[('gamma_gamma', 'q')]:.2f}, gamma = {p[('gamma_gamma', 'v')]:.2f}; the "
             f"{len(t.values):,} customers' transactional lifetime value is "
-            f"{t.values['clv'].sum():,.0f} over {years:g} years, and "
+            f"{money(t.values['clv'].sum())} over {years:g} years, and "
             f"{t.values['p_alive'].mean():.0%} of them are expected to still be buying."
         )
     else:
@@ -552,10 +557,10 @@ def findings(summary: ClvSummary) -> list[str]:
     return out
 
 
-def _new_customer_findings(nc: pd.DataFrame, horizon: int) -> list[str]:
+def _new_customer_findings(nc: pd.DataFrame, horizon: int, money) -> list[str]:
     if nc.empty:
         return []
-    text = f"A new customer is worth {_weighted(nc, 'value'):,.0f} on average"
+    text = f"A new customer is worth {money(_weighted(nc, 'value'))} on average"
     if nc["acquisition_cost"].isna().all():
         return [
             text + ".",
@@ -565,8 +570,8 @@ def _new_customer_findings(nc: pd.DataFrame, horizon: int) -> list[str]:
     worst = nc.sort_values("net_value").iloc[0]
     out = [
         f"{text}; net of acquisition cost the best group is {_group(best, nc)} "
-        f"({best['net_value']:,.0f}) and the worst {_group(worst, nc)} "
-        f"({worst['net_value']:,.0f})."
+        f"({money(best['net_value'])}) and the worst {_group(worst, nc)} "
+        f"({money(worst['net_value'])})."
     ]
     slow = nc.sort_values("payback_month", ascending=False, na_position="first").iloc[0]
     paid = nc["payback_month"].notna()
