@@ -63,7 +63,8 @@ def test_interactive_stage_folder_opens_like_a_run_and_reloads_when_config_chang
     config_file = tmp_path / "mine.yaml"
     dump_config(make_config(name="mine"), config_file)
     stage = open_stage("data", config_file=str(config_file))
-    assert stage.run_dir == tmp_path / "data" / "scratch" / "mine"
+    assert stage.run_dir.parent == tmp_path / "data" / "scratch"
+    assert stage.run_dir.name.startswith("mine-")  # keyed by what its tables come from
     first = rl.open(stage.run_dir)
     assert first.settings.seed == 3
 

@@ -198,10 +198,18 @@ _DELIMITERS = (";", "\t", "|")
 
 
 def read_file(path_text: str, options: dict[str, Any] | None = None) -> tuple[pd.DataFrame, str]:
-    """Read a CSV (with ``options`` for ``pandas.read_csv``) or Parquet file; label = its path.
+    """Read a CSV (with ``options`` for ``pandas.read_csv``) or Parquet file.
 
     Unknown options, unreadable files and duplicate header names raise a
     ``DataError`` naming the file.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        The file's own columns as its header names them (e.g. ``Customer ID``,
+        ``Start``), before :func:`map_columns`.
+    label : str
+        The file's path, for messages.
     """
     options = dict(options or {})
     path = Path(expand_packages(path_text))

@@ -117,7 +117,14 @@ def spark_session(settings: SparkSettings | None = None) -> SparkSession:
 
 
 def to_driver(frame: SparkFrame, label: str) -> pd.DataFrame:
-    """Collect a Spark DataFrame to pandas, logging how many rows reach the driver."""
+    """Collect a Spark DataFrame to pandas, logging how many rows reach the driver.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The Spark frame's own columns (for a canonical table ``customer_id``,
+        ``date``, ... as mapped by :func:`spark_frames`), one row per Spark row.
+    """
     out = frame.toPandas()
     rows = f"{len(out):,}"
     log.info("spark: %s reaches the driver: %s rows x %s columns", label, rows, out.shape[1])
@@ -297,8 +304,14 @@ def spark_frames(config: DataConfig, spark: SparkSession) -> tuple[dict[str, Spa
 def read_tables_spark(config: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     """Read, map and aggregate every configured table in Spark; collect the driver's share.
 
-    Returns canonical-named pandas frames and file labels, as
-    ``sources.read_tables_from`` does for files and DuckDB.
+    Returns
+    -------
+    frames : dict of str to pandas.DataFrame
+        Each configured table by name in canonical column names (``customer_id``,
+        ``signup_date``, ``date``, ``amount``, ...), as ``sources.read_tables_from``
+        returns them for files and DuckDB.
+    labels : dict of str to str
+        The path or query each table came from, for messages.
     """
     from pyspark.sql import functions as F
 
