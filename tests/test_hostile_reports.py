@@ -14,7 +14,7 @@ import yaml
 from retention_lab.data.simulate import SimulatorSettings, simulate
 
 from .conftest import cli
-from .test_pipeline import browser, open_page  # noqa: F401 - the fixture is used by name
+from .test_pipeline import open_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
