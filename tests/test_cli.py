@@ -98,8 +98,10 @@ def test_version_is_printed(tmp_path):
 
 
 def test_make_lab_allows_root_only_as_root():
-    make = subprocess.run(["make", "-n", "lab"], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    make = subprocess.run(
+        ["make", "--no-print-directory", "-n", "lab"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
     command = make.stdout.strip().splitlines()[-1]
     assert "jupyter lab" in command
     assert ("--allow-root" in command) == (os.getuid() == 0)

@@ -356,9 +356,12 @@ def test_no_shock_has_one_period(small: SimulatedData):
 
 # -------------------------------------------------------------------- files
 def _ids_as_arrow(frame: pd.DataFrame) -> pd.DataFrame:
-    """Parquet keeps "string" but reads it back with pandas' default (python) storage."""
+    """Parquet keeps "string" but reads it back with pandas' default (python) storage, and
+    pyarrow reads dates back in microseconds where the simulator builds nanoseconds."""
     ids = [c for c in ("customer_id", "problem_id", "intervention_id") if c in frame]
-    return frame.astype(dict.fromkeys(ids, pd.StringDtype("pyarrow")))
+    dates = frame.select_dtypes("datetime").columns
+    wanted = dict.fromkeys(ids, pd.StringDtype("pyarrow")) | dict.fromkeys(dates, "datetime64[ns]")
+    return frame.astype(wanted)
 
 
 def test_write_simulation_round_trips_and_refuses_to_overwrite(small: SimulatedData, tmp_path):
