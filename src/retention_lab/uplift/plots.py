@@ -93,23 +93,33 @@ def plot_average_effects(ate: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_effect_matrix(matrix: pd.DataFrame, *, strata: list[str], ax: Axes | None = None) -> Axes:
-    """Heat map of the retention effect per instrument and stratum cell (blank: not estimable)."""
+def plot_effect_matrix(
+    matrix: pd.DataFrame, *, strata: list[str], effect_col: str = "effect", ax: Axes | None = None
+) -> Axes:
+    """Heat map of the retention effect per instrument and stratum cell (blank: not estimable).
+
+    With an ``lfsr`` column (the pooled table), a star marks cells whose sign is
+    right with posterior probability of at least 95 %; otherwise cells whose 95 %
+    interval excludes 0.
+    """
     title = "Retention effect by instrument and cell"
     ax = ax or plt.figure(figsize=(12, 4.5)).gca()
     if matrix is None or matrix.empty or not strata:
         return _no_data(ax, title)
     _require_columns(
-        matrix, [*strata, "instrument", "effect", "lower", "upper"], "plot_effect_matrix"
+        matrix, [*strata, "instrument", effect_col, "lower", "upper"], "plot_effect_matrix"
     )
     data = matrix.assign(cell=matrix[strata].astype(str).agg("\n".join, axis=1))
     wide = (
         data.pivot_table(
-            index="instrument", columns="cell", values="effect", aggfunc="first", dropna=False
+            index="instrument", columns="cell", values=effect_col, aggfunc="first", dropna=False
         )
         * 100
     )
-    sig = data.assign(sig=(data["lower"] > 0) | (data["upper"] < 0)).pivot_table(
+    pooled = "lfsr" in data.columns
+    sure = data["lfsr"] < 0.05 if pooled else (data["lower"] > 0) | (data["upper"] < 0)
+    star = "P(sign) >= 95%" if pooled else "95% CI excludes 0"
+    sig = data.assign(sig=sure).pivot_table(
         index="instrument", columns="cell", values="sig", aggfunc="first", dropna=False
     )
     notes = wide.map(lambda v: "" if pd.isna(v) else f"{v:+.0f}")
@@ -130,7 +140,7 @@ def plot_effect_matrix(matrix: pd.DataFrame, *, strata: list[str], ax: Axes | No
     ax.set(
         title=title,
         xlabel=" / ".join(s.replace("_", " ") for s in strata)
-        + "  (* = 95% CI excludes 0; blank = not estimable)",
+        + f"  (* = {star}; blank = not estimable)",
         ylabel="Instrument",
     )
     ax.grid(False)
