@@ -397,17 +397,6 @@ def pooling_accuracy(pooled: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def net_value_probability(
-    pooled: float | np.ndarray, pooled_sd: float | np.ndarray, value, cost
-) -> np.ndarray:
-    """P(effect x value - cost > 0) under the normal posterior of the retention effect."""
-    pooled, sd = np.asarray(pooled, float), np.asarray(pooled_sd, float)
-    value, cost = np.asarray(value, float), np.asarray(cost, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = (pooled * value - cost) / (sd * np.abs(value))
-    return np.where(value > 0, stats.norm.cdf(z), (pooled * value - cost > 0).astype(float))
-
-
 def observational_vs_randomised(cells: pd.DataFrame, *, min_se: float = 0.5) -> pd.DataFrame:
     """Per cell with both: the rule cases' doubly robust estimate against the randomised one.
 
