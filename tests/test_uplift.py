@@ -533,3 +533,62 @@ def test_randomised_cells_check_the_doubly_robust_matrix(summary):
     )
     assert covered.mean() > 0.85
     assert np.corrcoef(both["effect"], both["effect_r"])[0, 1] > 0.3
+
+
+# ------------------------------------------------------------------ partial pooling
+def test_pooled_cells_are_closer_to_the_truth_than_the_raw_cells(summary):
+    acc = summary.pooling_accuracy().set_index("scale")
+    assert set(acc.index) == {"retention", "log_hazard"}
+    assert (acc["cells"] == 75).all()
+    assert (acc["pooled_rmse"] <= 0.7 * acc["raw_rmse"]).all(), acc
+    assert (acc["pooled_coverage"] >= 0.9).all(), acc
+
+
+def test_every_pooled_cell_has_an_interval_of_positive_width(summary):
+    for scale in ("retention", "log_hazard"):
+        t = summary.pooled_table(scale)
+        assert len(t) == 75
+        assert np.isfinite(t["pooled"]).all()
+        assert (t["upper"] - t["lower"] > 0).all()
+        assert t["shrinkage"].between(0, 1).all()
+        assert t["prob_benefit"].between(0, 1).all()
+    # the harmful plan upgrade for mass customers with price problems is found as harmful
+    t = summary.pooled_table().set_index(["instrument", "problem_type", "segment"])
+    assert t.loc[("plan_upgrade", "price", "mass"), "prob_benefit"] < 0.05
+    assert t.loc[("technician_visit", "network", "mass"), "prob_benefit"] > 0.95
+
+
+def test_pooling_recovers_a_known_hierarchy(rng):
+    from retention_lab.uplift.pooling import pool_cells
+
+    problems, segments = np.meshgrid(np.arange(5), np.arange(3), indexing="ij")
+    problems, segments = problems.ravel().astype(str), segments.ravel().astype(str)
+    errors_raw, errors_pooled, covered, thin, thick = [], [], [], [], []
+    for _ in range(100):
+        theta = (0.02 + rng.normal(0, 0.04, 5)[problems.astype(int)]
+                 + rng.normal(0, 0.01, 3)[segments.astype(int)])  # fmt: skip
+        se = rng.choice([0.01, 0.05, 0.1], size=theta.size)
+        raw = theta + rng.normal(0, se)
+        cells = pd.DataFrame(
+            {"instrument": "x", "problem_type": problems, "segment": segments,
+             "raw": raw, "raw_se": se, "true_effect": theta}
+        )  # fmt: skip
+        out = pool_cells(cells, scale="retention")
+        errors_raw.append(raw - theta)
+        errors_pooled.append(out["pooled"] - theta)
+        covered.append((out["lower"] <= theta) & (theta <= out["upper"]))
+        thin.append(out.loc[se == 0.1, "shrinkage"].mean())
+        thick.append(out.loc[se == 0.01, "shrinkage"].mean())
+    rmse = lambda e: np.sqrt(np.mean(np.square(np.concatenate(e))))  # noqa: E731
+    assert rmse(errors_pooled) < 0.7 * rmse(errors_raw)
+    assert 0.9 <= np.mean(np.concatenate(covered)) <= 0.99
+    assert np.nanmean(thin) > np.nanmean(thick)
+
+
+def test_staff_records_are_compared_with_the_randomised_cells(summary):
+    ovr = summary.observed_vs_randomised()
+    assert len(ovr) > 20
+    assert (ovr["lower"] <= ovr["difference"]).all() and (ovr["difference"] <= ovr["upper"]).all()
+    text = up.findings(summary)
+    assert any("staff records" in t for t in text)
+    assert not any("Bonferroni" in t or "clears the bound" in t for t in text)

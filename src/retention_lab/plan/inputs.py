@@ -12,6 +12,7 @@
   cases only (the rule-assigned ones are confounded);
 - ``effect_matrix``: effects of the uplift stage's table, aligned to the candidates;
 - ``pooled_matrix``: the uplift stage's partially pooled cell effects, aligned to any rows;
+- ``spread_by_risk``: a cell's effect spread over its customers in proportion to their risk;
 - ``net_value_probability``: the plan's risk rule, P(effect x value - cost > 0).
 """
 
@@ -359,6 +360,25 @@ def pooled_matrix(
         )
         out.append(wide.reindex(index=keys, columns=instruments).to_numpy(float))
     return np.nan_to_num(out[0]), out[1]
+
+
+def spread_by_risk(
+    effect: np.ndarray, effect_sd: np.ndarray, frame: pd.DataFrame, *, cap: float = 3.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spread each cell's effect over its customers in proportion to their churn risk.
+
+    An instrument that multiplies the churn hazard by ``exp(theta)`` keeps about
+    ``(1 - exp(theta)) x p`` of customers whose churn probability is ``p``; so a
+    customer's gain is the cell's mean gain times ``p / mean p`` of the cell's
+    rows (``frame``: problem_type, segment, p_churn), capped at ``cap``. The
+    cell's mean effect is unchanged; so is the relative precision.
+    """
+    p = frame["p_churn"].to_numpy(float)
+    keys = frame["problem_type"].astype(str) + "|" + frame["segment"].astype(str)
+    mean = pd.Series(p).groupby(keys.to_numpy()).transform("mean").to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(mean > 0, np.minimum(p / mean, cap), 1.0)[:, None]
+    return effect * ratio, effect_sd * ratio
 
 
 def net_value_probability(

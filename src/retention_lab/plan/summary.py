@@ -254,8 +254,10 @@ def analyse(
     value = cand["value"].to_numpy(float)
     cost = pin.cost_matrix(cand, costs, instruments)
     if inputs.pooled is not None and len(inputs.pooled):
-        source = "uplift stage (cells pooled within each instrument)"
-        effect, effect_std = pin.pooled_matrix(inputs.pooled, cand, instruments)
+        source = "uplift stage (cells pooled within each instrument, spread by churn risk)"
+        effect, effect_std = pin.spread_by_risk(
+            *pin.pooled_matrix(inputs.pooled, cand, instruments), cand
+        )
     elif inputs.effects is not None and len(inputs.effects):
         source = "uplift stage"
         effect, effect_std = pin.effect_matrix(inputs.effects, cand, instruments)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from retention_lab.uplift import effects as ef
 from retention_lab.uplift.cases import UpliftInput
@@ -211,32 +211,27 @@ def _design(problems: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.
     return zp @ zp.T, zs @ zs.T
 
 
-def _prior(log_tau: np.ndarray, kp: np.ndarray, ks: np.ndarray) -> np.ndarray:
-    tp, ts, tc = np.exp(2 * log_tau)
-    return tp * kp + ts * ks + tc * np.eye(len(kp))
-
-
-def _reml(log_tau, y, s2, kp, ks) -> float:
-    v = _prior(log_tau, kp, ks) + np.diag(s2)
-    sign, logdet = np.linalg.slogdet(v)
-    vi = np.linalg.inv(v)
-    one = np.ones(len(y))
-    a = one @ vi @ one
-    mu = (one @ vi @ y) / a
-    r = y - mu
-    return 0.5 * (logdet + np.log(a) + r @ vi @ r)
+GRID = 10  # points per standard deviation of the grid over (tau_p, tau_s, tau_c)
 
 
 def pool_instrument(cells: pd.DataFrame) -> pd.DataFrame:
     """Posterior of one instrument's cells given their raw estimates (see the module doc).
+
+    The three standard deviations get a uniform prior on ``[0, 2 x spread]``
+    (``spread`` the larger of the raw estimates' spread and their typical
+    standard error) and are integrated out on a grid, weighted by the
+    restricted likelihood (``mu`` integrated out under a flat prior): the
+    intervals carry the uncertainty of the variances too, which matters with
+    five problem types and three segments.
 
     ``cells``: problem_type, segment, raw, raw_se (NaN where not estimable).
 
     Returns
     -------
     pandas.DataFrame
-        ``cells`` plus pooled, pooled_sd, shrinkage (weight taken off the raw
-        estimate, 1 where there is none), tau_problem, tau_segment, tau_cell.
+        ``cells`` plus pooled, pooled_sd, prob_positive (posterior probability
+        of an effect above 0), shrinkage (weight taken off the raw estimate, 1
+        where there is none), tau_problem, tau_segment, tau_cell (posterior means).
     """
     kp, ks = _design(cells["problem_type"].astype(str).to_numpy(),
                      cells["segment"].astype(str).to_numpy())  # fmt: skip
@@ -244,36 +239,42 @@ def pool_instrument(cells: pd.DataFrame) -> pd.DataFrame:
     obs = np.flatnonzero(np.isfinite(y_all) & np.isfinite(se_all) & (se_all > 0))
     out = cells.copy()
     if obs.size < 2:
-        out[["pooled", "pooled_sd", "shrinkage"]] = np.nan
+        out[["pooled", "pooled_sd", "prob_positive", "shrinkage"]] = np.nan
         return out
     y, s2 = y_all[obs], np.square(se_all[obs])
-    scale = max(float(np.std(y)), float(np.sqrt(s2.mean())), 1e-6)
-    lo, hi = np.log(scale * 1e-4), np.log(scale * 10)
-    best = optimize.minimize(
-        _reml, x0=np.full(3, np.log(scale / 2)), args=(y, s2, kp[np.ix_(obs, obs)],
-                                                        ks[np.ix_(obs, obs)]),
-        method="L-BFGS-B", bounds=[(lo, hi)] * 3,
-    )  # fmt: skip
-    m_all = _prior(best.x, kp, ks)
-    m_o = m_all[:, obs]
-    vi = np.linalg.inv(m_all[np.ix_(obs, obs)] + np.diag(s2))
-    one = np.ones(obs.size)
-    a = one @ vi @ one
-    mu = (one @ vi @ y) / a
-    gain = m_o @ vi
-    mean = mu + gain @ (y - mu)
-    lever = np.ones(len(cells)) - gain @ one
-    cov = m_all - gain @ m_o.T + np.outer(lever, lever) / a
-    own = np.ones(len(cells))
-    own[obs] = 1.0 - np.diag(gain[obs])
-    tau = np.exp(best.x)
+    spread = max(float(np.std(y)), float(np.sqrt(s2.mean())), 1e-9)
+    axis = np.linspace(0.0, 2.0 * spread, GRID)
+    tp, ts, tc = (t.ravel() for t in np.meshgrid(axis, axis, axis, indexing="ij"))
+    k = len(cells)
+    prior = (np.square(tp)[:, None, None] * kp + np.square(ts)[:, None, None] * ks
+             + np.square(tc)[:, None, None] * np.eye(k))  # fmt: skip
+    m_o = prior[:, :, obs]
+    vi = np.linalg.inv(prior[:, obs][:, :, obs] + np.diag(s2))
+    a = vi.sum(axis=(1, 2))
+    mu = np.einsum("gij,j->g", vi, y) / a
+    resid = y[None, :] - mu[:, None]
+    gain = m_o @ vi  # (grid, cell, observed)
+    mean = mu[:, None] + np.einsum("gkj,gj->gk", gain, resid)
+    lever = 1.0 - gain.sum(axis=2)
+    var = (np.diagonal(prior, axis1=1, axis2=2) - np.einsum("gkj,gkj->gk", gain, m_o)
+           + np.square(lever) / a[:, None])  # fmt: skip
+    var = np.maximum(var, 1e-18)
+    _, logdet = np.linalg.slogdet(prior[:, obs][:, :, obs] + np.diag(s2))
+    nll = 0.5 * (logdet + np.log(a) + np.einsum("gi,gij,gj->g", resid, vi, resid))
+    w = np.exp(-(nll - nll.min()))
+    w /= w.sum()
+    post_mean = w @ mean
+    post_var = w @ (var + np.square(mean)) - np.square(post_mean)
+    own = np.ones(k)
+    own[obs] = 1.0 - w @ gain[:, obs, np.arange(obs.size)]
     return out.assign(
-        pooled=mean,
-        pooled_sd=np.sqrt(np.maximum(np.diag(cov), 0.0)),
+        pooled=post_mean,
+        pooled_sd=np.sqrt(np.maximum(post_var, 0.0)),
+        prob_positive=w @ stats.norm.cdf(mean / np.sqrt(var)),
         shrinkage=own,
-        tau_problem=tau[0],
-        tau_segment=tau[1],
-        tau_cell=tau[2],
+        tau_problem=w @ tp,
+        tau_segment=w @ ts,
+        tau_cell=w @ tc,
     )
 
 
@@ -297,8 +298,7 @@ def pool_cells(cells: pd.DataFrame, *, scale: str) -> pd.DataFrame:
         "raw_se"]  # fmt: skip
     out["lower"] = out["pooled"] - Z95 * out["pooled_sd"]
     out["upper"] = out["pooled"] + Z95 * out["pooled_sd"]
-    z = out["pooled"] / out["pooled_sd"]
-    p_pos = stats.norm.cdf(z)
+    p_pos = out["prob_positive"].to_numpy(float)
     out["prob_benefit"] = p_pos if scale == "retention" else 1.0 - p_pos
     out["lfsr"] = np.minimum(p_pos, 1.0 - p_pos)
     for c in POOLED_COLUMNS:
