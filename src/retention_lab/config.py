@@ -320,7 +320,7 @@ class PlanConfig(_Section):
         1.0, gt=0, description="Inverse L2 penalty of the plan's logistic effect model"
     )
     min_probability: float = Field(
-        0.9,
+        0.95,
         ge=0,
         lt=1,
         description="The plan's risk rule: give an instrument only where the probability that "

@@ -128,8 +128,12 @@ def retention_cells(
         cells[["random_estimate", "rule_estimate"]].to_numpy(float),
         cells[["random_se", "rule_se"]].to_numpy(float),
     )
-    cells["n_treated"] = cells[["random_n1", "rule_n1"]].fillna(0).sum(axis=1).astype(int)
-    cells["n_control"] = cells[["random_n0", "rule_n0"]].fillna(0).sum(axis=1).astype(int)
+    cells["n_treated"] = (
+        cells[["random_n1", "rule_n1"]].astype(float).fillna(0).sum(axis=1).astype(int)
+    )
+    cells["n_control"] = (
+        cells[["random_n0", "rule_n0"]].astype(float).fillna(0).sum(axis=1).astype(int)
+    )
     return cells.assign(raw=raw, raw_se=raw_se).drop(
         columns=["random_n1", "random_n0", "rule_n1", "rule_n0"]
     )
