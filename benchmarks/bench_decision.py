@@ -173,7 +173,8 @@ def main() -> None:
         "",
         f"Demo configuration, seeds {args.seeds}; true net value in currency units "
         "(simulator truth: each arm's true retention and margin over the value horizon, "
-        "minus cost).",
+        "minus cost). `uplift_seconds` is the wall time of `uplift.analyse` on this host "
+        "(two cores shared with other jobs: compare runs only under the same load).",
         "",
         markdown(table),
         "",

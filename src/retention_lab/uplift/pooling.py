@@ -243,8 +243,9 @@ def pool_instrument(cells: pd.DataFrame) -> pd.DataFrame:
     obs = np.flatnonzero(np.isfinite(y_all) & np.isfinite(se_all) & (se_all > 0))
     out = cells.copy()
     if obs.size < 2:
-        out[["pooled", "pooled_sd", "prob_positive", "shrinkage"]] = np.nan
-        return out
+        cols = ["pooled", "pooled_sd", "prob_positive", "shrinkage", "tau_problem",
+                "tau_segment", "tau_cell"]  # fmt: skip
+        return out.assign(**dict.fromkeys(cols, np.nan))
     y, s2 = y_all[obs], np.square(se_all[obs])
     spread = max(float(np.std(y)), float(np.sqrt(s2.mean())), 1e-9)
     axis = np.linspace(0.0, 2.0 * spread, GRID)
