@@ -303,7 +303,7 @@ def pool_cells(cells: pd.DataFrame, *, scale: str) -> pd.DataFrame:
         "raw_se"]  # fmt: skip
     out["lower"] = out["pooled"] - Z95 * out["pooled_sd"]
     out["upper"] = out["pooled"] + Z95 * out["pooled_sd"]
-    p_pos = out["prob_positive"].to_numpy(float)
+    p_pos = np.clip(out["prob_positive"].to_numpy(float), 0.0, 1.0)
     out["prob_benefit"] = p_pos if scale == "retention" else 1.0 - p_pos
     out["lfsr"] = np.minimum(p_pos, 1.0 - p_pos)
     for c in POOLED_COLUMNS:
