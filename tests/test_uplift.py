@@ -221,7 +221,7 @@ def test_hazard_findings_report_the_strongest_cell_and_the_truth_check(summary):
     assert "technician_visit against network 0." in text
     assert "hazard-ratio intervals cover" in text
     changes = summary.hazard_changes()
-    assert len(changes) == 24 and summary.to_metrics()["recent_hazard_changes"] == 0
+    assert len(changes) == 25 and summary.to_metrics()["recent_hazard_changes"] == 0
     assert "No instrument's hazard ratio in the recent cases" in text
 
 
