@@ -23,6 +23,15 @@ Run ``.venv/bin/python benchmarks/bench_decision.py`` (about 20 minutes on two
 shared cores); ``--reuse`` keeps the upstream stages' results cached in
 ``--cache`` and reruns the plan only. The figures are written to
 ``benchmarks/decision_results.md`` and ``.json``.
+
+Measured (2 cores shared with four other engineers' jobs, load average 5 to 7,
+2026-11-29): the plan beats every baseline on 6 of 6 seeds and captures 73 % of
+the oracle's value on average; pooled against raw RMSE 0.50 (retention) and
+0.41 (log hazard), pooled 95 % coverage 98 % and 96 %; the null variant treats
+nobody. The uplift stage on the demo (``uplift.analyse``, seed 42, one thread),
+in process CPU time because wall time swung from 65 to 167 s with the load:
+33.7 and 38.8 s without the pooling step, 37.5 and 37.6 s with it; the pooling
+step alone takes 0.6 s of CPU.
 """
 
 from __future__ import annotations
