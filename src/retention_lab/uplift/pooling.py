@@ -11,9 +11,10 @@ modelled as
 
 with normal random effects ``a ~ N(0, tau_p^2)``, ``b ~ N(0, tau_s^2)``,
 ``u ~ N(0, tau_c^2)`` and each raw estimate ``y ~ N(theta, se^2)`` with its
-own standard error. The variances are fitted by restricted maximum likelihood
-(REML) on the raw estimates; the cells' posterior means and standard
-deviations follow (Henderson's BLUP, including the uncertainty of ``mu``).
+own standard error. The three variances get a uniform prior and are
+integrated out on a grid weighted by the restricted likelihood (``mu`` under a
+flat prior); given them, the cells' posterior means and variances are
+Henderson's (including the uncertainty of ``mu``), mixed over the grid.
 Cells with too few cases for a raw estimate get the model's prediction and
 its wider interval; no interval has zero width.
 
