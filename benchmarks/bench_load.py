@@ -32,8 +32,12 @@ def make_files(folder: Path, customers: int, transactions: int) -> str:
     else:
         extra = bills.sample(transactions - len(bills), replace=True, random_state=2)
         bills = pd.concat([bills, extra], ignore_index=True)
-    for name, frame in [("customers", data.customers), ("problems", data.problems),
-                        ("interventions", data.interventions), ("transactions", bills)]:
+    for name, frame in [
+        ("customers", data.customers),
+        ("problems", data.problems),
+        ("interventions", data.interventions),
+        ("transactions", bills),
+    ]:
         frame.to_parquet(folder / f"{name}.parquet", index=False)
     return data.as_of.isoformat()
 
@@ -47,10 +51,19 @@ def main() -> None:
         folder = Path(tmp)
         as_of = make_files(folder, args.customers, args.transactions)
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-        config = parse_config({"name": "bench", "data": {
-            "source": "files", "as_of": as_of,
-            **{name: {"path": str(folder / f"{name}.parquet")}
-               for name in ("customers", "problems", "interventions", "transactions")}}})
+        config = parse_config(
+            {
+                "name": "bench",
+                "data": {
+                    "source": "files",
+                    "as_of": as_of,
+                    **{
+                        name: {"path": str(folder / f"{name}.parquet")}
+                        for name in ("customers", "problems", "interventions", "transactions")
+                    },
+                },
+            }
+        )
         started = time.perf_counter()
         tables, _ = load_tables(config.data, random_state=0)
         seconds = time.perf_counter() - started

@@ -119,7 +119,7 @@ def main() -> None:
         }
 
     t0 = time.perf_counter()
-    for name in ("highest_risk", "cheapest", "random"):
+    for name in ("highest_risk", "best_single", "random"):
         ev.baseline_choice(
             name,
             candidates=cand,
@@ -128,6 +128,7 @@ def main() -> None:
             budget=args.budget,
             capacity=capacity,
             most_used="discount",
+            best_single="discount",
             rule=None,
             rng=rng,
         )

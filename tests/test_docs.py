@@ -44,7 +44,7 @@ def test_configuration_reference_lists_every_field_of_the_configuration_models()
     expected = every_field(RunConfig)
     assert len(expected) > 130
     assert ("data.customers", "date_format") in expected
-    assert ("plan", "require_evidence") in expected
+    assert ("plan", "min_probability") in expected
     assert documented(reference_markdown()) == expected
 
 

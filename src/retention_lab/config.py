@@ -355,20 +355,19 @@ class PlanConfig(_Section):
     effect_model_c: float = Field(
         1.0, gt=0, description="Inverse L2 penalty of the plan's logistic effect model"
     )
-    risk_aversion: float = Field(
-        1.0,
+    min_probability: float = Field(
+        0.95,
         ge=0,
-        description="The plan values an instrument at its estimated effect minus this many "
-        "standard errors (guards against acting on noise; 0 = point estimates)",
+        lt=1,
+        description="The plan's risk rule: give an instrument only where the probability that "
+        "its net value (retention gain x customer value - cost) is positive is at least this",
     )
-    require_evidence: bool = Field(
-        True,
-        description="Give an instrument only in problem x segment cells where its net value "
-        "per customer is proven positive on the randomised cases (95% bootstrap interval above 0)",
-    )
-    baselines: list[Literal["status_quo", "highest_risk", "cheapest", "random", "nothing"]] = Field(
-        ["status_quo", "highest_risk", "cheapest", "random", "nothing"],
-        description="Targeting rules the plan is compared with at the same budget",
+    baselines: list[Literal["status_quo", "highest_risk", "best_single", "random", "nothing"]] = (
+        Field(
+            ["status_quo", "highest_risk", "best_single", "random", "nothing"],
+            description="Targeting rules the plan is compared with at the same budget (and, on "
+            "simulated data, the oracle that knows the true effects)",
+        )
     )
     bootstrap: int = Field(
         200, ge=10, description="Bootstrap resamples behind the confidence intervals"

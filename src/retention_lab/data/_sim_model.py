@@ -64,7 +64,8 @@ PROBLEM_RATE = np.array([0.0040, 0.0030, 0.0030, 0.0035, 0.0020])  # weekly, mas
 PROBLEM_SEGMENT_FACTOR = np.array(
     [[1.0, 1.0, 1.0, 1.0, 1.0], [1.3, 1.2, 0.8, 1.0, 1.2], [1.0, 0.8, 0.6, 0.8, 1.5]]
 )
-PROBLEM_GAMMA = np.array([0.70, 0.35, 0.90, 0.25, 1.30])
+# log hazard ratio while a problem is open: network, billing, price, service, competitor_offer
+PROBLEM_GAMMA = np.array([1.50, 0.50, 1.30, 0.40, 1.80])
 SEVERITY_P = np.array(
     [
         [0.40, 0.40, 0.20],
@@ -79,15 +80,15 @@ PROBLEM_REASON = np.array([1, 2, 0, 2, 3])
 BASE_REASON_P = np.array([0.25, 0.10, 0.10, 0.20, 0.20, 0.15])
 
 # ----------------------------------------------------------- instruments
-COST_FIXED = np.array([0.0, 0.0, 15.0, 60.0, 120.0, 30.0])
+COST_FIXED = np.array([0.0, 0.0, 10.0, 40.0, 60.0, 25.0])
 DISCOUNT_RATE, DISCOUNT_MONTHS = 0.20, 6
 COST_FEE_MULTIPLE = np.array([0.0, DISCOUNT_RATE * DISCOUNT_MONTHS, 0.0, 0.0, 0.0, 0.0])
 RULE_FLOOR = 0.10  # share of the staff rule mixed with uniform choice (positivity)
 GROSS_MARGIN = 0.60
 
 
-def theta_table(discount_after: float | None) -> np.ndarray:
-    """Return the true instrument effects on the log hazard.
+def theta_table(discount_after: float | None, *, null: bool = False) -> np.ndarray:
+    """Return the true instrument effects on the log hazard (``null``: the harmful ones only).
 
     Returns
     -------
@@ -97,11 +98,14 @@ def theta_table(discount_after: float | None) -> np.ndarray:
     """
     th = np.zeros((len(INSTRUMENTS), len(PROBLEM_TYPES), len(SEGMENTS)))
     net, bil, pri, ser, com = range(5)
-    th[1, pri], th[1, com], th[1, bil] = -0.60, -0.80, -0.15  # discount
-    th[2] = -0.10  # bonus, small everywhere
-    th[3, net], th[3, ser] = -0.60, -0.10  # technician visit
-    th[4, :, 0], th[4, :, 1], th[4, :, 2] = -0.05, -0.35, -0.70  # personal manager
-    th[5, pri, 0] = 0.40  # plan upgrade harms mass customers with price problems
+    # discount: matching a competitor keeps business customers; mass customers leave anyway
+    th[1, pri], th[1, com], th[1, bil] = [-0.25, -0.50, -0.20], [-0.20, -0.70, -0.30], -0.10
+    th[2] = -0.05  # bonus, small everywhere
+    th[3, net], th[3, ser] = [-0.70, -0.70, -0.50], -0.20  # technician visit fixes the network
+    th[4, :, 1], th[4, :, 2] = -0.30, -0.70  # personal manager: business and VIP only
+    th[5, pri] = [0.50, 0.20, 0.0]  # plan upgrade drives price-sensitive customers out
+    if null:
+        th = np.maximum(th, 0.0)  # only the harmful effects stay
     after = th.copy()
     if discount_after is not None:
         after[1] *= discount_after
@@ -406,8 +410,14 @@ def case_outcomes(
     theta: np.ndarray,
     log_base: np.ndarray,
     chunk: int = 50_000,
+    full_fee: bool = False,
+    annual_discount: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact retention probability and expected bills over the horizon per case and arm.
+
+    ``full_fee`` counts every bill at the full fee (the discount's reduction
+    is then part of the instrument's cost, not of the bills); bill ``q`` after
+    the case is weighted by ``(1 + annual_discount) ** (-q / 12)``.
 
     Returns
     -------
@@ -418,6 +428,7 @@ def case_outcomes(
     p_out, rev_out = np.empty((n, n_arms)), np.empty((n, n_arms))
     j = np.arange(horizon)
     n_bills = -(-horizon * 7 // 28) + 1
+    weight = (1.0 + annual_discount) ** (-np.arange(n_bills) / 12.0)
     for lo in range(0, n, chunk):
         s = slice(lo, min(lo + chunk, n))
         week, rem = cases.week[s], cases.remaining[s]
@@ -444,6 +455,7 @@ def case_outcomes(
             alive = np.exp(-(cum[rows, wb] - lam_b)) * (
                 np.exp(-lam_b) - np.expm1(-lam_b) * after_day
             )
-            amount = bill_amount(cases.fee[s][:, None], (a == 1) & (q[None, :] < DISCOUNT_MONTHS))
+            discounted = (a == 1) & (q[None, :] < DISCOUNT_MONTHS) & (not full_fee)
+            amount = bill_amount(cases.fee[s][:, None], discounted) * weight[None, :]
             rev_out[s, a] = (alive * amount * valid).sum(axis=1)
     return p_out, rev_out

@@ -90,7 +90,12 @@ class SimulatorSettings(BaseModel):
     shock: MarketShock | None = Field(None, description="Optional market shock")
     transactions: bool = Field(True, description="Also produce monthly bills as transactions")
     problem_window_weeks: int = Field(
-        13, ge=1, le=52, description="Weeks a problem (and the instrument answering it) acts"
+        26, ge=1, le=52, description="Weeks a problem (and the instrument answering it) acts"
+    )
+    null_effects: bool = Field(
+        False,
+        description="A market where no instrument helps: every beneficial effect is zero and "
+        "only the harmful ones (the plan upgrade on price problems) remain",
     )
 
     @property
@@ -434,7 +439,7 @@ def simulate(
     shock = settings.shock
     shock_date = _add_months(settings.start, shock.month) if shock else None
     rates = sm.weekly_problem_rates(shock.competitor_offer_rate if shock else 1.0)
-    theta = sm.theta_table(shock.discount_effect if shock else None)
+    theta = sm.theta_table(shock.discount_effect if shock else None, null=settings.null_effects)
     n_weeks = -(-total_days // 7) + block + 1
     base = sm.baseline_weekly_hazard(n_weeks)
     model = sm.WeekModel(
@@ -548,6 +553,8 @@ def true_treatment_outcomes(
     *,
     arms: list[str] | None = None,
     horizon_weeks: int | None = None,
+    full_fee: bool = False,
+    annual_discount: float = 0.0,
 ) -> pd.DataFrame:
     """Exact outcome of acting now on active customers, under every arm, from the generative model.
 
@@ -571,6 +578,8 @@ def true_treatment_outcomes(
         Arms to return (default every instrument, "none" included).
     horizon_weeks
         Horizon of the outcome (default the simulation's ``horizon_weeks``).
+    full_fee, annual_discount
+        Bills at the full fee and discounted to today (see ``case_outcomes``).
 
     Returns
     -------
@@ -628,11 +637,20 @@ def true_treatment_outcomes(
         remaining=remaining,
         after=after,
     )
-    theta = sm.theta_table(shock["discount_effect"] if shock else None)
+    theta = sm.theta_table(
+        shock["discount_effect"] if shock else None, null=bool(settings.get("null_effects"))
+    )
     n_weeks = int(week.max(initial=0)) + horizon + 1
     log_base = np.log(sm.baseline_weekly_hazard(n_weeks))
     p_ret, revenue = sm.case_outcomes(
-        start, case, horizon=horizon, window=window, theta=theta, log_base=log_base
+        start,
+        case,
+        horizon=horizon,
+        window=window,
+        theta=theta,
+        log_base=log_base,
+        full_fee=full_fee,
+        annual_discount=annual_discount,
     )
     names = list(arms) if arms is not None else list(sm.INSTRUMENTS)
     idx = [sm.INSTRUMENTS.index(a) for a in names]
@@ -646,3 +664,48 @@ def true_treatment_outcomes(
             "cost": cost.ravel(),
         }
     )
+
+
+def true_net_values(
+    truth: GroundTruth,
+    customers: pd.DataFrame,
+    problem_type: str | np.ndarray | pd.Series,
+    *,
+    value_months: int,
+    annual_discount: float = 0.0,
+    arms: list[str] | None = None,
+) -> pd.DataFrame:
+    """True net value of each arm for active customers, entirely from the generative model.
+
+    An arm's margin is the expected bills over ``value_months`` at the full fee
+    (discounted to today at ``annual_discount``) times the simulator's gross
+    margin; its net value is that margin minus the control's, minus the arm's
+    cost (for a discount, the fee it gives away).
+
+    Returns
+    -------
+    pandas.DataFrame
+        customer_id, arm, p_retained (at ``value_months``), margin, cost,
+        net_value (0 for the control); one row per customer and arm.
+    """
+    names = list(arms) if arms is not None else list(sm.INSTRUMENTS)
+    if sm.INSTRUMENTS[0] not in names:
+        names = [sm.INSTRUMENTS[0], *names]
+    out = true_treatment_outcomes(
+        truth,
+        customers,
+        problem_type,
+        arms=names,
+        horizon_weeks=horizon_weeks(value_months),
+        full_fee=True,
+        annual_discount=annual_discount,
+    )
+    margin = out["expected_revenue"].to_numpy(float) * float(truth.parameters["gross_margin"])
+    k = len(names)
+    control = margin.reshape(-1, k)[:, names.index(sm.INSTRUMENTS[0])]
+    cost = np.where(out["arm"].to_numpy() == sm.INSTRUMENTS[0], 0.0, out["cost"].to_numpy(float))
+    out = out.drop(columns=["expected_revenue"]).assign(margin=margin, cost=cost)
+    out["net_value"] = margin - np.repeat(control, k) - cost
+    if arms is not None and sm.INSTRUMENTS[0] not in arms:
+        out = out[out["arm"] != sm.INSTRUMENTS[0]].reset_index(drop=True)
+    return out[["customer_id", "arm", "p_retained", "margin", "cost", "net_value"]]

@@ -22,14 +22,15 @@ from retention_lab.plan.inputs import EffectModel
 from retention_lab.plan.knapsack import NOTHING, fill_in_order
 
 MAX_RULE_CASES = 20_000  # sample the staff rule is learnt from
-BASELINES = ("status_quo", "highest_risk", "cheapest", "random", "nothing")
+BASELINES = ("status_quo", "highest_risk", "best_single", "random", "nothing")
 LABELS = {
     "plan": "plan (optimised)",
     "status_quo": "status-quo rule",
     "highest_risk": "highest risk, most used instrument",
-    "cheapest": "cheapest instrument for everyone",
+    "best_single": "best single instrument for everyone",
     "random": "random targeting",
     "nothing": "do nothing",
+    "oracle": "oracle (true effects)",
 }
 
 
@@ -83,6 +84,7 @@ def baseline_choice(
     budget: float,
     capacity: np.ndarray,
     most_used: str,
+    best_single: str,
     rule: StatusQuoRule | None,
     rng: np.random.Generator,
 ) -> np.ndarray:
@@ -90,8 +92,9 @@ def baseline_choice(
 
     status_quo: the staff rule's arm drawn per candidate, candidates in random
     order; highest_risk: the most used instrument for the riskiest candidates
-    first; cheapest: each candidate's cheapest instrument, random order;
-    random: a random instrument, random order; nothing: nobody treated.
+    first; best_single: the one instrument with the best estimated net value
+    over all candidates, given in random order; random: a random instrument,
+    random order; nothing: nobody treated.
     """
     n, m = cost.shape
     order = rng.permutation(n)
@@ -99,8 +102,8 @@ def baseline_choice(
         return np.full(n, NOTHING, dtype=np.int64)
     if name == "random":
         inst = rng.integers(0, m, size=n)
-    elif name == "cheapest":
-        inst = cost.argmin(axis=1)
+    elif name == "best_single":
+        inst = np.full(n, instruments.index(best_single))
     elif name == "highest_risk":
         inst = np.full(n, instruments.index(most_used) if most_used in instruments else 0)
         order = np.argsort(-candidates["p_churn"].to_numpy(float), kind="stable")
@@ -122,8 +125,13 @@ def policy_totals(
     value: np.ndarray,
     cost: np.ndarray,
     true_effect: np.ndarray | None = None,
+    true_net: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Treated, spend, expected (and true) incremental customers and net value of a choice."""
+    """Treated, spend, expected (and true) incremental customers and net value of a choice.
+
+    ``true_net`` is each option's true net value from the simulator alone
+    (``simulate.true_net_values``), never the estimated customer value.
+    """
     rows = np.flatnonzero(choice >= 0)
     a = choice[rows]
     spent = float(cost[rows, a].sum())
@@ -135,7 +143,8 @@ def policy_totals(
     }
     if true_effect is not None:
         out["true_customers"] = float(true_effect[rows, a].sum())
-        out["true_net_value"] = float((true_effect[rows, a] * value[rows]).sum() - spent)
+    if true_net is not None:
+        out["true_net_value"] = float(true_net[rows, a].sum())
     return out
 
 
@@ -150,15 +159,16 @@ def rule_distribution(
     instruments: list[str],
     most_used: str,
     rule_probs: np.ndarray | None,
-    caution: np.ndarray | None = None,
+    best_single: str | None = None,
+    effect: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """A policy as a rule on past cases: probability of each arm, ``(case, 1 + instrument)``.
 
     Column 0 is the control. The plan gives the option with the largest positive
-    ``(effect - caution) * value - (1 + lambda) * cost - mu_a`` (``caution`` =
-    risk aversion x the effect's standard error, as in the allocation; options
-    outside ``allowed`` are never given); the budget-limited
+    ``effect * value - (1 + lambda) * cost - mu_a`` (``effect`` the plan's
+    estimates for the cases, default ``p_hat``'s differences; options outside
+    ``allowed``, the risk rule, are never given); the budget-limited
     baselines treat the same share of cases as of candidates (the riskiest by
     the predicted churn under no action, or at random).
     """
@@ -166,9 +176,7 @@ def rule_distribution(
     pi = np.zeros((n, m + 1))
     q = float(np.clip(treated_share, 0.0, 1.0))
     if name == "plan":
-        eff = p_hat[:, 1:] - p_hat[:, :1]
-        if caution is not None:
-            eff = eff - caution
+        eff = p_hat[:, 1:] - p_hat[:, :1] if effect is None else effect
         r = eff * value[:, None] - cost - multipliers[0] * cost - multipliers[None, 1:]
         if allowed is not None:
             r = np.where(allowed, r, -np.inf)
@@ -185,12 +193,12 @@ def rule_distribution(
         pi[:, 0] = 1.0
         j = 1 + (instruments.index(most_used) if most_used in instruments else 0)
         pi[top, 0], pi[top, j] = 0.0, 1.0
-    elif name in ("random", "cheapest", "status_quo"):
+    elif name in ("random", "best_single", "status_quo"):
         if name == "random":
             arms = np.full((n, m), 1.0 / m)
-        elif name == "cheapest":
+        elif name == "best_single":
             arms = np.zeros((n, m))
-            arms[np.arange(n), cost.argmin(axis=1)] = 1.0
+            arms[:, instruments.index(best_single)] = 1.0
         else:
             arms = rule_probs[:, 1:] / np.maximum(
                 rule_probs[:, 1:].sum(axis=1, keepdims=True), 1e-12

@@ -10,7 +10,10 @@
   of retention on customer covariates, the problem type, the arm and the arm's
   interactions with the problem type and the segment, fitted on the randomised
   cases only (the rule-assigned ones are confounded);
-- ``effect_matrix``: effects of the uplift stage's table, aligned to the candidates.
+- ``effect_matrix``: effects of the uplift stage's table, aligned to the candidates;
+- ``pooled_matrix``: the uplift stage's partially pooled cell effects, aligned to any rows;
+- ``spread_by_risk``: a cell's effect spread over its customers in proportion to their risk;
+- ``net_value_probability``: the plan's risk rule, P(effect x value - cost > 0).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
 from retention_lab.errors import DataError
@@ -330,3 +334,64 @@ def effect_matrix(
     eff = wide["effect"].reindex(index=ids, columns=instruments).to_numpy(float)
     std = wide["effect_std"].reindex(index=ids, columns=instruments).to_numpy(float)
     return np.nan_to_num(eff), std
+
+
+def pooled_matrix(
+    pooled: pd.DataFrame, frame: pd.DataFrame, instruments: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled retention effect of each row's problem x segment cell: ``(effect, sd)``.
+
+    ``pooled`` is the uplift stage's ``pooled_effects`` table; rows of ``frame``
+    need problem_type and segment. A cell without an estimate gets effect 0 and
+    NaN sd (it is not treated).
+    """
+    need = ["instrument", "problem_type", "segment", "pooled", "pooled_sd"]
+    missing = [c for c in need if c not in pooled.columns]
+    if missing:
+        raise DataError(file="uplift/pooled_effects.parquet", column=missing[0], expected="present")
+    p = pooled[pooled["scale"] == "retention"] if "scale" in pooled.columns else pooled
+    keys = pd.MultiIndex.from_arrays(
+        [frame["problem_type"].astype(str), frame["segment"].astype(str)]
+    )
+    out = []
+    for col in ("pooled", "pooled_sd"):
+        wide = p.pivot_table(
+            index=["problem_type", "segment"], columns="instrument", values=col, aggfunc="first"
+        )
+        out.append(wide.reindex(index=keys, columns=instruments).to_numpy(float))
+    return np.nan_to_num(out[0]), out[1]
+
+
+def spread_by_risk(
+    effect: np.ndarray, effect_sd: np.ndarray, frame: pd.DataFrame, *, cap: float = 3.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spread each cell's effect over its customers in proportion to their churn risk.
+
+    An instrument that multiplies the churn hazard by ``exp(theta)`` keeps about
+    ``(1 - exp(theta)) x p`` of customers whose churn probability is ``p``; so a
+    customer's gain is the cell's mean gain times ``p / mean p`` of the cell's
+    rows (``frame``: problem_type, segment, p_churn), capped at ``cap``. The
+    cell's mean effect is unchanged; so is the relative precision.
+    """
+    p = frame["p_churn"].to_numpy(float)
+    keys = frame["problem_type"].astype(str) + "|" + frame["segment"].astype(str)
+    mean = pd.Series(p).groupby(keys.to_numpy()).transform("mean").to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(mean > 0, np.minimum(p / mean, cap), 1.0)[:, None]
+    return effect * ratio, effect_sd * ratio
+
+
+def net_value_probability(
+    effect: np.ndarray, effect_sd: np.ndarray, value: np.ndarray, cost: np.ndarray
+) -> np.ndarray:
+    """Probability that ``effect x value - cost > 0``, the effect normal with sd ``effect_sd``.
+
+    Arrays are ``(row, instrument)`` (``value`` one per row); a NaN sd counts
+    as no uncertainty (the sign of the point estimate decides).
+    """
+    v = np.asarray(value, float)[:, None]
+    net = effect * v - cost
+    spread = np.nan_to_num(effect_sd) * np.abs(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(spread > 0, net / spread, np.sign(net) * np.inf)
+    return stats.norm.cdf(np.nan_to_num(z, nan=-np.inf))

@@ -42,6 +42,7 @@ class PlanInputs:
     scores: pd.DataFrame | None
     effects: pd.DataFrame | None
     threats: pd.DataFrame | None = None
+    pooled: pd.DataFrame | None = None
 
 
 def read_inputs(stage, *, effects_source: str | None = None) -> PlanInputs:
@@ -69,7 +70,13 @@ def read_inputs(stage, *, effects_source: str | None = None) -> PlanInputs:
         threats = stage.read_output("survival", "threats")
     except MissingStageOutput:
         threats = None
-    return PlanInputs(values=values, scores=scores, effects=effects, threats=threats)
+    pooled = None
+    if effects is not None:
+        try:  # the uplift stage's partially pooled cell effects, when it saved them
+            pooled = stage.read_output("uplift", "pooled_effects")
+        except MissingStageOutput:
+            log.info("no pooled cell effects in this run: the plan uses the learners' effects")
+    return PlanInputs(values=values, scores=scores, effects=effects, threats=threats, pooled=pooled)
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class PlanSummary:
     budget: float
     instruments: list[str]
     effects_source: str
+    min_probability: float
     candidates: pd.DataFrame
     costs: pd.DataFrame
     threats: pd.DataFrame
@@ -132,9 +140,11 @@ class PlanSummary:
         if "true_net_value" in plan.columns and "plan" in plan.index:
             m["true_net_value"] = float(plan.loc["plan", "true_net_value"])
             m["true_customers_saved"] = float(plan.loc["plan", "true_customers"])
-            others = plan.drop(index="plan")
+            others = plan.drop(index=["plan", "oracle"], errors="ignore")
             if len(others):
                 m["true_net_value_best_baseline"] = float(others["true_net_value"].max())
+            if "oracle" in plan.index:
+                m["true_net_value_oracle"] = float(plan.loc["oracle", "true_net_value"])
         dr = self.off_policy[
             (self.off_policy["estimator"] == "DR") & (self.off_policy["policy"] == "plan")
         ]
@@ -182,10 +192,18 @@ def analyse(
     inputs: PlanInputs,
     config,
     truth=None,
+    value_months: int = 60,
+    annual_discount: float = 0.10,
     fast: bool = False,
     random_state: int | None = None,
 ) -> PlanSummary:
     """Run the plan stage: candidates, effects, threats, playbook, allocation, baselines.
+
+    The plan acts on the expected net value in money (retention gain x the
+    customer's value - cost) with one risk rule: an instrument is given only
+    where the probability that its net value is positive is at least
+    ``config.min_probability``. Effects come from the uplift stage's pooled
+    cells when present, else its learners, else the plan's own model.
 
     Parameters
     ----------
@@ -197,6 +215,9 @@ def analyse(
         The ``plan`` section of the run configuration (``PlanConfig``).
     truth
         The simulator's ground truth, or None for real data.
+    value_months, annual_discount
+        Horizon and discount rate of the customer value (the clv stage's); the
+        truth values each arm's margin over them.
     fast
         Fewer bootstrap resamples and budget-curve points (for tests).
     """
@@ -230,31 +251,23 @@ def analyse(
     ]
     if inputs.effects is not None and inputs.effects.empty:
         notes.append("the uplift stage's effects table is empty; the plan used its own model")
-    if inputs.effects is not None and len(inputs.effects):
+    value = cand["value"].to_numpy(float)
+    cost = pin.cost_matrix(cand, costs, instruments)
+    if inputs.pooled is not None and len(inputs.pooled):
+        source = "uplift stage (cells pooled within each instrument, spread by churn risk)"
+        effect, effect_std = pin.spread_by_risk(
+            *pin.pooled_matrix(inputs.pooled, cand, instruments), cand
+        )
+    elif inputs.effects is not None and len(inputs.effects):
         source = "uplift stage"
         effect, effect_std = pin.effect_matrix(inputs.effects, cand, instruments)
     else:
         source = "plan effect model (randomised cases)"
-        effect = _effects(model, cand, instruments)
-        draws = (
-            np.stack([_effects(m, cand, instruments) for m in boot_models])
-            if len(cand) and boot_models
-            else np.zeros((0, len(cand), len(instruments)))
-        )
-        effect_std = draws.std(axis=0, ddof=1) if len(draws) > 1 else np.full(effect.shape, np.nan)
-    value = cand["value"].to_numpy(float)
-    cost = pin.cost_matrix(cand, costs, instruments)
-    cautious = effect - config.risk_aversion * np.nan_to_num(effect_std)
-    net = cautious * value[:, None] - cost
-    cells = _cells(randomised, model, boot_models, values, costs, instruments, tables.customers)
-    if config.require_evidence and len(cells) and len(cand):
-        allowed = _proven(cells, cand, instruments)
-        net = np.where(allowed, net, np.minimum(net, 0.0))
-        notes.append(
-            f"{int((~allowed).all(axis=1).sum()):,} of {len(cand):,} candidates are in problem x "
-            "segment cells where no instrument's net value is proven positive (95% bootstrap "
-            "interval above zero); they are left alone"
-        )
+        effect, effect_std = _model_effects(model, boot_models, cand, instruments)
+    net = effect * value[:, None] - cost
+    allowed = pin.net_value_probability(effect, effect_std, value, cost) >= config.min_probability
+    net = np.where(allowed, net, np.minimum(net, 0.0))
+    cells = _cells(randomised, model, boot_models, values, costs, instruments, inputs.pooled)
     allocation = allocate(
         net,
         cost,
@@ -264,25 +277,18 @@ def analyse(
         random_state=random_state,
     )
     choice = allocation.choice
-    # truth on simulated data
-    true_effect = None
+    # truth on simulated data: retention and margin of every arm, from the simulator alone
+    true_effect = true_net = None
     if truth is not None and len(cand):
-        from retention_lab.data.simulate import horizon_weeks, true_treatment_outcomes
-
-        tr = true_treatment_outcomes(
-            truth,
-            cand,
-            cand["problem_type"].to_numpy(),
-            arms=[pin.CONTROL, *instruments],
-            horizon_weeks=horizon_weeks(config.horizon_months),
+        true_effect, true_net = _truth(
+            truth, cand, instruments, config.horizon_months, value_months, annual_discount
         )
-        p = tr["p_retained"].to_numpy(float).reshape(len(cand), len(instruments) + 1)
-        true_effect = p[:, 1:] - p[:, :1]
     # baselines at the same budget
     most_used = (
         tables.interventions["instrument"].astype(str).loc[lambda s: s.isin(instruments)].mode()
     )
     most_used = str(most_used.iloc[0]) if len(most_used) else instruments[0]
+    best_single = instruments[int(np.argmax((effect * value[:, None] - cost).sum(axis=0)))]
     rule = None
     if "status_quo" in config.baselines:
         rule = ev.StatusQuoRule(random_state=random_state)
@@ -297,18 +303,24 @@ def analyse(
             budget=config.budget,
             capacity=capacity,
             most_used=most_used,
+            best_single=best_single,
             rule=rule,
             rng=rng,
         )
+    if true_net is not None:
+        choices["oracle"] = allocate(
+            true_net, cost, budget=config.budget, capacity=capacity,
+            exact_max_customers=config.exact_max_customers,
+        ).choice  # fmt: skip
     rows = []
     for name, ch in choices.items():
-        totals = ev.policy_totals(ch, effect, value, cost, true_effect)
+        totals = ev.policy_totals(ch, effect, value, cost, true_effect, true_net)
         rows.append({"policy": name, "label": ev.LABELS[name], **totals})
     comparison = pd.DataFrame(rows)
     # off-policy evaluation on the randomised cases
     ope = _off_policy(
         randomised, values, costs, instruments, model, config, allocation, choices, rule,
-        most_used, len(cand), n_boot, rng, boot_models, cells,
+        most_used, best_single, len(cand), n_boot, rng, boot_models, inputs.pooled,
     )  # fmt: skip
     points = 6 if fast else config.budget_curve_points
     top = max(config.budget * 2, 1.0)
@@ -329,6 +341,7 @@ def analyse(
     return PlanSummary(
         budget=float(config.budget),
         instruments=instruments,
+        min_probability=float(config.min_probability),
         effects_source=source,
         candidates=cand,
         costs=costs,
@@ -344,6 +357,41 @@ def analyse(
     )
 
 
+def _model_effects(model, boot_models, frame, instruments) -> tuple[np.ndarray, np.ndarray]:
+    """The plan's own model's effects on ``frame`` and their bootstrap standard deviation."""
+    effect = _effects(model, frame, instruments)
+    if len(frame) == 0 or len(boot_models) < 2:
+        return effect, np.full(effect.shape, np.nan)
+    draws = np.stack([_effects(m, frame, instruments) for m in boot_models])
+    return effect, draws.std(axis=0, ddof=1)
+
+
+def _truth(truth, cand, instruments, horizon_months, value_months, annual_discount):
+    """True retention gain at the horizon and true net value of every option, from the simulator.
+
+    The net value is each arm's expected margin over ``value_months`` minus the
+    control's, minus the arm's cost (``simulate.true_net_values``): no estimate
+    enters it.
+    """
+    from retention_lab.data.simulate import (
+        horizon_weeks,
+        true_net_values,
+        true_treatment_outcomes,
+    )
+
+    arms = [pin.CONTROL, *instruments]
+    kinds = cand["problem_type"].to_numpy()
+    tr = true_treatment_outcomes(
+        truth, cand, kinds, arms=arms, horizon_weeks=horizon_weeks(horizon_months)
+    )
+    p = tr["p_retained"].to_numpy(float).reshape(len(cand), len(arms))
+    tv = true_net_values(
+        truth, cand, kinds, value_months=value_months, annual_discount=annual_discount, arms=arms
+    )
+    net = tv["net_value"].to_numpy(float).reshape(len(cand), len(arms))
+    return p[:, 1:] - p[:, :1], net[:, 1:]
+
+
 def _effects(model: pin.EffectModel, frame: pd.DataFrame, instruments: list[str]) -> np.ndarray:
     p = model.predict_retention(frame)
     idx = [model.arms_.index(a) if a in model.arms_ else 0 for a in instruments]
@@ -352,7 +400,7 @@ def _effects(model: pin.EffectModel, frame: pd.DataFrame, instruments: list[str]
 
 def _off_policy(
     randomised, values, costs, instruments, model, config, allocation, choices, rule,
-    most_used, n_candidates, n_boot, rng, boot_models, cells,
+    most_used, best_single, n_candidates, n_boot, rng, boot_models, pooled,
 ) -> pd.DataFrame:  # fmt: skip
     arms = [pin.CONTROL, *instruments]
     cases = randomised[randomised["instrument"].isin(arms)].reset_index(drop=True)
@@ -364,15 +412,19 @@ def _off_policy(
     cost = pin.cost_matrix(cases, costs, instruments)
     treated_share = allocation.n_treated / max(n_candidates, 1)
     rule_probs = rule.probabilities(cases) if rule is not None else None
-    allowed = None
-    if config.require_evidence and len(cells):
-        allowed = _proven(cells, cases, instruments)
-    caution = None
-    if len(boot_models) > 1:
-        draws = np.stack([_effects(m, cases, instruments) for m in boot_models])
-        caution = config.risk_aversion * draws.std(axis=0, ddof=1)
+    if pooled is not None and len(pooled):
+        effect, effect_std = pin.pooled_matrix(pooled, cases, instruments)
+    else:
+        effect, effect_std = _model_effects(model, boot_models, cases, instruments)
+        effect = None  # the plan's rule on past cases uses the cross-fitted model
+    prob = pin.net_value_probability(
+        p_hat[:, 1:] - p_hat[:, :1] if effect is None else effect, effect_std, value, cost
+    )
+    allowed = prob >= config.min_probability
     policies = {}
     for name, ch in choices.items():
+        if name == "oracle":  # needs the true effects: no rule to apply to past cases
+            continue
         share = float((ch >= 0).mean()) if len(ch) else 0.0
         policies[name] = ev.rule_distribution(
             name,
@@ -384,7 +436,8 @@ def _off_policy(
             instruments=instruments,
             most_used=most_used,
             rule_probs=rule_probs,
-            caution=caution,
+            best_single=best_single,
+            effect=effect,
             allowed=allowed,
         )
     propensity = config.randomised_arm_probability or 1.0 / cases["instrument"].nunique()
@@ -403,16 +456,27 @@ def _off_policy(
     )
 
 
-def _cells(randomised, model, boot_models, values, costs, instruments, customers) -> pd.DataFrame:
-    """Mean predicted effect per problem type x segment x instrument over the randomised cases."""
+def _cells(randomised, model, boot_models, values, costs, instruments, pooled) -> pd.DataFrame:
+    """Effect per problem type x segment x instrument: the pooled cells, else the plan's model.
+
+    With the uplift stage's pooled cells the effect and its 95 % interval are
+    theirs; otherwise the plan's model's mean prediction over the cell's
+    randomised cases with a bootstrap interval. Cost and value are the cell's
+    mean cost and its segment's mean customer value.
+    """
     if randomised.empty or "segment" not in randomised.columns:
         return pd.DataFrame()
-    eff = _effects(model, randomised, instruments)
-    draws = (
-        np.stack([_effects(m, randomised, instruments) for m in boot_models])
-        if boot_models
-        else eff[None]
-    )
+    if pooled is not None and len(pooled):
+        eff, sd = pin.pooled_matrix(pooled, randomised, instruments)
+        band = (eff - pin_z() * sd, eff + pin_z() * sd)  # one value per cell
+    else:
+        eff = _effects(model, randomised, instruments)
+        band = None
+        draws = (
+            np.stack([_effects(m, randomised, instruments) for m in boot_models])
+            if boot_models
+            else eff[None]
+        )
     cost = pin.cost_matrix(randomised, costs, instruments)
     seg_value = (
         values.groupby(values["segment"].astype(str))["value"].mean()
@@ -429,27 +493,18 @@ def _cells(randomised, model, boot_models, values, costs, instruments, customers
             else float(values["value"].mean())
         )
         for j, a in enumerate(instruments):
-            d = draws[:, pos, j].mean(axis=1)
+            if band is None:
+                d = draws[:, pos, j].mean(axis=1)
+                lo, hi = float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
+            else:
+                lo, hi = float(band[0][pos, j].mean()), float(band[1][pos, j].mean())
             rows.append(
-                (kind, seg, a, float(eff[pos, j].mean()), float(np.quantile(d, 0.025)),
-                 float(np.quantile(d, 0.975)), float(cost[pos, j].mean()), v, len(pos))
+                (kind, seg, a, float(eff[pos, j].mean()), lo, hi, float(cost[pos, j].mean()), v,
+                 len(pos))
             )  # fmt: skip
     cols = ["problem_type", "segment", "instrument", "effect", "effect_lower", "effect_upper",
             "cost", "value", "cases"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
-
-
-def _proven(cells: pd.DataFrame, cand: pd.DataFrame, instruments: list[str]) -> np.ndarray:
-    """Whether each candidate's cell shows a positive net value for each instrument (CI > 0)."""
-    c = cells.assign(proven=cells["effect_lower"] * cells["value"] - cells["cost"] > 0)
-    wide = c.pivot_table(
-        index=["problem_type", "segment"], columns="instrument", values="proven", aggfunc="max"
-    )
-    keys = pd.MultiIndex.from_arrays(
-        [cand["problem_type"].astype(str), cand["segment"].astype(str)]
-    )
-    table = wide.reindex(index=keys, columns=instruments).fillna(False)
-    return table.to_numpy(bool)
 
 
 def _actions(cand, choice, effect, effect_std, cost, instruments) -> pd.DataFrame:
@@ -513,22 +568,25 @@ def findings(summary: PlanSummary) -> list[str]:
     out = []
     n = len(summary.candidates)
     comp = summary.comparison.set_index("policy")
-    point = float(comp.loc["plan", "expected_net_value"]) if "plan" in comp.index else a.value
+    rule = (
+        f"only where the probability that the net value is positive is at least "
+        f"{summary.min_probability:.0%}"
+    )
     out.append(
         f"{n:,} active customers have an open problem; the plan treats {a.n_treated:,} of them "
-        f"for {a.cost:,.0f} of the {summary.budget:,.0f} budget. Its expected net value (saved "
-        f"value minus cost) is {point:,.0f} at the point estimates and {a.value:,.0f} after the "
-        f"margin for uncertainty (effects from the {summary.effects_source})."
+        f"for {a.cost:,.0f} of the {summary.budget:,.0f} budget, {rule}. Its expected net value "
+        f"(saved value minus cost) is {a.value:,.0f} (effects from the "
+        f"{summary.effects_source})."
     )
     if a.method != "none needed":
         out.append(
             f"The allocation is within {a.gap:,.2f} ({a.relative_gap:.3%}) of the best possible "
-            f"for the cautious estimates (solver: {a.method})."
+            f"for these estimates (solver: {a.method})."
         )
     elif n and a.n_treated == 0:
         out.append(
-            "No candidate's expected saved value covers the cost of any instrument (after the "
-            "margin for uncertainty): the plan is to do nothing and keep the budget."
+            "No instrument's net value is positive with that probability for any candidate: "
+            "the plan is to do nothing and keep the budget."
         )
     elif n:
         out.append(
@@ -540,14 +598,25 @@ def findings(summary: PlanSummary) -> list[str]:
             parts = ", ".join(f"{r.instrument} {r.customers:,}" for r in used.itertuples())
             out.append(f"Instruments in the plan: {parts}.")
     if "true_net_value" in comp.columns and "plan" in comp.index and len(comp) > 1:
-        others = comp.drop(index="plan")
-        best = others["true_net_value"].idxmax()
+        others = comp.drop(index=["plan", "oracle"], errors="ignore")
         saved, worth = comp.loc["plan", "true_customers"], comp.loc["plan", "true_net_value"]
-        out.append(
-            f"By the simulator's ground truth the plan saves {saved:,.1f} customers and "
-            f"{worth:,.0f} of net value; the best baseline at the same budget "
-            f"({ev.LABELS[best]}) reaches {others.loc[best, 'true_net_value']:,.0f}."
+        text = (
+            f"By the simulator's ground truth (each arm's true retention and margin over the "
+            f"value horizon, minus cost) the plan saves {saved:,.1f} customers and "
+            f"{worth:,.0f} of net value"
         )
+        if len(others):
+            best = others["true_net_value"].idxmax()
+            text += (
+                f"; the best baseline at the same budget ({ev.LABELS[best]}) reaches "
+                f"{others.loc[best, 'true_net_value']:,.0f}"
+            )
+        if "status_quo" in comp.index:
+            text += f", the status-quo rule {comp.loc['status_quo', 'true_net_value']:,.0f}"
+        if "oracle" in comp.index and comp.loc["oracle", "true_net_value"] > 0:
+            share = worth / comp.loc["oracle", "true_net_value"]
+            text += f"; the plan captures {share:.0%} of the oracle's value (true effects known)"
+        out.append(text + ".")
     dr = summary.off_policy
     if len(dr):
         d = dr[dr["estimator"] == "DR"].set_index("policy")

@@ -12,6 +12,11 @@ ones in the top share ``phi``:
   (area between the curve and random targeting), and the AUUC is the mean of
   ``phi * uplift(phi)``; both unnormalised, in the outcome's units.
 
+The same curves in money (:func:`net_revenue`): each case's outcome is its
+revenue over the horizon minus the instrument's cost where it was treated, so
+``qini(phi)`` is the extra net revenue per treated case of the held-out set
+when the top share by predicted uplift is treated.
+
 Bands come from a Poisson bootstrap of the held-out cases (order kept fixed).
 The curves are computed here in numpy because the bootstrap needs them
 thousands of times; ``tests/test_uplift.py`` checks them against causalml's
@@ -45,6 +50,19 @@ METRIC_COLUMNS = [
     *[f"uplift_at_{int(s * 100)}_upper" for s in SHARES],
 ]
 
+CURVE_COLUMNS = [
+    "instrument",
+    "learner",
+    "share",
+    "qini",
+    "qini_lower",
+    "qini_upper",
+    "uplift",
+    "uplift_lower",
+    "uplift_upper",
+    "random",
+]
+
 
 def _curves(score, w, y, weights, grid=GRID):
     """Qini and uplift on ``grid`` for every row of ``weights`` (bootstrap replicate)."""
@@ -61,6 +79,15 @@ def _curves(score, w, y, weights, grid=GRID):
         uplift = np.where((nt > 0) & (nc > 0), yt / nt - yc / nc, np.nan)
         qini = np.where(nc > 0, yt - yc * nt / nc, np.nan) / nt[:, -1:]
     return qini, uplift
+
+
+def net_revenue(
+    cases: pd.DataFrame, *, treatment_col: str, control: str, revenue_col: str, cost_col: str
+) -> np.ndarray:
+    """Revenue over the horizon minus the instrument's cost (none for the control arm)."""
+    treated = cases[treatment_col].astype(str).to_numpy() != str(control)
+    cost = cases[cost_col].to_numpy(float)
+    return cases[revenue_col].to_numpy(float) - np.where(treated, np.nan_to_num(cost), 0.0)
 
 
 def uplift_curves(
@@ -179,19 +206,7 @@ def _evaluate(test, predictions, treatment_col, outcome_col, control, n_bootstra
                 )
             )
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    curve_cols = [
-        "instrument",
-        "learner",
-        "share",
-        "qini",
-        "qini_lower",
-        "qini_upper",
-        "uplift",
-        "uplift_lower",
-        "uplift_upper",
-        "random",
-    ]
-    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=curve_cols)
+    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
     return metrics, curves
 
 

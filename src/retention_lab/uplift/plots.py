@@ -93,23 +93,33 @@ def plot_average_effects(ate: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_effect_matrix(matrix: pd.DataFrame, *, strata: list[str], ax: Axes | None = None) -> Axes:
-    """Heat map of the retention effect per instrument and stratum cell (blank: not estimable)."""
+def plot_effect_matrix(
+    matrix: pd.DataFrame, *, strata: list[str], effect_col: str = "effect", ax: Axes | None = None
+) -> Axes:
+    """Heat map of the retention effect per instrument and stratum cell (blank: not estimable).
+
+    With an ``lfsr`` column (the pooled table), a star marks cells whose sign is
+    right with posterior probability of at least 95 %; otherwise cells whose 95 %
+    interval excludes 0.
+    """
     title = "Retention effect by instrument and cell"
     ax = ax or plt.figure(figsize=(12, 4.5)).gca()
     if matrix is None or matrix.empty or not strata:
         return _no_data(ax, title)
     _require_columns(
-        matrix, [*strata, "instrument", "effect", "lower", "upper"], "plot_effect_matrix"
+        matrix, [*strata, "instrument", effect_col, "lower", "upper"], "plot_effect_matrix"
     )
     data = matrix.assign(cell=matrix[strata].astype(str).agg("\n".join, axis=1))
     wide = (
         data.pivot_table(
-            index="instrument", columns="cell", values="effect", aggfunc="first", dropna=False
+            index="instrument", columns="cell", values=effect_col, aggfunc="first", dropna=False
         )
         * 100
     )
-    sig = data.assign(sig=(data["lower"] > 0) | (data["upper"] < 0)).pivot_table(
+    pooled = "lfsr" in data.columns
+    sure = data["lfsr"] < 0.05 if pooled else (data["lower"] > 0) | (data["upper"] < 0)
+    star = "P(sign) >= 95%" if pooled else "95% CI excludes 0"
+    sig = data.assign(sig=sure).pivot_table(
         index="instrument", columns="cell", values="sig", aggfunc="first", dropna=False
     )
     notes = wide.map(lambda v: "" if pd.isna(v) else f"{v:+.0f}")
@@ -130,7 +140,7 @@ def plot_effect_matrix(matrix: pd.DataFrame, *, strata: list[str], ax: Axes | No
     ax.set(
         title=title,
         xlabel=" / ".join(s.replace("_", " ") for s in strata)
-        + "  (* = 95% CI excludes 0; blank = not estimable)",
+        + f"  (* = {star}; blank = not estimable)",
         ylabel="Instrument",
     )
     ax.grid(False)
@@ -194,37 +204,61 @@ def plot_balance(balance: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_qini(curves: pd.DataFrame, *, kind: str = "qini") -> Figure:
+def plot_qini(curves: pd.DataFrame, *, kind: str = "qini", currency: str = "") -> Figure:
     """Qini or uplift curves per instrument (one line per learner) on held-out randomised cases.
 
     ``kind="qini"``: extra customers retained per 100 treated when the top share
     is targeted (dashed: random targeting). ``kind="uplift"``: the observed
-    effect within the top share (dashed: the average effect).
+    effect within the top share (dashed: the average effect). ``kind="money"``:
+    ``curves`` are the money curves (``UpliftSummary.chosen_money_curves``), the
+    extra net revenue (revenue kept minus the instrument's cost) per treated
+    case in ``currency``, with the bootstrap 95 % band.
     """
-    if kind not in ("qini", "uplift"):
-        raise ValueError(f"kind must be 'qini' or 'uplift', got {kind!r}")
-    title = f"{kind.capitalize()} curves on held-out randomised cases"
+    if kind not in ("qini", "uplift", "money"):
+        raise ValueError(f"kind must be 'qini', 'uplift' or 'money', got {kind!r}")
+    title = {
+        "qini": "Qini curves on held-out randomised cases",
+        "uplift": "Uplift curves on held-out randomised cases",
+        "money": "Net revenue of targeting on held-out randomised cases",
+    }[kind]
     instruments = sorted(curves["instrument"].unique()) if curves is not None else []
     fig, axes = _panels(len(instruments))
     if not instruments:
         _no_data(axes[0], title)
         return fig
-    _require_columns(curves, ["instrument", "learner", "share", kind, "random"], "plot_qini")
-    ylabel = {"qini": "Extra retained / 100 treated", "uplift": "Effect in top share (pp)"}
+    column = "uplift" if kind == "uplift" else "qini"
+    _require_columns(curves, ["instrument", "learner", "share", column, "random"], "plot_qini")
+    ylabel = {
+        "qini": "Extra retained / 100 treated",
+        "uplift": "Effect in top share (pp)",
+        "money": f"Net revenue / treated case ({currency})".replace(" ()", ""),
+    }[kind]
+    scale = 1.0 if kind == "money" else 100.0
     for ax, inst in zip(axes, instruments, strict=False):
         d = curves[curves["instrument"] == inst]
         for learner, g in d.groupby("learner"):
-            ax.plot(100 * g["share"], 100 * g[kind], label=f"{learner.upper()}-learner")
+            line = ax.plot(100 * g["share"], scale * g[column], label=f"{learner.upper()}-learner")
+            if kind == "money":
+                ax.fill_between(
+                    100 * g["share"],
+                    g["qini_lower"],
+                    g["qini_upper"],
+                    color=line[0].get_color(),
+                    alpha=0.2,
+                    label="95% band",
+                )
         g = d[d["learner"] == d["learner"].iloc[0]]
-        base = g["random"] if kind == "qini" else np.full(len(g), g["random"].iloc[-1])
+        base = g["random"] if kind != "uplift" else np.full(len(g), g["random"].iloc[-1])
         ax.plot(
             100 * g["share"],
-            100 * base,
+            scale * base,
             color="grey",
             ls="--",
-            label="Random" if kind == "qini" else "Average effect",
+            label="Average effect" if kind == "uplift" else "Random",
         )
-        _label(ax, inst, "Cases targeted, best first (%)", ylabel[kind])
+        if kind == "money":
+            ax.axhline(0, color="black", lw=0.8)
+        _label(ax, inst, "Cases targeted, best first (%)", ylabel)
     axes[0].legend(fontsize="small")
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from retention_lab.errors import StatisticalWarning
@@ -17,6 +16,7 @@ from retention_lab.uplift import design
 from retention_lab.uplift import effects as ef
 from retention_lab.uplift import evaluation as ev
 from retention_lab.uplift import hazard as hz
+from retention_lab.uplift import pooling as po
 from retention_lab.uplift.cases import UpliftInput
 from retention_lab.uplift.learners import UpliftModel, fit_learners
 
@@ -69,6 +69,8 @@ class UpliftSummary:
             ["instrument", "learner", "share", "qini", "uplift", "random"]
         )
     )
+    money_metrics: pd.DataFrame = field(default_factory=lambda: _empty(ev.METRIC_COLUMNS))
+    money_curves: pd.DataFrame = field(default_factory=lambda: _empty(ev.CURVE_COLUMNS))
     calibration: pd.DataFrame = field(
         default_factory=lambda: _empty(
             ["instrument", "learner", "decile", "predicted", "observed", "lower", "upper"]
@@ -85,6 +87,7 @@ class UpliftSummary:
         )
     )
     hazard_ratios: pd.DataFrame = field(default_factory=lambda: _empty(hz.HAZARD_COLUMNS))
+    pooled: pd.DataFrame = field(default_factory=lambda: _empty(po.POOLED_COLUMNS))
     costs: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     models: dict[str, UpliftModel] = field(default_factory=dict)
     strata: list[str] = field(default_factory=list)
@@ -123,6 +126,8 @@ class UpliftSummary:
                 out[f"effect.{key}"] = float(r.effect)
         for r in self.chosen.itertuples():
             out[f"qini.{r.instrument}"] = float(r.qini)
+        for r in self.chosen_money().itertuples():
+            out[f"qini_net_revenue.{r.instrument}"] = float(r.qini)
         if len(self.hazard_ratios):
             out["recent_hazard_changes"] = float(self.hazard_changes()["changed"].sum())
         tc = self.chosen_truth()
@@ -130,6 +135,26 @@ class UpliftSummary:
             out[f"truth_correlation.{r.instrument}"] = float(r.correlation)
             out[f"truth_pehe.{r.instrument}"] = float(r.pehe)
         return {k: v for k, v in out.items() if np.isfinite(v)}
+
+    def chosen_money(self) -> pd.DataFrame:
+        """Qini in money (net revenue per treated case) of the chosen learner per instrument.
+
+        Returns
+        -------
+        pandas.DataFrame
+            instrument, learner, qini, qini_lower, qini_upper (bootstrap 95 % band);
+            empty when the cases carry no revenue or cost.
+        """
+        cols = ["instrument", "learner", "qini", "qini_lower", "qini_upper"]
+        if self.money_metrics.empty:
+            return _empty(cols)
+        keys = self.chosen[["instrument", "learner"]]
+        return self.money_metrics.merge(keys, on=["instrument", "learner"])[cols]
+
+    def chosen_money_curves(self) -> pd.DataFrame:
+        """The money Qini curves of the chosen learner per instrument (for ``plot_qini``)."""
+        keys = self.chosen[["instrument", "learner"]]
+        return self.money_curves.merge(keys, on=["instrument", "learner"])
 
     def chosen_truth(self) -> pd.DataFrame:
         """Truth metrics of the chosen learner per instrument (simulated data only).
@@ -196,6 +221,32 @@ class UpliftSummary:
                 "n_control", "churned_treated", "churned_control", "true_hazard_ratio",
                 "status"]  # fmt: skip
         return h.reindex(columns=cols).reset_index(drop=True)
+
+    def pooled_table(self, scale: str = "retention") -> pd.DataFrame:
+        """Raw and partially pooled effect per cell on one scale ("retention" or "log_hazard").
+
+        Returns
+        -------
+        pandas.DataFrame
+            instrument, problem_type, segment, raw, raw_lower, raw_upper,
+            pooled, lower, upper, shrinkage, prob_benefit, lfsr, n_treated,
+            n_control, true_effect (NaN on real data).
+        """
+        cols = ["instrument", "problem_type", "segment", "raw", "raw_lower", "raw_upper",
+                "pooled", "lower", "upper", "shrinkage", "prob_benefit", "lfsr", "n_treated",
+                "n_control", "true_effect"]  # fmt: skip
+        t = self.pooled.loc[self.pooled["scale"] == scale]
+        return t.reindex(columns=cols).reset_index(drop=True)
+
+    def pooling_accuracy(self) -> pd.DataFrame:
+        """Simulated data: raw against pooled RMSE and interval coverage (``pooling``)."""
+        return po.pooling_accuracy(self.pooled)
+
+    def observed_vs_randomised(self) -> pd.DataFrame:
+        """Per cell: the rule cases' doubly robust estimate against the randomised one."""
+        return po.observational_vs_randomised(
+            self.pooled.loc[self.pooled["scale"] == "retention"], min_se=0.1
+        )
 
     def hazard_changes(self) -> pd.DataFrame:
         """Recent against earlier hazard ratio per cell (``hazard.recent_changes``).
@@ -317,6 +368,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
     trimmed_share = float((~keep & rule).sum() / rule.sum()) if rule.any() else 0.0
 
     outcomes = [data.outcome_col] + ([data.revenue_col] if data.revenue_col else [])
+    pooled = _empty(po.POOLED_COLUMNS)
     ate_parts, matrix_parts = [], []
     costs = ef.mean_costs(data)
     for outcome in outcomes:
@@ -344,6 +396,8 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             data, outcome, keep=keep, folds=cfg.folds, random_state=rng.integers(2**31), **params
         )
         scores = ef.aipw_scores(data, outcome, mu, prop)
+        if not is_rev and data.strata:
+            pooled = po.pooled_effects(data, scores, prop, keep=keep, min_cases=cfg.min_cell_cases)
         if rule.any():
             dr = ef.aipw_effects(
                 data, scores, mask=rule & keep, outcome_col=outcome, population="rule"
@@ -432,6 +486,25 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         n_bootstrap=cfg.n_bootstrap,
         random_state=rng.integers(2**31),
     )
+    money_seed = rng.integers(2**31)
+    money_metrics, money_curves = _empty(ev.METRIC_COLUMNS), _empty(ev.CURVE_COLUMNS)
+    if data.revenue_col and data.cost_col:
+        money = ev.net_revenue(
+            test_cases,
+            treatment_col=data.treatment_col,
+            control=data.control,
+            revenue_col=data.revenue_col,
+            cost_col=data.cost_col,
+        )
+        money_metrics, money_curves = ev.evaluate(
+            test_cases.assign(net_revenue=money),
+            preds,
+            treatment_col=data.treatment_col,
+            outcome_col="net_revenue",
+            control=data.control,
+            n_bootstrap=cfg.n_bootstrap,
+            random_state=money_seed,
+        )
     calib = ev.calibration(
         test_cases,
         preds,
@@ -473,8 +546,11 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         ate=ate,
         effect_matrix=matrix,
         hazard_ratios=hazard,
+        pooled=pooled,
         learner_metrics=metrics,
         curves=curves,
+        money_metrics=money_metrics,
+        money_curves=money_curves,
         calibration=calib,
         chosen=chosen,
         truth_check=truth_check,
@@ -510,40 +586,46 @@ def findings(summary: UpliftSummary) -> list[str]:
             "Randomised comparison against no action, change in the share still "
             "customers at the horizon: " + "; ".join(parts) + "."
         )
-    m = summary.matrix_table()
-    if not m.empty and summary.strata:
-        est = m[m["status"] == "estimated"].copy()
-        # many cells are tested: a cell is called out only when it clears a Bonferroni bound
-        z = float(stats.norm.ppf(1 - 0.025 / max(len(est), 1)))
-        se = (est["upper"] - est["lower"]) / (2 * ef.Z95)
-        est["lo_m"], est["hi_m"] = est["effect"] - z * se, est["effect"] + z * se
-        note = f"clears the bound for {len(est)} cells tested"
+    est = summary.pooled_table("retention").dropna(subset=["pooled"])
+    if len(est):
+        # 75 cells are read at once: a cell is called out by its posterior probability under
+        # partial pooling, which shrinks chance highs and lows, not by 75 separate tests
+        note = f"posterior probability {{:.0%}}, {len(est)} cells pooled within each instrument"
 
         def where(r):
-            return " / ".join(f"{getattr(r, c)}" for c in summary.strata)
+            return f"{r['problem_type']} / {r['segment']}"
 
         for inst, g in est.groupby("instrument"):
-            best = g.sort_values("effect", ascending=False).iloc[0]
-            if best["lo_m"] > 0:
-                cps = best["cost_per_saved"]
-                cost = f", {cps:,.0f} per customer saved" if np.isfinite(cps) else ""
+            best = g.sort_values("pooled", ascending=False).iloc[0]
+            if best["prob_benefit"] >= 0.95:
                 out.append(
-                    f"{inst} works best for {where(best)}: {_pp(best['effect'])} "
-                    f"(95% CI {_pp(best['lower'])} to {_pp(best['upper'])}; {note}{cost})."
+                    f"{inst} works best for {where(best)}: {_pp(best['pooled'])} "
+                    f"(95% interval {_pp(best['lower'])} to {_pp(best['upper'])}; "
+                    + note.format(best["prob_benefit"])
+                    + ")."
                 )
-        harmful = est[est["hi_m"] < 0].sort_values("effect")
-        for r in harmful.head(3).itertuples():
+        harmful = est[est["prob_benefit"] <= 0.05].sort_values("pooled")
+        for _, r in harmful.head(3).iterrows():
             out.append(
-                f"{r.instrument} is harmful for {where(r)}: {_pp(r.effect)} "
-                f"(95% CI {_pp(r.lower)} to {_pp(r.upper)}; {note}); stop using it there."
+                f"{r['instrument']} is harmful for {where(r)}: {_pp(r['pooled'])} "
+                f"(95% interval {_pp(r['lower'])} to {_pp(r['upper'])}; "
+                + note.format(1 - r["prob_benefit"])
+                + "); stop using it there."
             )
-        wasted = est[(est["lower"] <= 0) & (est["upper"] < 0.02) & (est["upper"] >= 0)]
-        if len(wasted):
-            cost = summary.costs.reindex(wasted["instrument"]).to_numpy()
-            w = wasted.assign(cost=cost).sort_values("cost", ascending=False).head(3)
-            items = [f"{r.instrument} for {where(r)} ({_pp(r.effect)})" for r in w.itertuples()]
+        acc = summary.pooling_accuracy()
+        for r in acc[acc["scale"] == "retention"].itertuples():
             out.append(
-                "Money likely wasted (no effect above 2 pp plausible): " + "; ".join(items) + "."
+                f"Against the simulator's truth, pooling cuts the error of the cell effects from "
+                f"{_pp(r.raw_rmse)} to {_pp(r.pooled_rmse)} (root mean square) and its 95% "
+                f"intervals cover {r.pooled_coverage:.0%} of the {r.cells} true cell effects."
+            )
+        ovr = summary.observed_vs_randomised()
+        if len(ovr):
+            bias = float(ovr["difference"].mean())
+            out.append(
+                f"In {len(ovr)} cells with enough randomised and staff-assigned cases, the staff "
+                f"records (doubly robust) differ from the randomised estimate by {_pp(bias)} on "
+                f"average; they disagree beyond chance in {int(ovr['disagree'].sum())} cells."
             )
     naive = ate[(ate["estimator"] == "naive") & (ate["outcome"] == y)]
     dr = ate[(ate["estimator"] == "aipw") & (ate["population"] == "rule") & (ate["outcome"] == y)]
