@@ -1,6 +1,6 @@
 """The reports as a reader meets them: every page of finished runs in Chromium at 1280 px.
 
-The smoke, Telco and CDNOW configurations are run once each through the CLI;
+The demo, smoke, Telco and CDNOW configurations are run once each through the CLI;
 every page (run index and stage reports) must fit the window, keep its main
 body within the height budget before the diagnostics appendix, show no Python
 reprs, warning boxes or empty sections, and describe every image. The run
@@ -39,6 +39,7 @@ CURRENCY = "USD"
 
 
 CONFIG_FILES = {
+    "demo": CONFIGS / "demo.yaml",
     "smoke": SMOKE_CONFIG,  # run with --fast
     "telco": CONFIGS / "telco.yaml",
     "cdnow": CONFIGS / "cdnow.yaml",
@@ -71,7 +72,7 @@ class Runs:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Runs:
-    """The smoke (fast), Telco and CDNOW configurations, each run once when first needed."""
+    """The demo, smoke (fast), Telco and CDNOW configurations, each run once when first needed."""
     return Runs(tmp_path_factory)
 
 
@@ -119,7 +120,7 @@ def _measure(page) -> dict:
     )
 
 
-@pytest.mark.parametrize("name", ["smoke", "telco", "cdnow"])
+@pytest.mark.parametrize("name", ["demo", "smoke", "telco", "cdnow"])
 def test_every_page_reads_at_1280px(browser, runs, name):
     problems = []
     for path in pages_of(runs[name]["run_dir"]):
@@ -143,6 +144,19 @@ def test_every_page_reads_at_1280px(browser, runs, name):
         if m["empty_sections"]:
             problems.append(f"{where}: empty sections {m['empty_sections']}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_demo_shows_a_plan_that_beats_the_staff_rule_by_truth(browser, runs):
+    run_dir = runs["demo"]["run_dir"]
+    plan = json.loads((run_dir / "plan" / "results.json").read_text())["metrics"]
+    assert plan["treated"] > 0 and plan["expected_net_value"] > 0
+    assert plan["true_net_value"] > max(plan["true_net_value_best_baseline"], 0)
+    page = _page(browser)
+    page.goto((run_dir / "index.html").as_uri(), wait_until="load")
+    todo = _answer(page, "plan")
+    assert fmt.count(plan["treated"]) in todo
+    assert fmt.money(plan["expected_net_value"], CURRENCY) in todo
+    page.close()
 
 
 def test_money_in_the_value_findings_carries_the_currency(runs):

@@ -22,8 +22,12 @@ def test_every_answer_comes_from_the_results_and_links_its_stage(tmp_path):
     _results(tmp_path, "uplift", {f"{prefix}discount": 0.02, f"{prefix}technician_visit": 0.05})
     _results(tmp_path, "plan", {"budget": 20000, "candidates": 1500, "treated": 120,
                                 "spent": 19000, "expected_net_value": 4200,
-                                "expected_net_value_lower": -300,
-                                "expected_net_value_upper": 9000})  # fmt: skip
+                                "status_quo_expected_net_value": -2500,
+                                "ope_dr_net_value": 3900, "ope_dr_net_value_lower": -300,
+                                "ope_dr_net_value_upper": 9000,
+                                "status_quo_ope_dr_net_value": -2100,
+                                "status_quo_ope_dr_net_value_lower": -6000,
+                                "status_quo_ope_dr_net_value_upper": 1500})  # fmt: skip
     _results(tmp_path, "monitoring", {"previous_runs": 2, "flags": 3, "large_untested_changes": 1})
     leaving, works, todo, changed = run_summary.summarise(tmp_path, currency="EUR")
     assert leaving.lines[:2] == [
@@ -35,8 +39,11 @@ def test_every_answer_comes_from_the_results_and_links_its_stage(tmp_path):
     assert todo.lines == [
         "Treat 120 of 1,500 customers with an open problem, spending EUR 19,000 of the "
         "EUR 20,000 budget.",
-        "Expected net value of the plan (saved value minus cost): EUR 4,200 "
-        "(95% CI −EUR 300 to EUR 9,000).",
+        "Expected net value of the plan (saved value minus cost): EUR 4,200; the current "
+        "practice (status quo) at the same budget: −EUR 2,500.",
+        "Tested on the randomised past cases (doubly robust), the plan's rule is worth EUR 3,900 "
+        "(95% CI −EUR 300 to EUR 9,000), the status quo −EUR 2,100 (95% CI −EUR 6,000 to "
+        "EUR 1,500).",
     ]
     assert changed.lines == [
         "Compared with 2 earlier run(s): 3 estimate(s) changed beyond chance, "

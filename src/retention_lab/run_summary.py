@@ -24,7 +24,7 @@ HEADLINE_METRICS = {
     "survival": ["median_tenure_months", "retention_12m", "concordance", "calibration_ici"],
     "uplift": ["cases", "randomised_cases"],
     "clv": ["total_residual_value", "share_value_at_risk"],
-    "plan": ["treated", "spent", "expected_net_value"],
+    "plan": ["treated", "spent", "expected_net_value", "ope_dr_net_value", "true_net_value"],
     "monitoring": ["flags", "large_untested_changes"],
 }
 
@@ -160,20 +160,30 @@ def what_to_do(run_dir: Path, currency: str) -> Answer:
         else:
             answer.lines.append(
                 f"Treat no one: none of the {fmt.count(m.get('candidates'))} customers with "
-                "an open problem has an instrument proven to pay back (budget "
+                "an open problem has an instrument likely enough to pay back (budget "
                 f"{fmt.money(m.get('budget'), currency)})."
             )
-        net_interval = _interval(m, "expected_net_value")
         answer.lines.append(
             "Expected net value of the plan (saved value minus cost): "
-            + fmt.money(m.get("expected_net_value"), currency, interval=net_interval)
-            + "."
-        )
-        if "status_quo_net_value" in m:
-            answer.lines.append(
-                "The current practice (status quo) at the same budget: "
-                f"{fmt.money(m['status_quo_net_value'], currency)}."
+            + fmt.money(m.get("expected_net_value"), currency)
+            + (
+                f"; the current practice (status quo) at the same budget: "
+                f"{fmt.money(m['status_quo_expected_net_value'], currency)}."
+                if "status_quo_expected_net_value" in m
+                else "."
             )
+        )
+        if "ope_dr_net_value" in m:
+
+            def tested(prefix: str) -> str:
+                key = f"{prefix}_net_value"
+                return fmt.money(m[key], currency, interval=_interval(m, key))
+
+            line = "Tested on the randomised past cases (doubly robust), the plan's rule is worth "
+            line += tested("ope_dr")
+            if "status_quo_ope_dr_net_value" in m:
+                line += ", the status quo " + tested("status_quo_ope_dr")
+            answer.lines.append(line + ".")
     if not answer.lines:
         answer.lines.append("Not answered in this run: the plan stage did not run on this data.")
     return answer

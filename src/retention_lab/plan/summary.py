@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from retention_lab import formatting as fmt
 from retention_lab.errors import MissingStageOutput
 from retention_lab.plan import evaluate as ev
 from retention_lab.plan import inputs as pin
@@ -145,12 +146,17 @@ class PlanSummary:
                 m["true_net_value_best_baseline"] = float(others["true_net_value"].max())
             if "oracle" in plan.index:
                 m["true_net_value_oracle"] = float(plan.loc["oracle", "true_net_value"])
-        dr = self.off_policy[
-            (self.off_policy["estimator"] == "DR") & (self.off_policy["policy"] == "plan")
-        ]
-        if len(dr):
-            m["ope_dr_net_value"] = float(dr["net_value"].iloc[0])
-            m["ope_dr_customers"] = float(dr["incremental_customers"].iloc[0])
+        if "status_quo" in plan.index:
+            m["status_quo_expected_net_value"] = float(plan.loc["status_quo", "expected_net_value"])
+        if len(self.off_policy):
+            dr = self.off_policy[self.off_policy["estimator"] == "DR"].set_index("policy")
+            for policy, prefix in (("plan", "ope_dr"), ("status_quo", "status_quo_ope_dr")):
+                if policy in dr.index:
+                    r = dr.loc[policy]
+                    m[f"{prefix}_net_value"] = float(r["net_value"])
+                    m[f"{prefix}_net_value_lower"] = float(r["net_lower"])
+                    m[f"{prefix}_net_value_upper"] = float(r["net_upper"])
+                    m[f"{prefix}_customers"] = float(r["incremental_customers"])
         return m
 
 
@@ -562,8 +568,12 @@ def write_actions_csv(actions: pd.DataFrame, directory: str | Path) -> Path:
     return path
 
 
-def findings(summary: PlanSummary) -> list[str]:
-    """Plain-language findings, every number computed from the results."""
+def findings(summary: PlanSummary, *, currency: str = "USD") -> list[str]:
+    """Plain-language findings, every number computed from the results, money in ``currency``."""
+
+    def money(value, interval=None):
+        return fmt.money(value, currency, interval=interval)
+
     a = summary.allocation
     out = []
     n = len(summary.candidates)
@@ -574,13 +584,14 @@ def findings(summary: PlanSummary) -> list[str]:
     )
     out.append(
         f"{n:,} active customers have an open problem; the plan treats {a.n_treated:,} of them "
-        f"for {a.cost:,.0f} of the {summary.budget:,.0f} budget, {rule}. Its expected net value "
-        f"(saved value minus cost) is {a.value:,.0f} (effects from the "
+        f"for {money(a.cost)} of the {money(summary.budget)} budget, {rule}. Its expected net "
+        f"value (saved value minus cost) is {money(a.value)} (effects from the "
         f"{summary.effects_source})."
     )
     if a.method != "none needed":
         out.append(
-            f"The allocation is within {a.gap:,.2f} ({a.relative_gap:.3%}) of the best possible "
+            f"The allocation is within {currency} {a.gap:,.2f} ({a.relative_gap:.3%}) of the best "
+            "possible "
             f"for these estimates (solver: {a.method})."
         )
     elif n and a.n_treated == 0:
@@ -603,16 +614,16 @@ def findings(summary: PlanSummary) -> list[str]:
         text = (
             f"By the simulator's ground truth (each arm's true retention and margin over the "
             f"value horizon, minus cost) the plan saves {saved:,.1f} customers and "
-            f"{worth:,.0f} of net value"
+            f"{money(worth)} of net value"
         )
         if len(others):
             best = others["true_net_value"].idxmax()
             text += (
                 f"; the best baseline at the same budget ({ev.LABELS[best]}) reaches "
-                f"{others.loc[best, 'true_net_value']:,.0f}"
+                f"{money(others.loc[best, 'true_net_value'])}"
             )
         if "status_quo" in comp.index:
-            text += f", the status-quo rule {comp.loc['status_quo', 'true_net_value']:,.0f}"
+            text += f", the status-quo rule {money(comp.loc['status_quo', 'true_net_value'])}"
         if "oracle" in comp.index and comp.loc["oracle", "true_net_value"] > 0:
             share = worth / comp.loc["oracle", "true_net_value"]
             text += f"; the plan captures {share:.0%} of the oracle's value (true effects known)"
@@ -624,8 +635,8 @@ def findings(summary: PlanSummary) -> list[str]:
             r = d.loc["plan"]
             out.append(
                 "Off-policy (doubly robust) on the randomised cases the plan's rule is worth "
-                f"{r['net_value']:,.0f} (95% CI {r['net_lower']:,.0f} to {r['net_upper']:,.0f}) "
-                f"and {r['incremental_customers']:,.1f} retained customers over the candidates."
+                f"{money(r['net_value'], (r['net_lower'], r['net_upper']))} and "
+                f"{r['incremental_customers']:,.1f} retained customers over the candidates."
             )
     if len(summary.threats):
         t = summary.threats.iloc[0]
@@ -633,7 +644,7 @@ def findings(summary: PlanSummary) -> list[str]:
             f"The most costly threat is {t['problem_type']}: churn is {t['rate_ratio']:.1f} "
             f"times as frequent while it is open, and its excess churn "
             f"({t['share_of_churn']:.0%} of all churn) destroyed about "
-            f"{t['value_lost']:,.0f} of value."
+            f"{money(t['value_lost'])} of value."
         )
     if len(summary.playbook):
         nothing = int((summary.playbook["best"] == "do nothing").sum())
