@@ -506,3 +506,38 @@ def test_a_level_missing_from_the_fitted_sample_is_scored_as_the_reference(rng):
     assert scores["p_churn_horizon"].iloc[2] == pytest.approx(
         scores["p_churn_horizon"].iloc[["a", "b"].index(reference)]
     )
+
+
+def _calibration_sample(n=3_000, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.05, 0.6, n)
+    t = rng.exponential(12 / -np.log(1 - p))
+    return p, np.minimum(t, 24.0), t < 24
+
+
+@pytest.mark.parametrize("failures, converges", [(1, True), (3, False)])
+def test_calibration_penalises_more_and_then_gives_up_in_words(monkeypatch, failures, converges):
+    from lifelines import CRCSplineFitter
+    from lifelines.exceptions import ConvergenceError
+
+    from retention_lab.survival import validation
+
+    fit, calls = CRCSplineFitter.fit_right_censoring, []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(self.penalizer)
+        if len(calls) <= failures:
+            raise ConvergenceError("did not converge")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(CRCSplineFitter, "fit_right_censoring", flaky)
+    p, t, e = _calibration_sample()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        curve, ici, e50 = validation.calibration_at(p, t, e, 12.0)
+    assert calls == list(validation.CALIBRATION_PENALIZERS[: min(failures + 1, 3)])
+    if converges:  # the true probabilities are calibrated
+        assert ici < 0.02 and len(curve) == 50 and not caught
+    else:
+        assert np.isnan(ici) and np.isnan(e50) and curve.empty
+        assert "calibration is not assessed" in str(caught[0].message)

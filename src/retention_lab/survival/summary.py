@@ -151,7 +151,9 @@ class SurvivalSummary:
             m[f"retention_{r.horizon_months:g}m_lower"] = float(r.lower)
             m[f"retention_{r.horizon_months:g}m_upper"] = float(r.upper)
         v = self.validation
-        m.update({"concordance": v.concordance, "calibration_ici": v.ici, "calibration_e50": v.e50})
+        m["concordance"] = v.concordance
+        if np.isfinite(v.ici):
+            m.update({"calibration_ici": v.ici, "calibration_e50": v.e50})
         for r in v.brier.itertuples():
             m[f"brier_{r.time_months:g}m"] = float(r.brier)
         m["ph_violations"] = float(
@@ -400,6 +402,9 @@ def _months(x: float) -> str:
     return f"{x:.1f} months"
 
 
+POOR_CALIBRATION_ICI = 0.05  # mean absolute error of churn probabilities that calls for a warning
+
+
 def findings(result: SurvivalSummary) -> list[str]:
     """Plain-language sentences for the top of the report, computed from the results."""
     out = []
@@ -483,11 +488,23 @@ def findings(result: SurvivalSummary) -> list[str]:
         f"(next best {result.aft.table['delta_aic'].iloc[1]:.0f} AIC points worse)."
     )
     v = result.validation
-    out.append(
+    ranks = (
         f"On {v.n_test:,} held-out customers the model ranks churners with a concordance of "
-        f"{v.concordance:.2f}; its {v.horizon_months:g}-month churn probabilities are off by "
-        f"{v.ici:.3f} on average (ICI)."
+        f"{v.concordance:.2f}"
     )
+    if not np.isfinite(v.ici):
+        out.append(ranks + "; its calibration could not be assessed (the smoothing fit failed).")
+    elif v.ici > POOR_CALIBRATION_ICI:
+        out.append(
+            ranks + f". Warning: its {v.horizon_months:g}-month churn probabilities are off by "
+            f"{v.ici:.1%} on average (ICI above {POOR_CALIBRATION_ICI:.0%}): use them to rank "
+            "customers, not as rates, until the model is improved."
+        )
+    else:
+        out.append(
+            ranks + f"; its {v.horizon_months:g}-month churn probabilities are off by "
+            f"{v.ici:.1%} on average (ICI)."
+        )
     if len(result.scores):
         s = result.scores
         out.append(

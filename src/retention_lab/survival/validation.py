@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from lifelines import CRCSplineFitter, KaplanMeierFitter
+from lifelines.exceptions import ConvergenceError
 from lifelines.utils import concordance_index
 
 from retention_lab.errors import StatisticalWarning
@@ -126,6 +127,23 @@ def brier_scores(
     return pd.DataFrame(rows, columns=["time_months", "brier", "brier_null", "skill"])
 
 
+CALIBRATION_PENALIZERS = (1e-6, 1e-2, 1.0)
+
+
+def _calibration_spline(frame: pd.DataFrame) -> CRCSplineFitter | None:
+    """The hazard spline on the cloglog prediction, penalised more until it converges."""
+    regressors = {"beta_": ["cll"], "gamma0_": "1", "gamma1_": "1", "gamma2_": "1"}
+    for penalizer in CALIBRATION_PENALIZERS:
+        crc = CRCSplineFitter(n_baseline_knots=3, penalizer=penalizer)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return crc.fit_right_censoring(frame, "T", "E", regressors=regressors)
+        except ConvergenceError:
+            continue
+    return None
+
+
 def calibration_at(
     predicted_churn: np.ndarray, durations: np.ndarray, events: np.ndarray, horizon: float
 ) -> tuple[pd.DataFrame, float, float]:
@@ -142,7 +160,8 @@ def calibration_at(
     ici : float
         Integrated calibration index: mean absolute difference, observed - predicted.
     e50 : float
-        Median absolute difference.
+        Median absolute difference. The curve is empty and both are NaN (with a
+        warning) when the spline does not converge even when penalised.
     """
     p = np.clip(np.asarray(predicted_churn, float), 1e-8, 1 - 1e-8)
     frame = pd.DataFrame(
@@ -152,11 +171,15 @@ def calibration_at(
             "E": np.asarray(events, bool),
         }
     )
-    crc = CRCSplineFitter(n_baseline_knots=3, penalizer=1e-6)
-    regressors = {"beta_": ["cll"], "gamma0_": "1", "gamma1_": "1", "gamma2_": "1"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        crc.fit_right_censoring(frame, "T", "E", regressors=regressors)
+    crc = _calibration_spline(frame)
+    if crc is None:
+        warnings.warn(
+            "the calibration spline did not converge (penalised up to "
+            f"{CALIBRATION_PENALIZERS[-1]:g}): calibration is not assessed",
+            StatisticalWarning,
+            stacklevel=2,
+        )
+        return pd.DataFrame(columns=["predicted", "observed"]), float("nan"), float("nan")
     observed = 1 - crc.predict_survival_function(frame[["cll"]], times=[horizon]).to_numpy().ravel()
     delta = np.abs(observed - p)
     grid = np.linspace(np.quantile(p, 0.01), np.quantile(p, 0.99), 50)
