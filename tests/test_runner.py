@@ -70,6 +70,14 @@ def test_successful_run_writes_reports_results_and_tracks_in_mlflow(reports_dir,
     assert child.info.status == "FINISHED" and child.data.metrics["answer"] == 42.0
     artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {"figures", "notebook", "report"} <= artifacts
+    # the stage's kernel listed its figure; the runner logged it (the kernel never loads MLflow)
+    assert json.loads((run_dir / "answer" / "artifacts.json").read_text()) == [
+        [str(run_dir.resolve() / "answer" / "figures" / "line.png"), "figures"]
+    ]
+    assert [a.path for a in client.list_artifacts(child.info.run_id, "figures")] == [
+        "figures/line.png"
+    ]
+    assert child.data.tags["answer_tag"] == "abc"
     assert mlflow.get_tracking_uri() == tracking_uri
 
 

@@ -37,6 +37,7 @@ from retention_lab.stage import (
     RUN_CONFIG_FILE,
     TABLES_DIR,
     StageContext,
+    read_artifacts,
     read_results,
     store_tables,
 )
@@ -328,6 +329,12 @@ def _execute_stage(
         html = str(html_path.relative_to(run_dir))
         tracking.log_artifact(uri, child_id, output, "notebook")
         tracking.log_artifact(uri, child_id, html_path, "report")
+    # what the stage's kernel left to the runner (see StageContext.logged_by_runner)
+    for path, folder in read_artifacts(run_dir, stage):
+        tracking.log_artifact(uri, child_id, path, folder)
+    if results:
+        tracking.log_metrics(uri, child_id, results["metrics"])
+        tracking.set_tags(uri, child_id, results.get("tags") or {})
     tracking.end_run(uri, child_id, succeeded=status == "succeeded")
     if results and results.get("tags"):
         tracking.set_tags(uri, parent_run_id, results["tags"])
