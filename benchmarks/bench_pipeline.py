@@ -160,7 +160,6 @@ def run_preset(preset: str, *, fast: bool, keep: bool) -> dict:
         "fast": fast,
         "wall_s": round(wall, 1),
         "stages_s": {k: round(v, 1) for k, v in stage_times(record).items() if v is not None},
-        "concurrency": record.get("concurrency"),
         "peak_total_gb": round(sampler.peak_total / GB, 2),
         "peak_runner_gb": round(sampler.peak_root / GB, 2),
         "peak_kernel_gb": round(sampler.peak_child / GB, 2),
