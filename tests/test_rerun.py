@@ -138,7 +138,7 @@ def test_smoke_twice_and_rerun_give_identical_results(smoke_runs):
     assert warnings_of(again) == []  # same commit, packages and data
     first, second = smoke_runs["runs"]
     third = new_run_of(again)
-    assert third.parent == first.parent and third != first
+    assert third.parent != first.parent  # the rerun went to the reports folder it was given
     stages = [s["stage"] for s in record(first)["stages"]]
     assert stages == ["data", "survival", "uplift", "clv", "plan", "monitoring"]
     for stage in stages:
