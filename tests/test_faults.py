@@ -29,9 +29,13 @@ NOTEBOOKS = FIXTURES / "notebooks"
 
 
 def config_file(tmp_path: Path, *, stages=("answer",), name="fault", **overrides) -> Path:
-    """The smoke configuration with other stages (fixture notebooks) and ``overrides``."""
+    """The smoke configuration with other stages (fixture notebooks) and ``overrides``.
+
+    The stages run one at a time (unless ``runner`` says otherwise), in the order given.
+    """
     config = yaml.safe_load(SMOKE_CONFIG.read_text())
-    config.update(name=name, stages=list(stages), **overrides)
+    runner = {"concurrency": 1, **overrides.pop("runner", {})}
+    config.update(name=name, stages=list(stages), runner=runner, **overrides)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -11,24 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import SMOKE_CONFIG, cli
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """The smoke configuration run once through the CLI with ``--fast``: every stage notebook."""
-    root = tmp_path_factory.mktemp("smoke")
-    result = cli(
-        "run", "--config", str(SMOKE_CONFIG), "--reports-dir", str(root / "reports"), "--fast",
-        tmp_path=root, timeout=1800,
-    )  # fmt: skip
-    return {
-        "result": result,
-        "reports_dir": root / "reports",
-        "tracking_uri": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
-    }
 
 
 def test_every_notebook_runs_in_the_smoke_pipeline(smoke_run):

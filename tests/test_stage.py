@@ -1,5 +1,6 @@
 """The stage context: tables on first use, outputs between stages, results for the report."""
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 from retention_lab.config import dump_config
 from retention_lab.data import fingerprint, load_tables
 from retention_lab.errors import MissingStageOutput
-from retention_lab.stage import open_stage, read_results, scratch_folder
+from retention_lab.stage import open_stage, read_artifacts, read_results, scratch_folder
 
 from .conftest import make_config
 
@@ -103,6 +104,15 @@ def test_log_file_and_save_table_reach_the_stage_run_in_mlflow(tmp_path, config_
     path.write_text("customer_id\n")
     stage.log_file(path)
     stage.save_table(pd.DataFrame({"customer_id": ["C1"]}), "actions")
+    # opened as the runner opens a stage, the files are listed for the runner to log
+    assert read_artifacts(tmp_path, "plan") == [
+        (path.resolve(), "files"),
+        ((tmp_path / "plan" / "actions.parquet").resolve(), "tables"),
+    ]
     client = MlflowClient(tracking_uri)
+    assert client.list_artifacts(run_id) == []
+    direct = dataclasses.replace(stage, logged_by_runner=False)  # a stage outside a run logs
+    direct.log_file(path)
+    direct.save_table(pd.DataFrame({"customer_id": ["C1"]}), "actions")
     assert [a.path for a in client.list_artifacts(run_id, "files")] == ["files/actions.csv"]
     assert [a.path for a in client.list_artifacts(run_id, "tables")] == ["tables/actions.parquet"]
