@@ -2,7 +2,8 @@
 
 A run creates ``reports/<timestamp>-<name>/`` (never reusing a folder), opens
 an MLflow parent run, executes each stage notebook as a child run with the
-injected parameters, writes the executed notebook and its HTML report, and
+injected parameters (a stage once the stages it reads have finished, those
+that do not read each other side by side; see ``_schedule``), writes the executed notebook and its HTML report, and
 refreshes the run index and the index of all runs. The runner owns failure: it
 catches papermill's execution error only here, keeps the partial notebook,
 marks the MLflow runs FAILED and returns a ``RunOutcome`` naming the failed
@@ -468,7 +469,7 @@ def run_pipeline(
     progress: ProgressCallback | None = None,
     tags: dict[str, str] | None = None,
 ) -> RunOutcome:
-    """Run every configured stage in order; stop at the first failure.
+    """Run every configured stage, each after the stages it reads; stop at the first failure.
 
     ``progress(index, total, stage, status)`` is called when a stage starts
     (status ``"running"``) and when it ends. ``tags`` are added to (or replace)
