@@ -3,11 +3,12 @@
 A run creates ``reports/<timestamp>-<name>/`` (never reusing a folder), opens
 an MLflow parent run, executes each stage notebook as a child run with the
 injected parameters (a stage once the stages it reads have finished, those
-that do not read each other side by side; see ``_schedule``), writes the executed notebook and its HTML report, and
-refreshes the run index and the index of all runs. The runner owns failure: it
-catches papermill's execution error only here, keeps the partial notebook,
-marks the MLflow runs FAILED and returns a ``RunOutcome`` naming the failed
-stage. The runner knows stages only by their notebook names.
+that do not read each other side by side; see ``_schedule``), writes the
+executed notebook and its HTML report, and refreshes the run index and the
+index of all runs. The runner owns failure: it catches papermill's execution
+error only here, keeps the partial notebook, marks the MLflow runs FAILED and
+returns a ``RunOutcome`` naming the failed stage. The runner knows stages only
+by their notebook names.
 """
 
 from __future__ import annotations
