@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -116,3 +118,30 @@ def test_log_file_and_save_table_reach_the_stage_run_in_mlflow(tmp_path, config_
     direct.save_table(pd.DataFrame({"customer_id": ["C1"]}), "actions")
     assert [a.path for a in client.list_artifacts(run_id, "files")] == ["files/actions.csv"]
     assert [a.path for a in client.list_artifacts(run_id, "tables")] == ["tables/actions.parquet"]
+
+
+KERNEL_WORK = """
+import json, sys
+import matplotlib.pyplot as plt
+import retention_lab as rl
+stage = rl.stage.open_stage("survival", config_file=sys.argv[1], run_dir=sys.argv[2],
+                            mlflow_run_id="run-id-from-the-runner")
+tables = stage.tables()
+stage.save_table(tables.customers.head(3), "scores")
+stage.log_figure(plt.subplots()[0], "f.png")
+stage.finish(metrics={"n": len(tables.customers)}, findings=["Read."])
+print(json.dumps(sorted(m for m in ("mlflow", "pandera", "pyspark") if m in sys.modules)))
+"""
+
+
+def test_a_stage_in_a_run_imports_neither_mlflow_nor_pandera(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    open_stage("data", config_file=str(config_file), run_dir=str(run_dir)).tables()  # validated
+    done = subprocess.run(
+        [sys.executable, "-c", KERNEL_WORK, str(config_file), str(run_dir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == []  # the runner logs; tables are valid
+    assert [folder for _, folder in read_artifacts(run_dir, "survival")] == ["tables", "figures"]
+    assert read_results(run_dir, "survival")["metrics"]["n"] > 0
