@@ -58,6 +58,27 @@ def cli(*args, tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProces
     return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> dict:
+    """The smoke configuration run once through the CLI with ``--fast``: every stage notebook.
+
+    Shared by the tests that read this run (``test_pipeline``, ``test_rerun``); they
+    must not write into its reports folder (a rerun of it goes to a folder of its own).
+    Its MLflow store is ``tracking_uri``; ``root`` holds both.
+    """
+    root = tmp_path_factory.mktemp("smoke")
+    result = cli(
+        "run", "--config", str(SMOKE_CONFIG), "--reports-dir", str(root / "reports"), "--fast",
+        tmp_path=root, timeout=1800,
+    )  # fmt: skip
+    return {
+        "result": result,
+        "root": root,
+        "reports_dir": root / "reports",
+        "tracking_uri": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+    }
+
+
 # What a competitor entry changes in the simulated market, as the monitor names it: the
 # competitor-offer rate by design; the other problem types' observed rates, which fall
 # because a customer in an open retention case raises no new problem for 26 weeks and

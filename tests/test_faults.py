@@ -29,9 +29,13 @@ NOTEBOOKS = FIXTURES / "notebooks"
 
 
 def config_file(tmp_path: Path, *, stages=("answer",), name="fault", **overrides) -> Path:
-    """The smoke configuration with other stages (fixture notebooks) and ``overrides``."""
+    """The smoke configuration with other stages (fixture notebooks) and ``overrides``.
+
+    The stages run one at a time (unless ``runner`` says otherwise), in the order given.
+    """
     config = yaml.safe_load(SMOKE_CONFIG.read_text())
-    config.update(name=name, stages=list(stages), **overrides)
+    runner = {"concurrency": 1, **overrides.pop("runner", {})}
+    config.update(name=name, stages=list(stages), runner=runner, **overrides)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -251,10 +255,18 @@ def test_a_kernel_that_fails_to_start_is_retried_once(tmp_path):
 
 
 # ------------------------------------------------------------------ signals
-def start_sleepy_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """A run whose second stage sleeps; returns once that stage's cell is executing."""
+def _asleep(notebook: str) -> bool:
+    """Whether a partial notebook shows its ``time.sleep`` cell executing."""
+    return "time.sleep" in notebook and '"running"' in notebook
+
+
+def start_sleepy_run(
+    tmp_path: Path, stages=("answer", "sleepy"), concurrency: int = 1
+) -> tuple[subprocess.Popen, list[Path]]:
+    """A run of ``stages``; returns once each sleeping stage (sleepy, drowsy) is in its sleep."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"}
-    config = config_file(tmp_path, stages=["answer", "sleepy"])
+    config = config_file(tmp_path, stages=stages, runner={"concurrency": concurrency})
+    sleeping = [stage for stage in stages if stage in ("sleepy", "drowsy")]
     process = subprocess.Popen(
         [CLI, "run", "--config", str(config), "--reports-dir", str(tmp_path / "reports"),
          "--notebooks-dir", str(NOTEBOOKS)],
@@ -263,25 +275,21 @@ def start_sleepy_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     )  # fmt: skip
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        partial = list((tmp_path / "reports").glob("*/sleepy/05_sleepy.ipynb"))
-        if (
-            partial
-            and "time.sleep" in partial[0].read_text()
-            and '"running"' in (partial[0].read_text())
-        ):
-            return process, partial[0]
+        partials = [next((tmp_path / "reports").glob(f"*/{s}/*_{s}.ipynb"), None) for s in sleeping]
+        if all(p and _asleep(p.read_text()) for p in partials):
+            return process, partials
         if process.poll() is not None:
             pytest.fail(f"the run ended early: {process.communicate()[1][-3000:]}")
         time.sleep(0.5)
     process.kill()
-    pytest.fail("the sleepy stage never started")
+    pytest.fail("the sleeping stages never started")
 
 
 @pytest.mark.parametrize(
     ("signum", "name"), [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")]
 )
 def test_sigint_and_sigterm_stop_the_kernel_and_end_the_run_killed(tmp_path, signum, name):
-    process, partial = start_sleepy_run(tmp_path)
+    process, (partial,) = start_sleepy_run(tmp_path)
     kernels = psutil.Process(process.pid).children(recursive=True)
     assert kernels  # the stage kernel
     process.send_signal(signum)
@@ -302,9 +310,31 @@ def test_sigint_and_sigterm_stop_the_kernel_and_end_the_run_killed(tmp_path, sig
     }
 
 
+def test_sigterm_stops_every_concurrent_stage_and_ends_the_run_killed(tmp_path):
+    process, partials = start_sleepy_run(tmp_path, stages=["sleepy", "drowsy"], concurrency=2)
+    kernels = psutil.Process(process.pid).children(recursive=True)
+    assert len(kernels) >= 2  # both stages' kernels at once
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    result = subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
+    line = one_line_error(result, 128 + signal.SIGTERM)
+    assert line == "stopped: the run was stopped by SIGTERM; it is recorded as killed"
+    assert not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+    (record,) = records(tmp_path)
+    assert record["status"] == "killed" and record["error"] == "stopped by SIGTERM"
+    assert [(s["stage"], s["status"], s["error"], s["notebook"]) for s in record["stages"]] == [
+        ("sleepy", "killed", "stopped by SIGTERM", "sleepy/05_sleepy.ipynb"),
+        ("drowsy", "killed", "stopped by SIGTERM", "drowsy/09_drowsy.ipynb"),
+    ]
+    assert all(partial.is_file() for partial in partials)
+    assert run_statuses(tmp_path) == {
+        record["folder"]: "KILLED", "sleepy": "KILLED", "drowsy": "KILLED",
+    }  # fmt: skip
+
+
 @pytest.mark.slow
 def test_sigkill_leaves_a_run_the_next_run_closes_as_killed(tmp_path):
-    process, partial = start_sleepy_run(tmp_path)
+    process, (partial,) = start_sleepy_run(tmp_path)
     kernels = psutil.Process(process.pid).children(recursive=True)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)

@@ -5,30 +5,19 @@ The pipeline runs once for this module (``--fast``); the tests read what it left
 """
 
 import json
+import math
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import SMOKE_CONFIG, cli
+from retention_lab.run_summary import headline_metrics
+from retention_lab.runner import find_notebook, stage_order, stage_requirements
+from retention_lab.tracking import name_for_mlflow
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """The smoke configuration run once through the CLI with ``--fast``: every stage notebook."""
-    root = tmp_path_factory.mktemp("smoke")
-    result = cli(
-        "run", "--config", str(SMOKE_CONFIG), "--reports-dir", str(root / "reports"), "--fast",
-        tmp_path=root, timeout=1800,
-    )  # fmt: skip
-    return {
-        "result": result,
-        "reports_dir": root / "reports",
-        "tracking_uri": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
-    }
 
 
 def test_every_notebook_runs_in_the_smoke_pipeline(smoke_run):
@@ -65,6 +54,46 @@ def test_data_stage_stores_tables_truth_and_fingerprint_in_mlflow(smoke_run):
     assert parent.data.tags["data_fingerprint"] == results["tags"]["data_fingerprint"]
     html = (run_dir / "data" / "data.html").read_text()
     assert f"{len(customers):,} customers signed up" in html
+
+
+def at(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp)
+
+
+def test_stages_wait_for_their_inputs_and_the_runner_logs_their_results(smoke_run):
+    assert smoke_run["result"].returncode == 0, smoke_run["result"].stderr[-3000:]
+    (run_dir,) = [p for p in smoke_run["reports_dir"].iterdir() if p.is_dir()]
+    record = json.loads((run_dir / "run.json").read_text())
+    stages = [s["stage"] for s in record["stages"]]
+    order = stage_order(stages, {s: stage_requirements(find_notebook(s)) for s in stages})
+    assert order["plan"] == ["survival", "uplift", "clv"] and order["survival"] == []
+    when = {s["stage"]: (at(s["started_at"]), at(s["finished_at"])) for s in record["stages"]}
+    for stage, inputs in order.items():
+        for read in inputs:  # a stage starts once every stage it reads has finished
+            assert when[stage][0] >= when[read][1], (stage, read)
+    client = MlflowClient(smoke_run["tracking_uri"])
+    parent = client.get_run(record["mlflow_run_id"])
+    children = {
+        r.data.tags["stage"]: r
+        for r in client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        )
+    }
+    assert sorted(children) == sorted(stages)
+    headlines = {}
+    for stage in stages:  # the kernels wrote results.json; the runner logged it to MLflow
+        results = json.loads((run_dir / stage / "results.json").read_text())
+        finite = {k: v for k, v in results["metrics"].items() if math.isfinite(v)}
+        assert children[stage].info.status == "FINISHED"
+        assert children[stage].data.metrics == pytest.approx(finite), stage
+        for key, value in (results.get("tags") or {}).items():
+            assert children[stage].data.tags[name_for_mlflow(key)] == str(value)
+        headlines.update(headline_metrics(stage, finite))
+    assert len(headlines) >= 10  # the executive summary's figures, on the pipeline run
+    assert {k: parent.data.metrics[k] for k in headlines} == pytest.approx(headlines)
+    tables = {a.path for a in client.list_artifacts(children["survival"].info.run_id, "tables")}
+    assert "tables/scores.parquet" in tables  # listed by the kernel, logged by the runner
 
 
 def open_page(browser, url):

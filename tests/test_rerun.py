@@ -108,21 +108,26 @@ def test_compare_results_names_each_differing_metric_and_counts_nan_as_equal(tmp
 
 # ---------------------------------------------------------------- slow: the smoke configuration
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    """The smoke configuration run twice (each in its own MLflow store) and the first re-run."""
-    runs, roots = [], []
-    for name in ("first", "second"):
-        root = tmp_path_factory.mktemp(name)
-        result = cli(
-            "run", "--config", str(SMOKE_CONFIG), "--reports-dir", str(root / "reports"), "--fast",
-            tmp_path=root, timeout=1800,
-        )  # fmt: skip
+def smoke_runs(smoke_run, tmp_path_factory):
+    """The smoke configuration run twice (each in its own MLflow store) and the first re-run.
+
+    The first run is the session's ``smoke_run``; its rerun logs to the same store
+    but goes to a reports folder of its own.
+    """
+    runs, roots = [], [smoke_run["root"]]
+    root = tmp_path_factory.mktemp("second")
+    second = cli(
+        "run", "--config", str(SMOKE_CONFIG), "--reports-dir", str(root / "reports"), "--fast",
+        tmp_path=root, timeout=1800,
+    )  # fmt: skip
+    roots.append(root)
+    for result, root in zip((smoke_run["result"], second), roots, strict=True):
         assert result.returncode == 0, result.stderr[-3000:]
         (run_dir,) = [p for p in (root / "reports").iterdir() if p.is_dir()]
         runs.append(run_dir)
-        roots.append(root)
-    again = cli("rerun", str(runs[0]), tmp_path=roots[0], timeout=1800)
-    return {"runs": runs, "rerun": again, "tracking_uri": f"sqlite:///{roots[0]}/mlruns/mlflow.db"}
+    again = cli("rerun", str(runs[0]), "--reports-dir", str(tmp_path_factory.mktemp("rerun")),
+                tmp_path=roots[0], timeout=1800)  # fmt: skip
+    return {"runs": runs, "rerun": again, "tracking_uri": smoke_run["tracking_uri"]}
 
 
 @pytest.mark.slow
@@ -133,7 +138,7 @@ def test_smoke_twice_and_rerun_give_identical_results(smoke_runs):
     assert warnings_of(again) == []  # same commit, packages and data
     first, second = smoke_runs["runs"]
     third = new_run_of(again)
-    assert third.parent == first.parent and third != first
+    assert third.parent != first.parent  # the rerun went to the reports folder it was given
     stages = [s["stage"] for s in record(first)["stages"]]
     assert stages == ["data", "survival", "uplift", "clv", "plan", "monitoring"]
     for stage in stages:

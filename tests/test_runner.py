@@ -1,6 +1,7 @@
 """The runner end to end on fixture notebooks: success, failure, tracking, reports, folders."""
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import mlflow
@@ -9,17 +10,21 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from retention_lab.errors import ConfigError
-from retention_lab.runner import new_run_dir, run_pipeline
+from retention_lab.runner import new_run_dir, run_pipeline, stage_order
 
 from .conftest import FIXTURES, make_config
 
 NOTEBOOKS = FIXTURES / "notebooks"
 
 
-
-def run(stages, reports_dir, **kwargs):
-    config = make_config(stages=stages, name="fixture")
+def run(stages, reports_dir, *, concurrency=1, **kwargs):
+    """A run of fixture stages, one at a time unless ``concurrency`` says otherwise."""
+    config = make_config(stages=stages, name="fixture", runner={"concurrency": concurrency})
     return run_pipeline(config, reports_dir=reports_dir, notebooks_dir=NOTEBOOKS, **kwargs)
+
+
+def interval(stage) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(stage.started_at), datetime.fromisoformat(stage.finished_at)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -65,6 +70,14 @@ def test_successful_run_writes_reports_results_and_tracks_in_mlflow(reports_dir,
     assert child.info.status == "FINISHED" and child.data.metrics["answer"] == 42.0
     artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {"figures", "notebook", "report"} <= artifacts
+    # the stage's kernel listed its figure; the runner logged it (the kernel never loads MLflow)
+    assert json.loads((run_dir / "answer" / "artifacts.json").read_text()) == [
+        [str(run_dir.resolve() / "answer" / "figures" / "line.png"), "figures"]
+    ]
+    assert [a.path for a in client.list_artifacts(child.info.run_id, "figures")] == [
+        "figures/line.png"
+    ]
+    assert child.data.tags["answer_tag"] == "abc"
     assert mlflow.get_tracking_uri() == tracking_uri
 
 
@@ -142,3 +155,51 @@ def test_stage_whose_table_is_missing_is_skipped_with_a_reason(tmp_path, reports
     assert (
         json.loads((outcome.run_dir / "needy" / "results.json").read_text())["status"] == "skipped"
     )
+
+
+def test_stage_order_follows_declared_inputs_configured_earlier():
+    requirements = {
+        "survival": {}, "clv": {"inputs": ["survival"]},
+        "plan": {"inputs": ["survival", "uplift", "clv"]}, "odd": "not a mapping",
+    }  # fmt: skip
+    order = stage_order(["survival", "clv", "plan", "odd"], requirements)
+    assert order == {"survival": [], "clv": ["survival"], "plan": ["survival", "clv"], "odd": []}
+    # an input listed after its reader is not waited for (it ran without it before, too)
+    assert stage_order(["clv", "survival"], requirements) == {"clv": [], "survival": []}
+
+
+def test_independent_stages_overlap_and_a_dependant_waits(reports_dir, tracking_uri):
+    outcome = run(["answer", "nap", "later"], reports_dir, concurrency=2)
+    assert outcome.succeeded, outcome.stages
+    answer, nap, later = (interval(s) for s in outcome.stages)
+    assert answer[0] < nap[1] and nap[0] < answer[1]  # answer and nap ran at the same time
+    assert later[0] >= nap[1]  # later reads nap's outputs: it started once nap had finished
+    record = json.loads((outcome.run_dir / "run.json").read_text())
+    assert [s["finished_at"] is not None for s in record["stages"]] == [True, True, True]
+
+
+def test_stages_run_one_at_a_time_with_concurrency_one(reports_dir, tracking_uri):
+    outcome = run(["answer", "nap"], reports_dir, concurrency=1)
+    answer, nap = (interval(s) for s in outcome.stages)
+    assert answer[1] <= nap[0]
+
+
+def test_a_failing_stage_stops_the_running_ones_and_leaves_nothing_running(
+    reports_dir, tracking_uri
+):
+    import psutil
+
+    outcome = run(["sleepy", "broken", "answer"], reports_dir, concurrency=2)
+    assert outcome.status == "failed" and outcome.failed_stage.stage == "broken"
+    statuses = {s.stage: (s.status, s.error) for s in outcome.stages}
+    assert statuses["sleepy"] == ("killed", "stopped because the broken stage failed")
+    assert statuses["answer"] == ("not run", None)  # nothing starts after a failure
+    assert not psutil.Process().children(recursive=True)  # the sleepy kernel was stopped
+    record = json.loads((outcome.run_dir / "run.json").read_text())
+    assert record["status"] == "failed"
+    assert [s["status"] for s in record["stages"]] == ["killed", "failed", "not run"]
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_run(outcome.mlflow_run_id).info.experiment_id])
+    assert {r.info.run_name: r.info.status for r in runs} == {
+        outcome.run_dir.name: "FAILED", "sleepy": "FAILED", "broken": "FAILED",
+    }  # fmt: skip

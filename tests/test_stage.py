@@ -1,6 +1,9 @@
 """The stage context: tables on first use, outputs between stages, results for the report."""
 
+import dataclasses
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -8,7 +11,7 @@ import pytest
 from retention_lab.config import dump_config
 from retention_lab.data import fingerprint, load_tables
 from retention_lab.errors import MissingStageOutput
-from retention_lab.stage import open_stage, read_results, scratch_folder
+from retention_lab.stage import open_stage, read_artifacts, read_results, scratch_folder
 
 from .conftest import make_config
 
@@ -103,6 +106,42 @@ def test_log_file_and_save_table_reach_the_stage_run_in_mlflow(tmp_path, config_
     path.write_text("customer_id\n")
     stage.log_file(path)
     stage.save_table(pd.DataFrame({"customer_id": ["C1"]}), "actions")
+    # opened as the runner opens a stage, the files are listed for the runner to log
+    assert read_artifacts(tmp_path, "plan") == [
+        (path.resolve(), "files"),
+        ((tmp_path / "plan" / "actions.parquet").resolve(), "tables"),
+    ]
     client = MlflowClient(tracking_uri)
+    assert client.list_artifacts(run_id) == []
+    direct = dataclasses.replace(stage, logged_by_runner=False)  # a stage outside a run logs
+    direct.log_file(path)
+    direct.save_table(pd.DataFrame({"customer_id": ["C1"]}), "actions")
     assert [a.path for a in client.list_artifacts(run_id, "files")] == ["files/actions.csv"]
     assert [a.path for a in client.list_artifacts(run_id, "tables")] == ["tables/actions.parquet"]
+
+
+KERNEL_WORK = """
+import json, sys
+import matplotlib.pyplot as plt
+import retention_lab as rl
+stage = rl.stage.open_stage("survival", config_file=sys.argv[1], run_dir=sys.argv[2],
+                            mlflow_run_id="run-id-from-the-runner")
+tables = stage.tables()
+stage.save_table(tables.customers.head(3), "scores")
+stage.log_figure(plt.subplots()[0], "f.png")
+stage.finish(metrics={"n": len(tables.customers)}, findings=["Read."])
+print(json.dumps(sorted(m for m in ("mlflow", "pandera", "pyspark") if m in sys.modules)))
+"""
+
+
+def test_a_stage_in_a_run_imports_neither_mlflow_nor_pandera(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    open_stage("data", config_file=str(config_file), run_dir=str(run_dir)).tables()  # validated
+    done = subprocess.run(
+        [sys.executable, "-c", KERNEL_WORK, str(config_file), str(run_dir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == []  # the runner logs; tables are valid
+    assert [folder for _, folder in read_artifacts(run_dir, "survival")] == ["tables", "figures"]
+    assert read_results(run_dir, "survival")["metrics"]["n"] > 0

@@ -99,6 +99,14 @@ class RunnerConfig(_Section):
 
     cell_timeout_s: int = Field(1800, gt=0, description="Time limit of one notebook cell, seconds")
     kernel: str = Field(KERNEL_NAME, description="Jupyter kernel that runs the stage notebooks")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Stages run at once when neither reads the other's outputs "
+            "(each in its own kernel); default: the number of cores, at most 2"
+        ),
+    )
 
 
 class SurvivalConfig(_Section):

@@ -2,20 +2,24 @@
 
 A run creates ``reports/<timestamp>-<name>/`` (never reusing a folder), opens
 an MLflow parent run, executes each stage notebook as a child run with the
-injected parameters, writes the executed notebook and its HTML report, and
-refreshes the run index and the index of all runs. The runner owns failure: it
-catches papermill's execution error only here, keeps the partial notebook,
-marks the MLflow runs FAILED and returns a ``RunOutcome`` naming the failed
-stage. The runner knows stages only by their notebook names.
+injected parameters (a stage once the stages it reads have finished, those
+that do not read each other side by side; see ``_schedule``), writes the
+executed notebook and its HTML report, and refreshes the run index and the
+index of all runs. The runner owns failure: it catches papermill's execution
+error only here, keeps the partial notebook, marks the MLflow runs FAILED and
+returns a ``RunOutcome`` naming the failed stage. The runner knows stages only
+by their notebook names.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +40,7 @@ from retention_lab.stage import (
     RUN_CONFIG_FILE,
     TABLES_DIR,
     StageContext,
+    read_artifacts,
     read_results,
     store_tables,
 )
@@ -45,6 +50,9 @@ log = logging.getLogger(__name__)
 STAGE_PARAMETERS = ("config_file", "run_dir", "mlflow_run_id", "fast")
 KERNEL_START_RETRIES = 1  # a kernel that could not start (a port taken meanwhile) gets one more try
 REPORT_TAG = "retention_lab.report"
+DEFAULT_MAX_CONCURRENCY = 2
+FINISHED = ("succeeded", "skipped")  # a stage whose dependants may start
+STOP_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,10 @@ class StageOutcome:
     html: str | None = None
     error: str | None = None
     cell_index: int | None = None
-    seconds: float | None = None
+    seconds: float | None = None  # the notebook's execution
     findings: list[str] = field(default_factory=list)
+    started_at: str | None = None  # local time, to the millisecond (the stage's whole work)
+    finished_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,33 @@ def unmet_requirements(requirements: dict, tables: dict) -> list[str]:
     return unmet
 
 
+def stage_order(stages: list[str], requirements: dict[str, dict]) -> dict[str, list[str]]:
+    """Each stage's predecessors in a run: the stages it reads, from its notebook metadata.
+
+    ``metadata.retention_lab.inputs`` names the stages whose outputs a stage
+    reads (``plan`` reads ``survival``, ``uplift`` and ``clv``). Only inputs
+    configured earlier in ``stages`` count: a stage listed before its input
+    runs without it, as when the input is not configured at all.
+    """
+    order = {}
+    for index, stage in enumerate(stages):
+        declared = requirements[stage]
+        inputs = declared.get("inputs", []) if isinstance(declared, dict) else []
+        order[stage] = [s for s in inputs if s in stages[:index]]
+    return order
+
+
+def concurrency(config: RunConfig) -> int:
+    """How many stages run at once: the configured number, else the cores (at most 2).
+
+    The default stops at two because every running stage holds its own kernel
+    and its data (several GB each on a million customers).
+    """
+    if config.runner.concurrency:
+        return config.runner.concurrency
+    return max(1, min(len(os.sched_getaffinity(0)), DEFAULT_MAX_CONCURRENCY))
+
+
 def ensure_kernel(name: str) -> None:
     """Check that the Jupyter kernel ``name`` exists; register the project's own if missing.
 
@@ -185,6 +222,10 @@ def new_run_dir(reports_dir: Path, name: str) -> Path:
     raise RuntimeError(f"could not create a run folder for {stem} in {reports_dir}")
 
 
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
 def _record(
     config: RunConfig,
     run_dir: Path,
@@ -219,6 +260,7 @@ def _execute_stage(
     parent_run_id: str,
     fast: bool,
     footer: str = "",
+    stopped: Callable[[], str | None] = lambda: None,
 ) -> StageOutcome:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -261,11 +303,19 @@ def _execute_stage(
             error, cell_index = f"{exc.ename}: {' '.join(exc.evalue.split())}", exc.cell_index
         except Exception as exc:  # kernel died, timeout, unreadable notebook: a failed stage
             error = describe(exc)
-            if attempt < KERNEL_START_RETRIES and not _any_cell_started(output):
+            if attempt < KERNEL_START_RETRIES and not stopped() and not _any_cell_started(output):
                 log.warning("stage %s: the kernel did not start (%s); retrying", stage, error)
                 continue
         break
     seconds = time.perf_counter() - started
+    if stopped():  # its kernel was stopped: the run records the stage, MLflow closes its tree
+        return StageOutcome(
+            stage=stage,
+            status="killed",
+            seconds=seconds,
+            error=stopped(),
+            notebook=str(output.relative_to(run_dir)) if output.is_file() else None,
+        )
     results = read_results(run_dir, stage)
     if error is None and results is None:
         error = "the notebook finished without writing results.json (stage.finish was not called)"
@@ -291,6 +341,12 @@ def _execute_stage(
         tracking.set_tags(uri, child_id, {REPORT_TAG: html_path.resolve().as_uri()})
         tracking.log_artifact(uri, child_id, output, "notebook")
         tracking.log_artifact(uri, child_id, html_path, "report")
+    # what the stage's kernel left to the runner (see StageContext.logged_by_runner)
+    for path, folder in read_artifacts(run_dir, stage):
+        tracking.log_artifact(uri, child_id, path, folder)
+    if results:
+        tracking.log_metrics(uri, child_id, results["metrics"])
+        tracking.set_tags(uri, child_id, results.get("tags") or {})
     tracking.end_run(uri, child_id, succeeded=status == "succeeded")
     if results and results.get("tags"):
         tracking.set_tags(uri, parent_run_id, results["tags"])
@@ -365,6 +421,7 @@ class _Run:
     parent_id: str = ""
     provenance: dict = field(default_factory=dict)
     ended: bool = False
+    stopping: str | None = None  # why the running stages' kernels are being stopped
 
     def save(self, status: str, finished_at: str | None = None, error: str | None = None) -> None:
         """Write ``run.json`` (first, atomically), then the run's index and the index of runs."""
@@ -413,7 +470,7 @@ def run_pipeline(
     progress: ProgressCallback | None = None,
     tags: dict[str, str] | None = None,
 ) -> RunOutcome:
-    """Run every configured stage in order; stop at the first failure.
+    """Run every configured stage, each after the stages it reads; stop at the first failure.
 
     ``progress(index, total, stage, status)`` is called when a stage starts
     (status ``"running"``) and when it ends. ``tags`` are added to (or replace)
@@ -492,35 +549,96 @@ def _run_stages(
         {**provenance.tags(run.provenance), "data_tables": ",".join(tables["tables"])},
     )
     tracking.log_artifact(uri, run.parent_id, run_dir / TABLES_DIR / "tables.json", "data")
-    for index, stage in enumerate(config.stages):
-        if progress:
-            progress(index, len(config.stages), stage, "running")
-        outcomes[index] = StageOutcome(stage=stage, status="running")
-        run.save("running")
+    order = stage_order(config.stages, {s: stage_requirements(n) for s, n in notebooks.items()})
+
+    def work(stage: str) -> StageOutcome:
         unmet = unmet_requirements(stage_requirements(notebooks[stage]), tables)
         if unmet:
             log.info("stage %s: skipped, the dataset lacks %s", stage, unmet)
-            outcomes[index] = _skip_stage(
+            return _skip_stage(
                 stage, run_dir, config, parent_run_id=run.parent_id, unmet=unmet, footer=footer
             )
-        else:
-            log.info("stage %s: running %s", stage, notebooks[stage].name)
-            outcomes[index] = _execute_stage(
-                stage,
-                notebooks[stage],
-                run_dir,
-                config,
-                parent_run_id=run.parent_id,
-                fast=fast,
-                footer=footer,
-            )
-        if progress:
-            progress(index, len(config.stages), stage, outcomes[index].status)
-        run.save("running")
-        if outcomes[index].status == "failed":
-            break
+        log.info("stage %s: running %s", stage, notebooks[stage].name)
+        return _execute_stage(
+            stage,
+            notebooks[stage],
+            run_dir,
+            config,
+            parent_run_id=run.parent_id,
+            fast=fast,
+            footer=footer,
+            stopped=lambda: run.stopping,
+        )
+
+    _schedule(run, order, work, workers=concurrency(config), progress=progress)
     status = "failed" if any(o.status == "failed" for o in outcomes) else "succeeded"
     tracking.log_artifact(uri, run.parent_id, run_dir / RUN_CONFIG_FILE)
-    tracking.end_run(uri, run.parent_id, succeeded=status == "succeeded")
+    if status == "failed":  # with the stages stopped when another failed
+        tracking.close_run_tree(uri, run.parent_id, status="FAILED")
+    else:
+        tracking.end_run(uri, run.parent_id, succeeded=True)
     run.save(status, report.timestamp())
     return RunOutcome(run_dir=run_dir, status=status, stages=outcomes, mlflow_run_id=run.parent_id)
+
+
+def _schedule(
+    run: _Run,
+    order: dict[str, list[str]],
+    work: Callable[[str], StageOutcome],
+    *,
+    workers: int,
+    progress: ProgressCallback | None,
+) -> None:
+    """Run each stage once its predecessors have finished, at most ``workers`` at once.
+
+    The stages run in threads (each drives its own kernel); only this thread
+    changes the outcomes and writes ``run.json``. When a stage fails no stage
+    starts, and the kernels of those still running are stopped (they end
+    ``killed``). On a signal or an error the stages still running are flagged so
+    that they record nothing, and the exception goes on to the lifecycle, which
+    stops their kernels and ends the run.
+    """
+    stages = list(order)
+    position = {stage: index for index, stage in enumerate(stages)}
+    pending, running = list(stages), {}
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage")
+
+    def finished(stage: str) -> bool:
+        return run.outcomes[position[stage]].status in FINISHED
+
+    def record(stage: str, outcome: StageOutcome) -> None:
+        run.outcomes[position[stage]] = outcome
+        if progress:
+            progress(position[stage], len(stages), stage, outcome.status)
+        run.save("running")
+
+    try:
+        while pending or running:
+            ready = [] if run.stopping else [s for s in pending if all(map(finished, order[s]))]
+            for stage in ready[: workers - len(running)]:
+                pending.remove(stage)
+                record(stage, StageOutcome(stage=stage, status="running", started_at=_now()))
+                running[pool.submit(work, stage)] = stage
+            if not running:
+                break
+            # while stopping, kernels that were still starting are stopped as they appear
+            timeout = STOP_POLL_SECONDS if run.stopping else None
+            done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+            if run.stopping and not done:
+                lifecycle.stop_children()
+            for future in sorted(done, key=lambda f: position[running[f]]):
+                stage = running.pop(future)
+                outcome = future.result()
+                started_at = run.outcomes[position[stage]].started_at
+                record(stage, replace(outcome, started_at=started_at, finished_at=_now()))
+                if outcome.status == "failed" and not run.stopping:
+                    run.stopping = f"stopped because the {stage} stage failed"
+                    if running:
+                        lifecycle.stop_children()
+    except BaseException:
+        run.stopping = run.stopping or "stopped with the run"
+        if running:
+            lifecycle.best_effort(lifecycle.stop_children, "stop the stage kernels")
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from retention_lab.errors import MissingStageOutput
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
+ARTIFACTS_FILE = "artifacts.json"  # what the runner logs for a stage: [path, artifact folder]
 RUN_CONFIG_FILE = "config.yaml"
 TABLES_DIR = "tables"
 TRUTH_DIR = "truth"
@@ -48,6 +50,9 @@ class StageContext:
     run_dir: Path
     mlflow_run_id: str | None = None
     fast: bool = False
+    # in a pipeline run the runner logs the stage's files and results to MLflow once the
+    # stage ends, so that no stage kernel pays for importing MLflow and opening its store
+    logged_by_runner: bool = False
 
     @property
     def stage_dir(self) -> Path:
@@ -89,13 +94,23 @@ class StageContext:
         """
         path = self.stage_dir / f"{name}.parquet"
         frame.to_parquet(path, index=False)
-        if self.mlflow_run_id:
-            tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "tables")
+        self._log_artifact(path, "tables")
 
     def log_file(self, path: str | Path) -> None:
         """Log a file the stage wrote (e.g. a CSV for another team) as an MLflow artifact."""
-        if self.mlflow_run_id:
-            tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "files")
+        self._log_artifact(Path(path), "files")
+
+    def _log_artifact(self, path: Path, artifact_path: str) -> None:
+        """Log a file now, or list it in ``artifacts.json`` for the runner to log."""
+        if not self.mlflow_run_id:
+            return
+        if not self.logged_by_runner:
+            tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, artifact_path)
+            return
+        manifest = self.stage_dir / ARTIFACTS_FILE
+        listed = json.loads(manifest.read_text()) if manifest.is_file() else []
+        listed.append([str(Path(path).resolve()), artifact_path])
+        manifest.write_text(json.dumps(listed, indent=1))
 
     def read_output(self, stage: str, name: str) -> pd.DataFrame:
         """A table an earlier stage saved; a clear error names the stage to run if missing.
@@ -115,13 +130,20 @@ class StageContext:
         directory.mkdir(exist_ok=True)
         path = directory / name
         figure.savefig(path, dpi=110, bbox_inches="tight")
-        if self.mlflow_run_id:
-            tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, "figures")
+        self._log_artifact(path, "figures")
 
     def log_model(self, model: object, name: str) -> None:
         """Log a fitted model to MLflow (pickled)."""
-        if self.mlflow_run_id:
+        if not self.mlflow_run_id:
+            return
+        if not self.logged_by_runner:
             tracking.log_pickle(self.tracking_uri, self.mlflow_run_id, model, name)
+            return
+        directory = self.stage_dir / "models"
+        directory.mkdir(exist_ok=True)
+        path = directory / f"{name}.pkl"
+        path.write_bytes(pickle.dumps(model))
+        self._log_artifact(path, "models")
 
     def finish(
         self,
@@ -131,7 +153,10 @@ class StageContext:
         tags: dict[str, str] | None = None,
         status: str = "succeeded",
     ) -> Path:
-        """Write ``results.json``, log metrics and tags; return the results file."""
+        """Write ``results.json``, log metrics and tags; return the results file.
+
+        In a pipeline run the runner logs the metrics and tags from ``results.json``.
+        """
         results = {
             "stage": self.name,
             "status": status,
@@ -143,7 +168,7 @@ class StageContext:
         }
         path = self.stage_dir / RESULTS_FILE
         path.write_text(json.dumps(results, indent=2, allow_nan=True))
-        if self.mlflow_run_id:
+        if self.mlflow_run_id and not self.logged_by_runner:
             tracking.log_metrics(self.tracking_uri, self.mlflow_run_id, results["metrics"])
             if tags:
                 tracking.set_tags(self.tracking_uri, self.mlflow_run_id, tags)
@@ -280,8 +305,20 @@ def open_stage(
     if not run_dir:  # the scratch folder holds its configuration, as a run folder does
         dump_config(config, folder / RUN_CONFIG_FILE)
     return StageContext(
-        name=name, config=config, run_dir=folder, mlflow_run_id=mlflow_run_id or None, fast=fast
+        name=name,
+        config=config,
+        run_dir=folder,
+        mlflow_run_id=mlflow_run_id or None,
+        fast=fast,
+        logged_by_runner=bool(run_dir and mlflow_run_id),
     )
+
+
+def read_artifacts(run_dir: str | Path, stage: str) -> list[tuple[Path, str]]:
+    """The files a stage listed for the runner to log: ``(path, artifact folder)``."""
+    path = Path(run_dir) / stage / ARTIFACTS_FILE
+    listed = json.loads(path.read_text()) if path.is_file() else []
+    return [(Path(file), folder) for file, folder in listed]
 
 
 def read_results(run_dir: str | Path, stage: str) -> dict | None:

@@ -6,18 +6,26 @@ the types (a value that is not a date, not a number), then the values
 naming the file, the column, the offending rows (by ``customer_id`` where the
 table has one) and what was expected; all of them are raised together as one
 ``DataError``.
+
+pandera is imported by the functions that build or run schemas, not with this
+module: the stage kernels read tables the runner already validated, and
+importing pandera (which imports pyspark when it is installed) costs them about
+a second each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
-from pandera.errors import SchemaErrors
 
 from retention_lab.errors import DataError, DataProblem
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
+    from pandera.errors import SchemaErrors
 
 CONTROL_ARM = "none"
 ASSIGNMENTS = ("random", "rule")
@@ -78,6 +86,8 @@ MAX_MAGNITUDE = 1e12  # any other numeric column (a covariate such as age): |val
 
 
 def _finite(column: str) -> pa.Check:
+    import pandera.pandas as pa
+
     return pa.Check(
         lambda s: np.isfinite(s.astype(float)),
         error=f"-inf < {column} < inf (inf, or a number too large to store such as 1e400)",
@@ -95,6 +105,8 @@ def _bound(column: str, bound: float, *, lower: bool, included: bool = True) -> 
             inside = values <= bound
         return ~np.isfinite(values) | inside
 
+    import pandera.pandas as pa
+
     sign = (">=" if included else ">") if lower else "<="
     note = " (negative tenure)" if lower and column == "tenure" else ""
     return pa.Check(check, error=f"{column} {sign} {bound:,.0f}{note}")
@@ -110,6 +122,8 @@ def _number_checks(column: str) -> list[pa.Check]:
 
 
 def _column_checks(table: str, as_of: pd.Timestamp) -> dict[str, list[pa.Check]]:
+    import pandera.pandas as pa
+
     not_after_as_of = pa.Check.le(as_of, error=f"date <= as_of ({as_of.date()})")
     checks: dict[str, dict[str, list[pa.Check]]] = {
         "customers": {
@@ -134,6 +148,8 @@ def _column_checks(table: str, as_of: pd.Timestamp) -> dict[str, list[pa.Check]]
 
 
 def _dataframe_checks(table: str) -> list[pa.Check]:
+    import pandera.pandas as pa
+
     if table != "customers":
         return []
     return [
@@ -162,6 +178,8 @@ def _column_types(table: str, aggregated: bool) -> dict[str, tuple[object, bool,
 
 def type_schema(table: str, *, aggregated: bool = False) -> pa.DataFrameSchema:
     """Schema that coerces each known column to its canonical type."""
+    import pandera.pandas as pa
+
     columns = {
         name: pa.Column(dtype, nullable=nullable, required=required, coerce=True)
         for name, (dtype, nullable, required) in _column_types(table, aggregated).items()
@@ -178,6 +196,8 @@ def value_schema(
     ``other_numbers`` (the table's other numeric columns) must be finite and
     within ``MAX_MAGNITUDE``.
     """
+    import pandera.pandas as pa
+
     checks = _column_checks(table, as_of)
     columns = {
         name: pa.Column(
@@ -271,6 +291,8 @@ def validate_table(
         table (customers: ``customer_id``, ``signup_date``, ``end_date``, ``segment``;
         problems: ``customer_id``, ``date``, ``problem_type``; ...) and any others.
     """
+    from pandera.errors import SchemaErrors
+
     file = file or table
     if frame.empty:
         raise DataError(file=file, column=None, expected="the table is empty (no rows)")
