@@ -144,6 +144,28 @@ def test_run_quantities_read_every_stage_with_its_scale():
     assert q.loc[q["family"] != "instrument hazard ratio", "reference"].isna().all()
 
 
+def test_a_level_is_compared_only_against_the_same_reference_level():
+    def ratios(reference: str, log_hr: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            [("plan[premium]", "plan", "premium", reference, "categorical", log_hr, 0.08)],
+            columns=["term", "covariate", "level", "reference", "kind", "log_hazard_ratio", "se"],
+        )
+
+    def quantities(reference: str, log_hr: float) -> pd.DataFrame:
+        run = outputs("2024-01-01")
+        run.tables[("survival", "hazard_ratios")] = ratios(reference, log_hr)
+        q = monitor.run_quantities(run)
+        return q.loc[q["family"] == "hazard ratio"]
+
+    # the most common plan (the reference) changed from standard to basic between runs:
+    # premium vs standard 1.15 and premium vs basic 0.69 are different quantities
+    earlier, later = quantities("standard", 0.14), quantities("basic", -0.37)
+    assert earlier["group"].tolist() == ["plan=premium vs standard"]
+    assert monitor.compare_quantities(later, earlier).empty
+    same = monitor.compare_quantities(quantities("standard", -0.37), earlier)
+    assert same["tested"].all() and same["p_value"].iloc[0] < 1e-4
+
+
 def test_a_recent_hazard_ratio_is_compared_with_the_previous_runs_estimate_on_all_cases():
     previous = outputs("2024-01-01")
     # the previous run's recent estimate moved by chance (-0.5): the reference stays -0.8

@@ -190,6 +190,11 @@ def survival_quantities(
             covariate = getattr(r, "covariate", r.term)
             level = getattr(r, "level", None)
             group = f"{covariate}={level}" if isinstance(level, str) and level else str(covariate)
+            reference = getattr(r, "reference", None)
+            if kind == "categorical" and isinstance(reference, str) and reference:
+                # a level's ratio depends on its reference (the most common level, which can
+                # change between runs): only ratios against the same reference are compared
+                group += f" vs {reference}"
             family = "problem hazard ratio" if str(kind).startswith("problem") else "hazard ratio"
             if kind == "problem_treated":
                 group += " (treated)"
