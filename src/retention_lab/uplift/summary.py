@@ -17,6 +17,7 @@ from retention_lab.uplift import design
 from retention_lab.uplift import effects as ef
 from retention_lab.uplift import evaluation as ev
 from retention_lab.uplift import hazard as hz
+from retention_lab.uplift import observational as obs
 from retention_lab.uplift.cases import UpliftInput
 from retention_lab.uplift.learners import UpliftModel, fit_learners
 
@@ -47,6 +48,7 @@ class UpliftSummary:
     trimmed_share: float = float("nan")
     control: str = "none"
     outcome: str = "retained"
+    outcome_type: str = "binary"
     revenue_outcome: str | None = None
     arm_sizes: pd.DataFrame = field(default_factory=lambda: _empty(design.ARM_SIZE_COLUMNS))
     balance: pd.DataFrame = field(
@@ -87,6 +89,9 @@ class UpliftSummary:
     hazard_ratios: pd.DataFrame = field(default_factory=lambda: _empty(hz.HAZARD_COLUMNS))
     costs: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     models: dict[str, UpliftModel] = field(default_factory=dict)
+    observational: pd.DataFrame = field(default_factory=lambda: _empty(obs.DIAGNOSTIC_COLUMNS))
+    features: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     strata: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -121,6 +126,11 @@ class UpliftSummary:
             key = f"{r.estimator}_{r.population}_{r.outcome}_{r.instrument}"
             if np.isfinite(r.effect):
                 out[f"effect.{key}"] = float(r.effect)
+                out[f"std_error.{key}"] = float(r.std_error)
+                out[f"lower.{key}"], out[f"upper.{key}"] = float(r.lower), float(r.upper)
+        for r in self.observational.itertuples():
+            out[f"e_value.{r.outcome}_{r.instrument}"] = float(r.e_value)
+            out[f"ess_treated.{r.outcome}_{r.instrument}"] = float(r.ess_treated)
         for r in self.chosen.itertuples():
             out[f"qini.{r.instrument}"] = float(r.qini)
         if len(self.hazard_ratios):
@@ -317,7 +327,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
     trimmed_share = float((~keep & rule).sum() / rule.sum()) if rule.any() else 0.0
 
     outcomes = [data.outcome_col] + ([data.revenue_col] if data.revenue_col else [])
-    ate_parts, matrix_parts = [], []
+    ate_parts, matrix_parts, diag_parts = [], [], []
     costs = ef.mean_costs(data)
     for outcome in outcomes:
         is_rev = outcome == data.revenue_col
@@ -350,6 +360,16 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             )
             dr = dr.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
             ate_parts.append(dr)
+            adjusted = obs.adjusted_effects(data, outcome, mu, prop, mask=rule & keep)
+            adjusted = adjusted.merge(
+                ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left"
+            )
+            ate_parts.append(adjusted)
+            binary = data.outcome_type == "binary" and not is_rev
+            diag_parts.append(
+                obs.diagnostics(data, outcome, dr, scores, prop, bal, mask=rule & keep,
+                                trim_bounds=tuple(cfg.trim_bounds), binary=binary)  # fmt: skip
+            )
             alld = ef.aipw_effects(data, scores, mask=keep, outcome_col=outcome, population="all")
             alld = alld.merge(ef.true_effects(data, mask=keep, revenue=is_rev), how="left")
             ate_parts.append(alld)
@@ -379,11 +399,11 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
                 ef.true_effects(data, mask=rand, by=data.strata, revenue=is_rev), how="left"
             )
             matrix_parts.append(rcell)
-    ate = pd.concat(ate_parts, ignore_index=True)
+    ate = pd.concat([p for p in ate_parts if not p.empty] or ate_parts, ignore_index=True)
     if "true_effect" not in ate.columns:
         ate["true_effect"] = np.nan
     matrix = (
-        pd.concat(matrix_parts, ignore_index=True)
+        pd.concat([p for p in matrix_parts if not p.empty] or matrix_parts, ignore_index=True)
         if matrix_parts
         else _empty([*data.strata, *ef.EFFECT_COLUMNS])
     )
@@ -404,13 +424,19 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
     )
     # ------------------------------------------------------- individual effects
     test = _split(data, cfg.test_share, rng)
+    notes = []
+    if not test.any():  # learners are judged on held-out randomised cases only
+        notes.append(
+            "Individual effects were not modelled: no case was randomised, and the learners "
+            "are only evaluated (and chosen) on held-out randomised cases."
+        )
     train = keep & ~test
     train_idx = np.flatnonzero(train)
     if cfg.max_train_cases and len(train_idx) > cfg.max_train_cases:
         train_idx = np.sort(rng.choice(train_idx, size=cfg.max_train_cases, replace=False))
     models = fit_learners(
         data.cases.iloc[train_idx].reset_index(drop=True),
-        learners=list(cfg.learners),
+        learners=list(cfg.learners) if test.any() else [],
         treatment_col=data.treatment_col,
         outcome_col=data.outcome_col,
         features=data.features,
@@ -466,6 +492,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         trimmed_share=trimmed_share,
         control=data.control,
         outcome=data.outcome_col,
+        outcome_type=data.outcome_type,
         revenue_outcome=data.revenue_col,
         arm_sizes=arms,
         balance=bal,
@@ -480,6 +507,13 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         truth_check=truth_check,
         costs=costs,
         models=models,
+        observational=(
+            pd.concat(diag_parts, ignore_index=True)
+            if diag_parts
+            else _empty(obs.DIAGNOSTIC_COLUMNS)
+        ),
+        features=list(data.features),
+        notes=notes,
         strata=list(data.strata),
         seconds=seconds,
     )
@@ -489,10 +523,18 @@ def _pp(x: float) -> str:
     return f"{x * 100:+.1f} pp"
 
 
+def _unit(summary: UpliftSummary):
+    """Formatter of an effect in the outcome's unit: pp for a binary outcome, else its own."""
+    if summary.outcome_type == "binary":
+        return _pp
+    return lambda x: f"{x:+,.3g}"
+
+
 def findings(summary: UpliftSummary) -> list[str]:
     """Plain-language findings, every number computed from ``summary``."""
     if not summary.available:
         return [f"Uplift analysis not available for this dataset: {summary.reason}."]
+    pp = _unit(summary)
     out = [
         f"{summary.n_cases:,} retention cases with an observed outcome, "
         f"{summary.n_randomised:,} of them randomised."
@@ -503,13 +545,15 @@ def findings(summary: UpliftSummary) -> list[str]:
     rnd = rnd[rnd["status"] == "estimated"].sort_values("effect", ascending=False)
     if len(rnd):
         parts = [
-            f"{r.instrument} {_pp(r.effect)} (95% CI {_pp(r.lower)} to {_pp(r.upper)})"
+            f"{r.instrument} {pp(r.effect)} (95% CI {pp(r.lower)} to {pp(r.upper)})"
             for r in rnd.itertuples()
         ]
-        out.append(
-            "Randomised comparison against no action, change in the share still "
-            "customers at the horizon: " + "; ".join(parts) + "."
+        change = (
+            "change in the share still customers at the horizon"
+            if summary.outcome_type == "binary"
+            else f"change in the mean {y}"
         )
+        out.append(f"Randomised comparison against no action, {change}: " + "; ".join(parts) + ".")
     m = summary.matrix_table()
     if not m.empty and summary.strata:
         est = m[m["status"] == "estimated"].copy()
@@ -528,20 +572,20 @@ def findings(summary: UpliftSummary) -> list[str]:
                 cps = best["cost_per_saved"]
                 cost = f", {cps:,.0f} per customer saved" if np.isfinite(cps) else ""
                 out.append(
-                    f"{inst} works best for {where(best)}: {_pp(best['effect'])} "
-                    f"(95% CI {_pp(best['lower'])} to {_pp(best['upper'])}; {note}{cost})."
+                    f"{inst} works best for {where(best)}: {pp(best['effect'])} "
+                    f"(95% CI {pp(best['lower'])} to {pp(best['upper'])}; {note}{cost})."
                 )
         harmful = est[est["hi_m"] < 0].sort_values("effect")
         for r in harmful.head(3).itertuples():
             out.append(
-                f"{r.instrument} is harmful for {where(r)}: {_pp(r.effect)} "
-                f"(95% CI {_pp(r.lower)} to {_pp(r.upper)}; {note}); stop using it there."
+                f"{r.instrument} is harmful for {where(r)}: {pp(r.effect)} "
+                f"(95% CI {pp(r.lower)} to {pp(r.upper)}; {note}); stop using it there."
             )
         wasted = est[(est["lower"] <= 0) & (est["upper"] < 0.02) & (est["upper"] >= 0)]
         if len(wasted):
             cost = summary.costs.reindex(wasted["instrument"]).to_numpy()
             w = wasted.assign(cost=cost).sort_values("cost", ascending=False).head(3)
-            items = [f"{r.instrument} for {where(r)} ({_pp(r.effect)})" for r in w.itertuples()]
+            items = [f"{r.instrument} for {where(r)} ({pp(r.effect)})" for r in w.itertuples()]
             out.append(
                 "Money likely wasted (no effect above 2 pp plausible): " + "; ".join(items) + "."
             )
@@ -555,16 +599,18 @@ def findings(summary: UpliftSummary) -> list[str]:
             r = j.iloc[0]
             out.append(
                 f"Staff-assigned cases mislead: the naive comparison gives {r['instrument']} "
-                f"{_pp(r['effect_naive'])}, the doubly robust estimate {_pp(r['effect_dr'])} "
-                f"(selection bias {_pp(r['gap'])}); {summary.trimmed_share:.1%} of the "
+                f"{pp(r['effect_naive'])}, the doubly robust estimate {pp(r['effect_dr'])} "
+                f"(selection bias {pp(r['gap'])}); {summary.trimmed_share:.1%} of the "
                 "rule-assigned cases lacked common support and were trimmed."
             )
+    diag = summary.observational
+    out += obs.findings(summary.features, diag[diag["outcome"] == y], ate, pp)
     out += _hazard_findings(summary)
     if not summary.chosen.empty:
         lm = summary.learner_metrics.merge(summary.chosen[["instrument", "learner"]])
         items = [
             f"{r.instrument}: {r.learner.upper()}-learner (top 30% uplift "
-            f"{_pp(r.uplift_at_30)} vs {_pp(_ate(rnd, r.instrument))} "
+            f"{pp(r.uplift_at_30)} vs {pp(_ate(rnd, r.instrument))} "
             f"on average)"
             for r in lm.itertuples()
         ]
@@ -582,7 +628,7 @@ def findings(summary: UpliftSummary) -> list[str]:
             f"uplift retains {top:.1f} extra customers per 100 treated against {rnd30:.1f} "
             "for a random 30% (mean over instruments)."
         )
-    return out
+    return out + summary.notes
 
 
 def _hazard_findings(summary: UpliftSummary) -> list[str]:
