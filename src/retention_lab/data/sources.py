@@ -69,9 +69,10 @@ class TableSource(BaseModel):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Canonical column name -> the column name in your data"
     )
-    values: dict[str, dict[str, Any]] = Field(
+    values: dict[str, dict[str | bool | int | float, Any]] = Field(
         default_factory=dict,
-        description="Canonical column -> {your value: canonical value}, e.g. churned: {Yes: true}",
+        description="Canonical column -> {your value: canonical value}, e.g. churned: {Yes: true}; "
+        "values are compared by value (0 matches 0.0)",
     )
     date_format: str | None = Field(
         None, description="strftime format of the date columns, e.g. '%Y%m%d' (default: inferred)"

@@ -202,9 +202,19 @@ class UpliftSummary:
         """
         h = self.hazard_ratios.loc[self.hazard_ratios["period"] == period]
         h = h.assign(true_hazard_ratio=np.exp(h["true_log_hazard_ratio"]))
-        cols = ["problem_type", "instrument", "hazard_ratio", "lower", "upper", "n_treated",
-                "n_control", "churned_treated", "churned_control", "true_hazard_ratio",
-                "status"]  # fmt: skip
+        cols = [
+            "problem_type",
+            "instrument",
+            "hazard_ratio",
+            "lower",
+            "upper",
+            "n_treated",
+            "n_control",
+            "churned_treated",
+            "churned_control",
+            "true_hazard_ratio",
+            "status",
+        ]
         return h.reindex(columns=cols).reset_index(drop=True)
 
     def hazard_changes(self) -> pd.DataFrame:
@@ -367,8 +377,17 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             ate_parts.append(adjusted)
             binary = data.outcome_type == "binary" and not is_rev
             diag_parts.append(
-                obs.diagnostics(data, outcome, dr, scores, prop, bal, mask=rule & keep,
-                                trim_bounds=tuple(cfg.trim_bounds), binary=binary)  # fmt: skip
+                obs.diagnostics(
+                    data,
+                    outcome,
+                    dr,
+                    scores,
+                    prop,
+                    bal,
+                    mask=rule & keep,
+                    trim_bounds=tuple(cfg.trim_bounds),
+                    binary=binary,
+                )
             )
             alld = ef.aipw_effects(data, scores, mask=keep, outcome_col=outcome, population="all")
             alld = alld.merge(ef.true_effects(data, mask=keep, revenue=is_rev), how="left")
@@ -678,8 +697,10 @@ def _hazard_findings(summary: UpliftSummary) -> list[str]:
             )
     truth = every.dropna(subset=["true_hazard_ratio"])
     if len(truth):
-        covered = ((truth["lower"] <= truth["true_hazard_ratio"])
-                   & (truth["true_hazard_ratio"] <= truth["upper"])).sum()  # fmt: skip
+        covered = (
+            (truth["lower"] <= truth["true_hazard_ratio"])
+            & (truth["true_hazard_ratio"] <= truth["upper"])
+        ).sum()
         out.append(
             f"Against the simulator's truth, {covered} of {len(truth)} hazard-ratio intervals "
             "cover the mean true effect of the cell's treated cases."
