@@ -221,3 +221,47 @@ def test_observational_diagnostics_show_overlap_weights_balance_and_sensitivity(
     assert "rest on the covariates given (segment, tenure_months, monthly_fee, complaints)" in text
     assert "E-value" in text
     assert "e_value.outcome_discount" in result.to_metrics()
+
+
+# ------------------------------------------------------------------- campaign-only runs
+@pytest.mark.slow
+def test_a_campaign_only_configuration_runs_end_to_end_through_the_cli(tmp_path):
+    sim = simulate_campaign(3_000, outcome_type="continuous", random_state=5)
+    export = sim.frame.drop(columns=["segment", "assignment"]).rename(columns={"arm": "offer"})
+    export.to_csv(tmp_path / "campaign.csv", index=False)
+    config = {
+        "name": "campaign-only",
+        "stages": ["data", "survival", "uplift", "clv", "plan", "monitoring"],
+        "data": {"source": "none", "as_of": "2026-10-31"},
+        "uplift": {
+            "campaign": {
+                "path": "campaign.csv",
+                "columns": {"treatment": "offer"},
+                "outcome_type": "continuous",
+            }
+        },
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = cli("validate", "--config", str(path), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "UpliftInput(source=campaign, cases=3,000, randomised=3,000" in result.stdout
+    reports = tmp_path / "reports"
+    result = cli("run", "--config", str(path), "--reports-dir", str(reports), "--fast",
+                 tmp_path=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run = json.loads(next(reports.glob("*-campaign-only/run.json")).read_text())
+    status = {s["stage"]: s["status"] for s in run["stages"]}
+    assert status == {"data": "skipped", "survival": "skipped", "uplift": "succeeded",
+                      "clv": "skipped", "plan": "skipped", "monitoring": "skipped"}  # fmt: skip
+    reasons = {s["stage"]: s["findings"][0] for s in run["stages"] if s["status"] == "skipped"}
+    assert reasons["survival"].endswith("the survival stage needs the customers table.")
+    assert reasons["plan"].endswith(
+        "the plan stage needs the interventions table and the customers table."
+    )
+    results = json.loads(next(reports.glob("*-campaign-only/uplift/results.json")).read_text())
+    metrics, truth = results["metrics"], sim.true_effects()
+    for inst in ("discount", "call"):
+        key = f"difference_in_means_randomised_outcome_{inst}"
+        assert metrics[f"lower.{key}"] <= truth[inst] <= metrics[f"upper.{key}"]
+        assert metrics[f"std_error.{key}"] > 0

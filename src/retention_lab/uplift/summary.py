@@ -141,6 +141,10 @@ class UpliftSummary:
             out[f"truth_pehe.{r.instrument}"] = float(r.pehe)
         return {k: v for k, v in out.items() if np.isfinite(v)}
 
+    def percent(self, *columns: str) -> list[str]:
+        """The ``columns`` to show as percentages: all for a binary outcome, none otherwise."""
+        return list(columns) if self.outcome_type == "binary" else []
+
     def chosen_truth(self) -> pd.DataFrame:
         """Truth metrics of the chosen learner per instrument (simulated data only).
 
