@@ -7,7 +7,9 @@ expected outcome under every arm, so the true average effect is exact.
 from __future__ import annotations
 
 import json
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,7 +41,9 @@ def _campaign_config(folder, frame, *, name="campaign.csv", **campaign):
 # ----------------------------------------------------------------------- the bugs
 def test_no_randomised_case_gives_adjusted_estimates_and_says_why_no_learner():
     sim = simulate_campaign(3_000, assignment="observational", random_state=3)
-    data = up.from_frame(sim.frame, treatment_col="arm", assignment_col="assignment")
+    data = up.from_frame(
+        sim.frame.assign(assignment="rule"), treatment_col="arm", assignment_col="assignment"
+    )
     result = _analyse(data)
     assert result.available and result.n_randomised == 0
     ate = result.ate_table()
@@ -95,8 +99,8 @@ def test_a_control_coded_0_in_a_float_column_is_found_and_values_map(tmp_path):
     export = sim.frame.assign(
         arm=sim.frame["arm"].map(codes),
         stayed=np.where(sim.frame["outcome"] == 1, "yes", "no"),
-        how=sim.frame["assignment"].map({"random": "R", "rule": "S"}),
-    ).drop(columns=["outcome", "assignment"])
+        how=sim.frame["segment"].map({"mass": "M", "business": "B", "vip": "V"}),
+    ).drop(columns=["outcome"])
     export.loc[0, "arm"] = np.nan  # a float column for sure
     export = export.iloc[1:].rename(columns={"customer_id": "client"})
     section = _campaign_config(
@@ -195,7 +199,9 @@ def test_observational_naive_misses_the_truth_and_doubly_robust_covers_it():
     seeds = range(10)
     for seed in seeds:
         sim = simulate_campaign(5_000, assignment="observational", random_state=200 + seed)
-        data = up.from_frame(sim.frame, treatment_col="arm", assignment_col="assignment")
+        data = up.from_frame(
+            sim.frame.assign(assignment="rule"), treatment_col="arm", assignment_col="assignment"
+        )
         ate = _analyse(data).ate_table().query("population == 'rule'")
         ate = ate.set_index(["estimator", "instrument"])
         truth = sim.true_effects()["discount"]
@@ -208,7 +214,9 @@ def test_observational_naive_misses_the_truth_and_doubly_robust_covers_it():
 
 def test_observational_diagnostics_show_overlap_weights_balance_and_sensitivity():
     sim = simulate_campaign(5_000, assignment="observational", random_state=21)
-    data = up.from_frame(sim.frame, treatment_col="arm", assignment_col="assignment")
+    data = up.from_frame(
+        sim.frame.assign(assignment="rule"), treatment_col="arm", assignment_col="assignment"
+    )
     result = _analyse(data)
     diag = result.observational.set_index("instrument")
     assert set(diag.index) == {"discount", "call"}
@@ -227,7 +235,7 @@ def test_observational_diagnostics_show_overlap_weights_balance_and_sensitivity(
 @pytest.mark.slow
 def test_a_campaign_only_configuration_runs_end_to_end_through_the_cli(tmp_path):
     sim = simulate_campaign(3_000, outcome_type="continuous", random_state=5)
-    export = sim.frame.drop(columns=["segment", "assignment"]).rename(columns={"arm": "offer"})
+    export = sim.frame.drop(columns="segment").rename(columns={"arm": "offer"})
     export.to_csv(tmp_path / "campaign.csv", index=False)
     config = {
         "name": "campaign-only",
@@ -265,3 +273,24 @@ def test_a_campaign_only_configuration_runs_end_to_end_through_the_cli(tmp_path)
         key = f"difference_in_means_randomised_outcome_{inst}"
         assert metrics[f"lower.{key}"] <= truth[inst] <= metrics[f"upper.{key}"]
         assert metrics[f"std_error.{key}"] > 0
+
+
+def test_the_readme_campaign_examples_load_as_they_say(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Campaign exports", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(python|yaml)\n(.*?)```", section, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(blocks[0][1], {})  # writes the simulated exports
+    shapes = {}
+    for kind, text in blocks[1:]:
+        if kind != "yaml":
+            continue
+        config = yaml.safe_load(text)
+        (tmp_path / f"{config['name']}.yaml").write_text(text)
+        data = up.prepare(None, config=load_config(tmp_path / f"{config['name']}.yaml").uplift)
+        shapes[config["name"]] = (data.outcome_type, int(data.randomised().sum()), len(data.cases))
+    assert shapes == {
+        "kept": ("binary", 20_000, 20_000),
+        "revenue": ("continuous", 20_000, 20_000),
+        "staff-chose": ("binary", 0, 20_000),
+    }

@@ -32,7 +32,8 @@ class SimulatedCampaign:
     ----------
     frame : pandas.DataFrame
         customer_id, segment, tenure_months, monthly_fee, complaints, arm,
-        assignment ("random" or "rule"), outcome (0/1 kept, or revenue).
+        assignment ("random" or "rule"; mixed exports only), outcome (0/1 kept,
+        or revenue).
     truth : pandas.DataFrame
         One column per arm: each row's expected outcome under that arm.
     """
@@ -116,4 +117,6 @@ def simulate_campaign(
             "outcome": outcome,
         }
     )
+    if assignment != "mixed":  # an export says who chose only when it varies
+        frame = frame.drop(columns="assignment")
     return SimulatedCampaign(frame=frame, truth=pd.DataFrame(expected, columns=list(ARMS)))
