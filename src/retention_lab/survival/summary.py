@@ -151,7 +151,14 @@ class SurvivalSummary:
             m[f"retention_{r.horizon_months:g}m_lower"] = float(r.lower)
             m[f"retention_{r.horizon_months:g}m_upper"] = float(r.upper)
         v = self.validation
-        m.update({"concordance": v.concordance, "calibration_ici": v.ici, "calibration_e50": v.e50})
+        m.update(
+            {
+                "concordance_held_out": v.concordance,
+                "concordance_in_sample": self.cox.concordance_in_sample,
+                "calibration_ici": v.ici,
+                "calibration_e50": v.e50,
+            }
+        )
         for r in v.brier.itertuples():
             m[f"brier_{r.time_months:g}m"] = float(r.brier)
         m["ph_violations"] = float(
@@ -485,7 +492,8 @@ def findings(result: SurvivalSummary) -> list[str]:
     v = result.validation
     out.append(
         f"On {v.n_test:,} held-out customers the model ranks churners with a concordance of "
-        f"{v.concordance:.2f}; its {v.horizon_months:g}-month churn probabilities are off by "
+        f"{v.concordance:.2f} ({result.cox.concordance_in_sample:.2f} on the customers it was "
+        f"fitted on, the figure published analyses report); its {v.horizon_months:g}-month churn probabilities are off by "
         f"{v.ici:.3f} on average (ICI)."
     )
     if len(result.scores):
