@@ -493,7 +493,8 @@ def findings(result: SurvivalSummary) -> list[str]:
     out.append(
         f"On {v.n_test:,} held-out customers the model ranks churners with a concordance of "
         f"{v.concordance:.2f} ({result.cox.concordance_in_sample:.2f} on the customers it was "
-        f"fitted on, the figure published analyses report); its {v.horizon_months:g}-month churn probabilities are off by "
+        f"fitted on, the figure published analyses report); its {v.horizon_months:g}-month "
+        "churn probabilities are off by "
         f"{v.ici:.3f} on average (ICI)."
     )
     if len(result.scores):
