@@ -206,19 +206,9 @@ class UpliftSummary:
         """
         h = self.hazard_ratios.loc[self.hazard_ratios["period"] == period]
         h = h.assign(true_hazard_ratio=np.exp(h["true_log_hazard_ratio"]))
-        cols = [
-            "problem_type",
-            "instrument",
-            "hazard_ratio",
-            "lower",
-            "upper",
-            "n_treated",
-            "n_control",
-            "churned_treated",
-            "churned_control",
-            "true_hazard_ratio",
-            "status",
-        ]
+        cols = ["problem_type", "instrument", "hazard_ratio", "lower", "upper", "n_treated",
+                "n_control", "churned_treated", "churned_control", "true_hazard_ratio",
+                "status"]  # fmt: skip
         return h.reindex(columns=cols).reset_index(drop=True)
 
     def hazard_changes(self) -> pd.DataFrame:
@@ -557,7 +547,7 @@ def findings(summary: UpliftSummary) -> list[str]:
     """Plain-language findings, every number computed from ``summary``."""
     if not summary.available:
         return [f"Uplift analysis not available for this dataset: {summary.reason}."]
-    pp = _unit(summary)
+    _pp = _unit(summary)  # effects in the outcome's unit: pp for a binary outcome
     out = [
         f"{summary.n_cases:,} retention cases with an observed outcome, "
         f"{summary.n_randomised:,} of them randomised."
@@ -568,7 +558,7 @@ def findings(summary: UpliftSummary) -> list[str]:
     rnd = rnd[rnd["status"] == "estimated"].sort_values("effect", ascending=False)
     if len(rnd):
         parts = [
-            f"{r.instrument} {pp(r.effect)} (95% CI {pp(r.lower)} to {pp(r.upper)})"
+            f"{r.instrument} {_pp(r.effect)} (95% CI {_pp(r.lower)} to {_pp(r.upper)})"
             for r in rnd.itertuples()
         ]
         change = (
@@ -595,20 +585,20 @@ def findings(summary: UpliftSummary) -> list[str]:
                 cps = best["cost_per_saved"]
                 cost = f", {cps:,.0f} per customer saved" if np.isfinite(cps) else ""
                 out.append(
-                    f"{inst} works best for {where(best)}: {pp(best['effect'])} "
-                    f"(95% CI {pp(best['lower'])} to {pp(best['upper'])}; {note}{cost})."
+                    f"{inst} works best for {where(best)}: {_pp(best['effect'])} "
+                    f"(95% CI {_pp(best['lower'])} to {_pp(best['upper'])}; {note}{cost})."
                 )
         harmful = est[est["hi_m"] < 0].sort_values("effect")
         for r in harmful.head(3).itertuples():
             out.append(
-                f"{r.instrument} is harmful for {where(r)}: {pp(r.effect)} "
-                f"(95% CI {pp(r.lower)} to {pp(r.upper)}; {note}); stop using it there."
+                f"{r.instrument} is harmful for {where(r)}: {_pp(r.effect)} "
+                f"(95% CI {_pp(r.lower)} to {_pp(r.upper)}; {note}); stop using it there."
             )
         wasted = est[(est["lower"] <= 0) & (est["upper"] < 0.02) & (est["upper"] >= 0)]
-        if len(wasted):
+        if len(wasted) and summary.outcome_type == "binary":  # 2 pp: a share kept
             cost = summary.costs.reindex(wasted["instrument"]).to_numpy()
             w = wasted.assign(cost=cost).sort_values("cost", ascending=False).head(3)
-            items = [f"{r.instrument} for {where(r)} ({pp(r.effect)})" for r in w.itertuples()]
+            items = [f"{r.instrument} for {where(r)} ({_pp(r.effect)})" for r in w.itertuples()]
             out.append(
                 "Money likely wasted (no effect above 2 pp plausible): " + "; ".join(items) + "."
             )
@@ -622,18 +612,18 @@ def findings(summary: UpliftSummary) -> list[str]:
             r = j.iloc[0]
             out.append(
                 f"Staff-assigned cases mislead: the naive comparison gives {r['instrument']} "
-                f"{pp(r['effect_naive'])}, the doubly robust estimate {pp(r['effect_dr'])} "
-                f"(selection bias {pp(r['gap'])}); {summary.trimmed_share:.1%} of the "
+                f"{_pp(r['effect_naive'])}, the doubly robust estimate {_pp(r['effect_dr'])} "
+                f"(selection bias {_pp(r['gap'])}); {summary.trimmed_share:.1%} of the "
                 "rule-assigned cases lacked common support and were trimmed."
             )
     diag = summary.observational
-    out += obs.findings(summary.features, diag[diag["outcome"] == y], ate, pp)
+    out += obs.findings(summary.features, diag[diag["outcome"] == y], ate, _pp)
     out += _hazard_findings(summary)
     if not summary.chosen.empty:
         lm = summary.learner_metrics.merge(summary.chosen[["instrument", "learner"]])
         items = [
             f"{r.instrument}: {r.learner.upper()}-learner (top 30% uplift "
-            f"{pp(r.uplift_at_30)} vs {pp(_ate(rnd, r.instrument))} "
+            f"{_pp(r.uplift_at_30)} vs {_pp(_ate(rnd, r.instrument))} "
             f"on average)"
             for r in lm.itertuples()
         ]
@@ -701,10 +691,8 @@ def _hazard_findings(summary: UpliftSummary) -> list[str]:
             )
     truth = every.dropna(subset=["true_hazard_ratio"])
     if len(truth):
-        covered = (
-            (truth["lower"] <= truth["true_hazard_ratio"])
-            & (truth["true_hazard_ratio"] <= truth["upper"])
-        ).sum()
+        covered = ((truth["lower"] <= truth["true_hazard_ratio"])
+                   & (truth["true_hazard_ratio"] <= truth["upper"])).sum()  # fmt: skip
         out.append(
             f"Against the simulator's truth, {covered} of {len(truth)} hazard-ratio intervals "
             "cover the mean true effect of the cell's treated cases."
