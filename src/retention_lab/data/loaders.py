@@ -57,7 +57,7 @@ class Tables:
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{name}={len(getattr(self, name)):,}" for name in self.available())
-        return f"Tables(as_of={self.as_of}, {sizes})"
+        return f"Tables(as_of={self.as_of}, {sizes or 'no tables'})"
 
 
 def derive_tenure(
