@@ -229,6 +229,8 @@ def test_observational_diagnostics_show_overlap_weights_balance_and_sensitivity(
     assert "rest on the covariates given (segment, tenure_months, monthly_fee, complaints)" in text
     assert "E-value" in text
     assert "e_value.outcome_discount" in result.to_metrics()
+    shown = result.observational_table()
+    assert len(shown.columns) <= 8 and {"e_value", "max_smd_after"} <= set(shown.columns)
 
 
 # ------------------------------------------------------------------- campaign-only runs

@@ -45,6 +45,9 @@ DIAGNOSTIC_COLUMNS = [
     "e_value",
     "e_value_ci",
 ]
+# the report's table: the trim bounds are stated in its text, the arm sizes in the effects table
+TABLE_COLUMNS = ["instrument", "trimmed", "ess_treated", "ess_control", "max_smd_before",
+                 "max_smd_after", "e_value", "e_value_ci"]  # fmt: skip
 
 
 def adjusted_effects(

@@ -141,6 +141,18 @@ class UpliftSummary:
             out[f"truth_pehe.{r.instrument}"] = float(r.pehe)
         return {k: v for k, v in out.items() if np.isfinite(v)}
 
+    def observational_table(self) -> pd.DataFrame:
+        """Overlap, weights, balance and E-value per instrument on the main outcome.
+
+        Returns
+        -------
+        pandas.DataFrame
+            instrument, trimmed, ess_treated, ess_control, max_smd_before,
+            max_smd_after, e_value, e_value_ci (see ``observational.diagnostics``).
+        """
+        d = self.observational[self.observational["outcome"] == self.outcome]
+        return d[obs.TABLE_COLUMNS].reset_index(drop=True)
+
     def percent(self, *columns: str) -> list[str]:
         """The ``columns`` to show as percentages: all for a binary outcome, none otherwise."""
         return list(columns) if self.outcome_type == "binary" else []
