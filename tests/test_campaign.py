@@ -152,7 +152,7 @@ def test_mapping_errors_name_the_file_column_and_rows(tmp_path):
 
 # ------------------------------------------------------------------- continuous outcomes
 def test_continuous_interval_covers_the_true_effect_at_its_nominal_rate():
-    covered, n_runs = {"discount": 0, "call": 0}, 200
+    covered, n_runs = {"discount": 0, "call": 0}, 500
     for seed in range(n_runs):
         sim = simulate_campaign(1_500, outcome_type="continuous", random_state=100 + seed)
         data = up.from_frame(sim.frame, treatment_col="arm", outcome_type="continuous")
@@ -163,8 +163,8 @@ def test_continuous_interval_covers_the_true_effect_at_its_nominal_rate():
         for inst in covered:
             covered[inst] += ate.loc[inst, "lower"] <= truth[inst] <= ate.loc[inst, "upper"]
     for inst, hits in covered.items():
-        # 95% nominal: with 200 runs a rate below 0.91 or above 0.99 is out of the binomial band
-        assert 0.91 <= hits / n_runs <= 0.99, (inst, hits)
+        # 95% nominal: with 500 runs the binomial band (3 standard errors) is 0.92 to 0.98
+        assert 0.92 <= hits / n_runs <= 0.98, (inst, hits)
 
 
 def test_continuous_campaign_through_the_configuration_reports_in_its_unit(tmp_path):
