@@ -269,7 +269,7 @@ def test_validate_checks_the_campaign_export(tmp_path):
     )  # relative to the configuration's folder
     result = cli("validate", "--config", str(path), tmp_path=tmp_path)
     assert result.returncode == 2
-    assert "campaign: column 'treatment': present (got ['customer_id', 'arm', 'outcome'])" in (
+    assert "campaign.csv: column 'treatment': present (got ['customer_id', 'arm', 'outcome'])" in (
         result.stderr
     )
 

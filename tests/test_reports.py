@@ -302,5 +302,5 @@ def test_mlflow_opens_on_runs_table_and_parent_run_has_metrics(browser, runs, ml
     # the stage report's link opens the stage's run; the parent run page lists its metrics
     page.goto(report.run_url(mlflow_ui, record["experiment_id"], record["mlflow_run_id"]))
     page.get_by_text("plan.expected_net_value").first.wait_for(timeout=180_000)
-    assert page.get_by_text("survival.concordance").count() >= 1
+    assert page.get_by_text("survival.concordance_held_out").count() >= 1
     page.close()

@@ -421,7 +421,8 @@ def test_analyse_gives_metrics_findings_and_one_score_per_active_customer(small_
     for key in (
         "median_tenure_months",
         "retention_12m",
-        "concordance",
+        "concordance_held_out",
+        "concordance_in_sample",
         "calibration_ici",
         "calibration_e50",
         "brier_12m",
@@ -541,3 +542,18 @@ def test_calibration_penalises_more_and_then_gives_up_in_words(monkeypatch, fail
     else:
         assert np.isnan(ici) and np.isnan(e50) and curve.empty
         assert "calibration is not assessed" in str(caught[0].message)
+
+
+def test_in_sample_concordance_reproduces_lifelines_published_rossi_figure():
+    from lifelines.datasets import load_rossi
+
+    rossi = load_rossi()
+    customers = rossi.rename(columns={"week": "tenure_months", "arrest": "churned"}).assign(
+        customer_id=[f"R{i}" for i in range(len(rossi))],
+        churned=lambda d: d["churned"].astype(bool),
+    )
+    covariates = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
+    cox = sv.fit_cox(customers, covariates=covariates, strata=[])
+    assert round(cox.concordance_in_sample, 3) == 0.640  # lifelines' documented rossi fit
+    fin = cox.hazard_ratios.set_index("term").loc["fin", "log_hazard_ratio"]
+    assert round(fin, 3) == -0.379

@@ -302,13 +302,14 @@ def validate(
         run_config = _load(config, as_of)
         find_stage_notebooks(run_config, notebooks_dir)
         tables, _ = load_tables(run_config.data, random_state=run_config.seed)
-        if "uplift" in run_config.stages and run_config.uplift.campaign_file:
+        campaign = ""
+        if run_config.uplift.campaign is not None:
             from retention_lab.uplift.cases import read_campaign
 
-            read_campaign(run_config.uplift)
+            campaign = f"; {read_campaign(run_config.uplift.campaign)!r}"
     except RetentionLabError as error:
         _fail(error)
-    typer.echo(f"{config}: valid; {tables!r}")
+    typer.echo(f"{config}: valid; {tables!r}{campaign}")
 
 
 @app.command()

@@ -14,9 +14,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from retention_lab.data.sources import DataConfig
+from retention_lab.data.sources import DataConfig, TableSource
 from retention_lab.errors import ConfigError
 
 PROJ_ROOT = Path(__file__).resolve().parents[2]
@@ -250,6 +250,49 @@ class MonitorConfig(_Section):
     )
 
 
+CAMPAIGN_COLUMNS = ("customer_id", "treatment", "outcome", "assignment")
+
+
+class CampaignSource(TableSource):
+    """A campaign export: where it is, how its columns and values map, what kind of data it is.
+
+    ``columns`` maps the canonical names ``customer_id``, ``treatment``,
+    ``outcome`` and ``assignment`` to the export's columns and ``values`` maps
+    the export's values, exactly as for the customers table.
+    """
+
+    control: str | int | float | bool = Field(
+        "control",
+        description="Label of the control arm (after values:), compared by value: 0 finds 0.0",
+    )
+    outcome_type: Literal["binary", "continuous"] = Field(
+        "binary",
+        description="binary (0/1, true/false: kept or not) or continuous (revenue, spend...): "
+        "effects are in the outcome's unit",
+    )
+    assignment: Literal["randomised", "observational", "mixed"] = Field(
+        "randomised",
+        description="How arms were given: randomised (every row), observational (chosen by "
+        "staff or a rule: adjusted estimates), mixed (an assignment column says random or rule)",
+    )
+    features: list[str] | None = Field(
+        None, description="Covariate columns (None = every column not mapped above)"
+    )
+
+    @model_validator(mode="after")
+    def _mixed_has_a_column(self) -> CampaignSource:
+        unknown = sorted(set(self.columns) - set(CAMPAIGN_COLUMNS))
+        if unknown:
+            raise ValueError(
+                f"columns: unknown canonical name {unknown[0]!r} (use {list(CAMPAIGN_COLUMNS)})"
+            )
+        if self.assignment == "mixed" and "assignment" not in self.columns:
+            raise ValueError(
+                "assignment mixed needs columns: {assignment: <your column>} (random or rule)"
+            )
+        return self
+
+
 class UpliftConfig(_Section):
     """Uplift modelling of retention instruments (stage 02_uplift); see ``uplift.analyse``."""
 
@@ -306,22 +349,50 @@ class UpliftConfig(_Section):
     threads: int = Field(
         1, ge=1, description="OpenMP threads per model fit (1 avoids oversubscribing busy hosts)"
     )
-    campaign_file: str | None = Field(
+    campaign: CampaignSource | None = Field(
         None,
-        description="CSV/Parquet campaign export (one row per customer: treatment, outcome, "
-        "features) used instead of the interventions table; relative to the configuration's "
-        "folder",
+        description="A campaign export (one row per customer: treatment, outcome, covariates) "
+        "analysed instead of the interventions table; its path is taken from the "
+        "configuration's folder",
     )
-    campaign_treatment_col: str = Field("treatment", description="Campaign export: arm column")
-    campaign_outcome_col: str = Field("outcome", description="Campaign export: 0/1 outcome column")
-    campaign_control: str = Field("control", description="Campaign export: the control's label")
-    campaign_id_col: str = Field("customer_id", description="Campaign export: customer id column")
-    campaign_features: list[str] | None = Field(
-        None, description="Campaign export: feature columns (None = all other columns)"
-    )
-    campaign_assignment_col: str | None = Field(
-        None, description="Campaign export: column with random/rule (None = all randomised)"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_campaign_keys(cls, raw: Any) -> Any:
+        """Read the earlier flat ``campaign_*`` keys into the ``campaign`` section."""
+        if not isinstance(raw, dict) or not any(k in raw for k in _FLAT_CAMPAIGN_KEYS):
+            return raw
+        raw = dict(raw)
+        if raw.get("campaign") is not None:
+            raise ValueError("give the campaign export either as campaign: or as campaign_* keys")
+        flat = {k: raw.pop(k) for k in _FLAT_CAMPAIGN_KEYS if k in raw}
+        if flat.get("campaign_file") is None:
+            return raw
+        columns = {
+            canonical: flat[key]
+            for key, canonical in _FLAT_CAMPAIGN_KEYS.items()
+            if canonical in CAMPAIGN_COLUMNS and flat.get(key) is not None
+        }
+        campaign: dict[str, Any] = {"path": flat["campaign_file"], "columns": columns}
+        for key in ("control", "features"):
+            if flat.get(f"campaign_{key}") is not None:
+                campaign[key] = flat[f"campaign_{key}"]
+        if flat.get("campaign_assignment_col") is not None:
+            campaign["assignment"] = "mixed"
+        raw["campaign"] = campaign
+        return raw
+
+
+# the flat keys of earlier configurations -> canonical campaign columns (or section keys)
+_FLAT_CAMPAIGN_KEYS = {
+    "campaign_file": "path",
+    "campaign_treatment_col": "treatment",
+    "campaign_outcome_col": "outcome",
+    "campaign_control": "control",
+    "campaign_id_col": "customer_id",
+    "campaign_features": "features",
+    "campaign_assignment_col": "assignment",
+}
 
 
 class PlanConfig(_Section):
@@ -451,6 +522,12 @@ class RunConfig(_Section):
         default_factory=ReportConfig, description="Presentation of the HTML reports"
     )
 
+    @model_validator(mode="after")
+    def _campaign_only_has_a_campaign(self) -> RunConfig:
+        if self.data.source == "none" and self.uplift.campaign is None:
+            raise ValueError("data.source none needs a campaign export (uplift.campaign)")
+        return self
+
     def resolved_tracking_uri(self) -> str:
         """The tracking URI this run logs to."""
         return self.tracking.tracking_uri or default_tracking_uri()
@@ -494,10 +571,12 @@ def load_config(path: str | Path) -> RunConfig:
     # every relative path is taken from the configuration file's folder
     folder = path.resolve().parent
     update: dict[str, Any] = {"data": config.data.resolve_paths(folder)}
-    campaign = config.uplift.campaign_file
-    if campaign and not Path(campaign).is_absolute():
-        campaign = str((folder / campaign).resolve())
-        update["uplift"] = config.uplift.model_copy(update={"campaign_file": campaign})
+    campaign = config.uplift.campaign
+    if campaign is not None:
+        path = config.data.resolve_path(campaign.path, folder)
+        update["uplift"] = config.uplift.model_copy(
+            update={"campaign": campaign.model_copy(update={"path": path})}
+        )
     return config.model_copy(update=update)
 
 

@@ -21,7 +21,12 @@ EFFECT_PREFIX = "effect.difference_in_means_randomised_retained_"
 # the stage metrics the pipeline (parent) MLflow run carries, as ``<stage>.<metric>``
 HEADLINE_METRICS = {
     "data": ["n_customers", "n_churned", "churn_rate"],
-    "survival": ["median_tenure_months", "retention_12m", "concordance", "calibration_ici"],
+    "survival": [
+        "median_tenure_months",
+        "retention_12m",
+        "concordance_held_out",
+        "calibration_ici",
+    ],
     "uplift": ["cases", "randomised_cases"],
     "clv": ["total_residual_value", "share_value_at_risk"],
     "plan": ["treated", "spent", "expected_net_value", "ope_dr_net_value", "true_net_value"],

@@ -151,7 +151,12 @@ def unmet_requirements(requirements: dict, tables: dict) -> list[str]:
         if name not in tables["tables"]
     ]
     if requirements.get("requires_dates") and not tables.get("has_dates", True):
-        unmet.append("customer signup and end dates (this dataset has only an aggregated tenure)")
+        has_customers = "customers" in tables["tables"]  # without customers, that is what lacks
+        unmet.append(
+            "customer signup and end dates (this dataset has only an aggregated tenure)"
+            if has_customers
+            else "the customers table"
+        )
     return unmet
 
 

@@ -38,7 +38,7 @@ DAYS_PER_MONTH = TENURE_UNIT_DAYS["months"]
 class Tables:
     """The canonical tables of one dataset at one snapshot date."""
 
-    customers: pd.DataFrame
+    customers: pd.DataFrame | None  # None for a campaign-only configuration (source none)
     as_of: date
     problems: pd.DataFrame | None = None
     interventions: pd.DataFrame | None = None
@@ -49,7 +49,7 @@ class Tables:
     @property
     def has_dates(self) -> bool:
         """Whether customers carry signup and end dates (not only an aggregated tenure)."""
-        return "signup_date" in self.customers.columns
+        return self.customers is not None and "signup_date" in self.customers.columns
 
     def available(self) -> list[str]:
         """Names of the tables present in this dataset."""
@@ -57,7 +57,7 @@ class Tables:
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{name}={len(getattr(self, name)):,}" for name in self.available())
-        return f"Tables(as_of={self.as_of}, {sizes})"
+        return f"Tables(as_of={self.as_of}, {sizes or 'no tables'})"
 
 
 def derive_tenure(
@@ -185,6 +185,8 @@ def load_tables(data_config: DataConfig, *, random_state: int) -> tuple[Tables, 
         # a market simulated without retention cases (or problems) has no such table
         raw = {name: frame for name, frame in raw.items() if frame is None or len(frame)}
         return validate_tables(raw, as_of=as_of), simulated.truth
+    if data_config.source == "none":  # a campaign export is the only data (uplift.campaign)
+        return Tables(customers=None, as_of=data_config.as_of), None
     raw, files = read_tables_from(data_config)
     tables = validate_tables(
         raw,
@@ -217,6 +219,7 @@ def read_tables(directory: str | Path) -> Tables:
     directory = Path(directory)
     meta = json.loads((directory / "tables.json").read_text())
     frames = {name: pd.read_parquet(directory / f"{name}.parquet") for name in meta["tables"]}
+    frames.setdefault("customers", None)
     return Tables(
         as_of=date.fromisoformat(meta["as_of"]),
         files=meta.get("files", {}),

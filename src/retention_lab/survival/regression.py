@@ -73,6 +73,14 @@ class CoxResult:
     means: pd.Series = field(repr=False)
 
     @property
+    def concordance_in_sample(self) -> float:
+        """Harrell's concordance on the customers the model was fitted on (lifelines').
+
+        Published Cox analyses report this figure; the held-out one is in ``Validation``.
+        """
+        return float(getattr(self.model, "concordance_index_", float("nan")))
+
+    @property
     def sampled(self) -> bool:
         """Whether the model was fitted on a random sample of the customers."""
         return self.n_customers < self.n_available

@@ -151,7 +151,8 @@ class SurvivalSummary:
             m[f"retention_{r.horizon_months:g}m_lower"] = float(r.lower)
             m[f"retention_{r.horizon_months:g}m_upper"] = float(r.upper)
         v = self.validation
-        m["concordance"] = v.concordance
+        m["concordance_held_out"] = v.concordance
+        m["concordance_in_sample"] = self.cox.concordance_in_sample
         if np.isfinite(v.ici):
             m.update({"calibration_ici": v.ici, "calibration_e50": v.e50})
         for r in v.brier.itertuples():
@@ -490,7 +491,8 @@ def findings(result: SurvivalSummary) -> list[str]:
     v = result.validation
     ranks = (
         f"On {v.n_test:,} held-out customers the model ranks churners with a concordance of "
-        f"{v.concordance:.2f}"
+        f"{v.concordance:.2f} ({result.cox.concordance_in_sample:.2f} on the customers it was "
+        "fitted on, the figure published analyses report)"
     )
     if not np.isfinite(v.ici):
         out.append(ranks + "; its calibration could not be assessed (the smoothing fit failed).")

@@ -9,6 +9,7 @@ export (one row per customer: treatment, outcome, features).
 - ``cases``: the input (adapter, campaign export, active customers to score);
 - ``design``: arm sizes, covariate balance, cross-fitted propensity, trimming;
 - ``effects``: difference in means, cross-fitted AIPW, the effect matrix;
+- ``observational``: IPW and standardisation beside AIPW, overlap, weights, balance, E-values;
 - ``learners``: causalml S/T/X/DR-learners bagged over folds (``UpliftModel``);
 - ``evaluation``: Qini/uplift curves, AUUC, calibration, the learner choice, truth checks;
 - ``summary``: ``analyse`` -> ``UpliftSummary``, ``findings``;

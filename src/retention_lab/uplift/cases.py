@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from retention_lab.data.sources import read_file
+from retention_lab.data.sources import label_text, map_columns, read_raw_table
 from retention_lab.errors import DataError
 
 DAYS_PER_MONTH = 30.4375
@@ -54,6 +54,8 @@ class UpliftInput:
         Revenue over the horizon, cost of the instrument, customer id (optional).
     strata : list of str
         Columns of the effect matrix (e.g. problem_type, segment) present in ``cases``.
+    outcome_type : str
+        "binary" (1 = retained) or "continuous" (an amount; effects in its unit).
     truth : pandas.DataFrame or None
         Simulated data only: the true retention probability per arm (one column
         per arm, rows aligned with ``cases``), ``revenue:<arm>`` columns with
@@ -78,6 +80,7 @@ class UpliftInput:
     horizon_days: int | None = None
     as_of: pd.Timestamp | None = None
     source: str = "interventions"
+    outcome_type: str = "binary"
     available: bool = True
     reason: str = ""
 
@@ -279,18 +282,23 @@ def from_frame(
     *,
     treatment_col: str = "treatment",
     outcome_col: str = "outcome",
-    control: str = "control",
+    control: object = "control",
     features: list[str] | None = None,
     id_col: str | None = "customer_id",
     assignment_col: str | None = None,
     revenue_col: str | None = None,
     cost_col: str | None = None,
     strata: list[str] | None = None,
+    outcome_type: str = "binary",
+    file: str = "campaign",
 ) -> UpliftInput:
     """Wrap a plain campaign export (one row per customer) for the stage's functions.
 
     Parameters
     ----------
+    control
+        Label of the control arm, compared by value (``0`` finds ``0.0``; see
+        :func:`~retention_lab.data.sources.label_text`).
     features
         Covariate columns; default every column except the id, treatment,
         outcome, assignment, revenue and cost columns.
@@ -300,35 +308,42 @@ def from_frame(
     strata
         Columns of the effect matrix; default the categorical features with at
         most 12 levels (first two).
+    outcome_type
+        "binary" (0/1 or true/false) or "continuous" (any finite number:
+        revenue, spend; effects are in its unit).
+    file
+        Name of the export in error messages.
 
     Returns
     -------
     UpliftInput
-        The export with ``outcome_col`` as 0/1 integers and an id column
+        The export with the treatment labels as text, ``outcome_col`` as 0/1
+        integers (binary) or floats (continuous) and an id column
         (``case_id`` = row number when ``id_col`` is missing).
     """
     for col in [treatment_col, outcome_col, *(c for c in (assignment_col,) if c)]:
         if col not in frame.columns:
-            raise DataError(
-                file="campaign", column=col, expected=f"present (got {list(frame.columns)})"
-            )
+            raise DataError(file=file, column=col, expected=f"present (got {list(frame.columns)})")
     cases = frame.reset_index(drop=True).copy()
     if id_col is None or id_col not in cases.columns:
         id_col = "case_id"
         cases[id_col] = np.arange(len(cases))
-    y = cases[outcome_col]
-    if y.dtype == bool or set(pd.unique(y.dropna())) <= {0, 1}:
-        cases[outcome_col] = y.astype(int)
-    else:
-        raise DataError(
-            file="campaign", column=outcome_col, expected="a binary outcome (0/1 or true/false)"
-        )
-    cases[treatment_col] = cases[treatment_col].astype(str)
+    cases[outcome_col] = _outcome(cases, outcome_col, id_col, outcome_type, file=file)
+    cases[treatment_col] = cases[treatment_col].map(label_text)
+    if assignment_col is not None:
+        bad = ~cases[assignment_col].isin(["random", "rule"])
+        if bad.any():
+            raise DataError(
+                file=file,
+                column=assignment_col,
+                rows=cases.loc[bad, id_col].astype(str).unique()[:20].tolist(),
+                expected="random or rule (map your labels with values:)",
+            )
     reserved = {id_col, treatment_col, outcome_col, assignment_col, revenue_col, cost_col}
     feats = list(features) if features is not None else [c for c in cases if c not in reserved]
     missing = [c for c in feats if c not in cases.columns]
     if missing:
-        raise DataError(file="campaign", column=missing[0], expected="present (a feature)")
+        raise DataError(file=file, column=missing[0], expected="present (a feature)")
     if strata is None:
         strata = [
             c
@@ -340,7 +355,7 @@ def from_frame(
         treatment_col=treatment_col,
         outcome_col=outcome_col,
         features=feats,
-        control=str(control),
+        control=label_text(control),
         id_col=id_col,
         assignment_col=assignment_col,
         revenue_col=revenue_col,
@@ -348,31 +363,70 @@ def from_frame(
         customer_col=id_col,
         strata=list(strata),
         source="campaign",
+        outcome_type=outcome_type,
     )
 
 
-def read_campaign(config) -> UpliftInput:
-    """Read the campaign export named in the configuration's ``uplift`` section.
+def _outcome(cases: pd.DataFrame, col: str, id_col: str, kind: str, *, file: str) -> pd.Series:
+    """The outcome column checked and typed: 0/1 integers (binary) or finite floats."""
+    y = cases[col]
+    if kind == "binary":
+        if y.dtype == bool or set(pd.unique(y.dropna())) <= {0, 1}:
+            return y.astype(int) if y.notna().all() else y
+        bad = ~y.isin([0, 1, True, False]) & y.notna()
+        expected = "a binary outcome (0/1 or true/false; outcome_type: continuous for amounts)"
+    else:
+        number = pd.to_numeric(y, errors="coerce")
+        bad = (number.isna() | ~np.isfinite(number.fillna(0.0))) & y.notna()
+        if not bad.any():
+            return number.astype(float)
+        expected = "a continuous outcome (a finite number)"
+    rows = cases.loc[bad, id_col].astype(str).unique()[:20].tolist()
+    raise DataError(file=file, column=col, rows=rows, expected=expected)
 
-    ``load_config`` makes a relative ``campaign_file`` absolute from the
-    configuration's folder, like every path of a configuration.
+
+def read_campaign(source, *, database: str | None = None, base_dir: str | None = None):
+    """Read, map and wrap a campaign export (the configuration's ``uplift.campaign``).
+
+    ``source`` is a :class:`~retention_lab.config.CampaignSource`: its
+    ``columns`` map the canonical ``customer_id``, ``treatment``, ``outcome``
+    and ``assignment`` to the export's columns and its ``values`` map labels,
+    as for the customers table. ``assignment`` says how arms were given:
+    every row randomised, every row observational (staff or a rule chose), or
+    mixed (the assignment column says random or rule per row).
+    ``load_config`` makes a relative path absolute from the configuration's folder.
+
+    Returns
+    -------
+    UpliftInput
+        See :func:`from_frame`; cases in canonical names (customer_id,
+        treatment, outcome, assignment when not randomised, the covariates).
     """
-    frame, _ = read_file(config.campaign_file)
+    frame, label = read_raw_table("campaign", source, database=database, base_dir=base_dir)
+    frame = map_columns(frame, "campaign", source, file=label)
+    assignment_col = None
+    if source.assignment == "observational":
+        frame = frame.assign(assignment="rule")
+        assignment_col = "assignment"
+    elif source.assignment == "mixed":
+        assignment_col = "assignment"
     return from_frame(
         frame,
-        treatment_col=config.campaign_treatment_col,
-        outcome_col=config.campaign_outcome_col,
-        control=config.campaign_control,
-        features=config.campaign_features,
-        id_col=config.campaign_id_col,
-        assignment_col=config.campaign_assignment_col,
+        treatment_col="treatment",
+        outcome_col="outcome",
+        control=source.control,
+        features=source.features,
+        id_col="customer_id",
+        assignment_col=assignment_col,
+        outcome_type=source.outcome_type,
+        file=label,
     )
 
 
 def prepare(tables, *, config, truth=None) -> UpliftInput:
     """The stage's cases: the campaign export when configured, else the canonical adapter."""
-    if config.campaign_file:
-        return read_campaign(config)
+    if config.campaign is not None:
+        return read_campaign(config.campaign)
     return case_table(
         tables, horizon_months=config.horizon_months, features=config.features, truth=truth
     )

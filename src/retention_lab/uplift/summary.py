@@ -16,6 +16,7 @@ from retention_lab.uplift import design
 from retention_lab.uplift import effects as ef
 from retention_lab.uplift import evaluation as ev
 from retention_lab.uplift import hazard as hz
+from retention_lab.uplift import observational as obs
 from retention_lab.uplift import pooling as po
 from retention_lab.uplift.cases import UpliftInput
 from retention_lab.uplift.learners import UpliftModel, fit_learners
@@ -47,6 +48,7 @@ class UpliftSummary:
     trimmed_share: float = float("nan")
     control: str = "none"
     outcome: str = "retained"
+    outcome_type: str = "binary"
     revenue_outcome: str | None = None
     arm_sizes: pd.DataFrame = field(default_factory=lambda: _empty(design.ARM_SIZE_COLUMNS))
     balance: pd.DataFrame = field(
@@ -90,6 +92,9 @@ class UpliftSummary:
     pooled: pd.DataFrame = field(default_factory=lambda: _empty(po.POOLED_COLUMNS))
     costs: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     models: dict[str, UpliftModel] = field(default_factory=dict)
+    observational: pd.DataFrame = field(default_factory=lambda: _empty(obs.DIAGNOSTIC_COLUMNS))
+    features: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     strata: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -124,6 +129,11 @@ class UpliftSummary:
             key = f"{r.estimator}_{r.population}_{r.outcome}_{r.instrument}"
             if np.isfinite(r.effect):
                 out[f"effect.{key}"] = float(r.effect)
+                out[f"std_error.{key}"] = float(r.std_error)
+                out[f"lower.{key}"], out[f"upper.{key}"] = float(r.lower), float(r.upper)
+        for r in self.observational.itertuples():
+            out[f"e_value.{r.outcome}_{r.instrument}"] = float(r.e_value)
+            out[f"ess_treated.{r.outcome}_{r.instrument}"] = float(r.ess_treated)
         for r in self.chosen.itertuples():
             out[f"qini.{r.instrument}"] = float(r.qini)
         for r in self.chosen_money().itertuples():
@@ -155,6 +165,22 @@ class UpliftSummary:
         """The money Qini curves of the chosen learner per instrument (for ``plot_qini``)."""
         keys = self.chosen[["instrument", "learner"]]
         return self.money_curves.merge(keys, on=["instrument", "learner"])
+
+    def observational_table(self) -> pd.DataFrame:
+        """Overlap, weights, balance and E-value per instrument on the main outcome.
+
+        Returns
+        -------
+        pandas.DataFrame
+            instrument, trimmed, ess_treated, ess_control, max_smd_before,
+            max_smd_after, e_value, e_value_ci (see ``observational.diagnostics``).
+        """
+        d = self.observational[self.observational["outcome"] == self.outcome]
+        return d[obs.TABLE_COLUMNS].reset_index(drop=True)
+
+    def percent(self, *columns: str) -> list[str]:
+        """The ``columns`` to show as percentages: all for a binary outcome, none otherwise."""
+        return list(columns) if self.outcome_type == "binary" else []
 
     def chosen_truth(self) -> pd.DataFrame:
         """Truth metrics of the chosen learner per instrument (simulated data only).
@@ -369,7 +395,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
 
     outcomes = [data.outcome_col] + ([data.revenue_col] if data.revenue_col else [])
     pooled = _empty(po.POOLED_COLUMNS)
-    ate_parts, matrix_parts = [], []
+    ate_parts, matrix_parts, diag_parts = [], [], []
     costs = ef.mean_costs(data)
     for outcome in outcomes:
         is_rev = outcome == data.revenue_col
@@ -396,7 +422,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             data, outcome, keep=keep, folds=cfg.folds, random_state=rng.integers(2**31), **params
         )
         scores = ef.aipw_scores(data, outcome, mu, prop)
-        if not is_rev and data.strata:
+        if not is_rev and data.strata and data.outcome_type == "binary":  # retention scale
             pooled = po.pooled_effects(data, scores, prop, keep=keep, min_cases=cfg.min_cell_cases)
         if rule.any():
             dr = ef.aipw_effects(
@@ -404,6 +430,25 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             )
             dr = dr.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
             ate_parts.append(dr)
+            adjusted = obs.adjusted_effects(data, outcome, mu, prop, mask=rule & keep)
+            adjusted = adjusted.merge(
+                ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left"
+            )
+            ate_parts.append(adjusted)
+            binary = data.outcome_type == "binary" and not is_rev
+            diag_parts.append(
+                obs.diagnostics(
+                    data,
+                    outcome,
+                    dr,
+                    scores,
+                    prop,
+                    bal,
+                    mask=rule & keep,
+                    trim_bounds=tuple(cfg.trim_bounds),
+                    binary=binary,
+                )
+            )
             alld = ef.aipw_effects(data, scores, mask=keep, outcome_col=outcome, population="all")
             alld = alld.merge(ef.true_effects(data, mask=keep, revenue=is_rev), how="left")
             ate_parts.append(alld)
@@ -433,11 +478,11 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
                 ef.true_effects(data, mask=rand, by=data.strata, revenue=is_rev), how="left"
             )
             matrix_parts.append(rcell)
-    ate = pd.concat(ate_parts, ignore_index=True)
+    ate = pd.concat([p for p in ate_parts if not p.empty] or ate_parts, ignore_index=True)
     if "true_effect" not in ate.columns:
         ate["true_effect"] = np.nan
     matrix = (
-        pd.concat(matrix_parts, ignore_index=True)
+        pd.concat([p for p in matrix_parts if not p.empty] or matrix_parts, ignore_index=True)
         if matrix_parts
         else _empty([*data.strata, *ef.EFFECT_COLUMNS])
     )
@@ -458,13 +503,19 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
     )
     # ------------------------------------------------------- individual effects
     test = _split(data, cfg.test_share, rng)
+    notes = []
+    if not test.any():  # learners are judged on held-out randomised cases only
+        notes.append(
+            "Individual effects were not modelled: no case was randomised, and the learners "
+            "are only evaluated (and chosen) on held-out randomised cases."
+        )
     train = keep & ~test
     train_idx = np.flatnonzero(train)
     if cfg.max_train_cases and len(train_idx) > cfg.max_train_cases:
         train_idx = np.sort(rng.choice(train_idx, size=cfg.max_train_cases, replace=False))
     models = fit_learners(
         data.cases.iloc[train_idx].reset_index(drop=True),
-        learners=list(cfg.learners),
+        learners=list(cfg.learners) if test.any() else [],
         treatment_col=data.treatment_col,
         outcome_col=data.outcome_col,
         features=data.features,
@@ -539,6 +590,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         trimmed_share=trimmed_share,
         control=data.control,
         outcome=data.outcome_col,
+        outcome_type=data.outcome_type,
         revenue_outcome=data.revenue_col,
         arm_sizes=arms,
         balance=bal,
@@ -556,6 +608,13 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         truth_check=truth_check,
         costs=costs,
         models=models,
+        observational=(
+            pd.concat(diag_parts, ignore_index=True)
+            if diag_parts
+            else _empty(obs.DIAGNOSTIC_COLUMNS)
+        ),
+        features=list(data.features),
+        notes=notes,
         strata=list(data.strata),
         seconds=seconds,
     )
@@ -565,10 +624,18 @@ def _pp(x: float) -> str:
     return f"{x * 100:+.1f} pp"
 
 
+def _unit(summary: UpliftSummary):
+    """Formatter of an effect in the outcome's unit: pp for a binary outcome, else its own."""
+    if summary.outcome_type == "binary":
+        return _pp
+    return lambda x: f"{x:+,.3g}"
+
+
 def findings(summary: UpliftSummary) -> list[str]:
     """Plain-language findings, every number computed from ``summary``."""
     if not summary.available:
         return [f"Uplift analysis not available for this dataset: {summary.reason}."]
+    _pp = _unit(summary)  # effects in the outcome's unit: pp for a binary outcome
     out = [
         f"{summary.n_cases:,} retention cases with an observed outcome, "
         f"{summary.n_randomised:,} of them randomised."
@@ -582,10 +649,12 @@ def findings(summary: UpliftSummary) -> list[str]:
             f"{r.instrument} {_pp(r.effect)} (95% CI {_pp(r.lower)} to {_pp(r.upper)})"
             for r in rnd.itertuples()
         ]
-        out.append(
-            "Randomised comparison against no action, change in the share still "
-            "customers at the horizon: " + "; ".join(parts) + "."
+        change = (
+            "change in the share still customers at the horizon"
+            if summary.outcome_type == "binary"
+            else f"change in the mean {y}"
         )
+        out.append(f"Randomised comparison against no action, {change}: " + "; ".join(parts) + ".")
     est = summary.pooled_table("retention").dropna(subset=["pooled"])
     if len(est):
         # 75 cells are read at once: a cell is called out by its posterior probability under
@@ -641,6 +710,8 @@ def findings(summary: UpliftSummary) -> list[str]:
                 f"(selection bias {_pp(r['gap'])}); {summary.trimmed_share:.1%} of the "
                 "rule-assigned cases lacked common support and were trimmed."
             )
+    diag = summary.observational
+    out += obs.findings(summary.features, diag[diag["outcome"] == y], ate, _pp)
     out += _hazard_findings(summary)
     if not summary.chosen.empty:
         lm = summary.learner_metrics.merge(summary.chosen[["instrument", "learner"]])
@@ -664,7 +735,7 @@ def findings(summary: UpliftSummary) -> list[str]:
             f"uplift retains {top:.1f} extra customers per 100 treated against {rnd30:.1f} "
             "for a random 30% (mean over instruments)."
         )
-    return out
+    return out + summary.notes
 
 
 def _hazard_findings(summary: UpliftSummary) -> list[str]:
