@@ -162,7 +162,15 @@ class UpliftSummary:
         return self.money_metrics.merge(keys, on=["instrument", "learner"])[cols]
 
     def chosen_money_curves(self) -> pd.DataFrame:
-        """The money Qini curves of the chosen learner per instrument (for ``plot_qini``)."""
+        """The money Qini curves of the chosen learner per instrument (for ``plot_qini``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            instrument, learner, share, qini, qini_lower, qini_upper (extra net
+            revenue per treated case and its band), uplift, uplift_lower,
+            uplift_upper, random.
+        """
         keys = self.chosen[["instrument", "learner"]]
         return self.money_curves.merge(keys, on=["instrument", "learner"])
 
@@ -265,11 +273,24 @@ class UpliftSummary:
         return t.reindex(columns=cols).reset_index(drop=True)
 
     def pooling_accuracy(self) -> pd.DataFrame:
-        """Simulated data: raw against pooled RMSE and interval coverage (``pooling``)."""
+        """Simulated data: raw against pooled RMSE and interval coverage (``pooling``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            scale, cells, raw_rmse, pooled_rmse, rmse_ratio, raw_coverage, pooled_coverage.
+        """
         return po.pooling_accuracy(self.pooled)
 
     def observed_vs_randomised(self) -> pd.DataFrame:
-        """Per cell: the rule cases' doubly robust estimate against the randomised one."""
+        """Per cell: the rule cases' doubly robust estimate against the randomised one.
+
+        Returns
+        -------
+        pandas.DataFrame
+            instrument, problem_type, segment, random_estimate, rule_estimate,
+            difference, lower, upper, disagree (see ``pooling.observational_vs_randomised``).
+        """
         return po.observational_vs_randomised(
             self.pooled.loc[self.pooled["scale"] == "retention"], min_se=0.1
         )
