@@ -90,8 +90,9 @@ CHANGED_BY_A_COMPETITOR_ENTRY = {
     "all",
     *(f"problem_type={problem}" for problem in
       ("competitor_offer", "network", "billing", "price", "service")),
+    # shares of churn sum to one: when competitor churn grows every other reason's share falls
     *(f"churn_reason={reason}" for reason in
-      ("competitor", "price", "network", "billing", "service", "other")),
+      ("competitor", "price", "network", "billing", "service", "relocation", "other")),
     *(f"instrument=discount|problem_type={problem}" for problem in
       ("competitor_offer", "price", "billing")),
 }  # fmt: skip
