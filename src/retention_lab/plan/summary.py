@@ -419,7 +419,12 @@ def _off_policy(
     treated_share = allocation.n_treated / max(n_candidates, 1)
     rule_probs = rule.probabilities(cases) if rule is not None else None
     if pooled is not None and len(pooled):
-        effect, effect_std = pin.pooled_matrix(pooled, cases, instruments)
+        # as for the candidates: the cell's effect spread by risk, here each past case's
+        # cross-fitted probability of leaving without an instrument
+        effect, effect_std = pin.spread_by_risk(
+            *pin.pooled_matrix(pooled, cases, instruments),
+            cases.assign(p_churn=1.0 - p_hat[:, 0]),
+        )
     else:
         effect, effect_std = _model_effects(model, boot_models, cases, instruments)
         effect = None  # the plan's rule on past cases uses the cross-fitted model
