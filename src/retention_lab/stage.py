@@ -133,11 +133,8 @@ class StageContext:
         self._log_artifact(path, "figures")
 
     def log_model(self, model: object, name: str) -> None:
-        """Log a fitted model to MLflow (pickled)."""
+        """Log a fitted model to MLflow (pickled in ``<stage>/models``)."""
         if not self.mlflow_run_id:
-            return
-        if not self.logged_by_runner:
-            tracking.log_pickle(self.tracking_uri, self.mlflow_run_id, model, name)
             return
         directory = self.stage_dir / "models"
         directory.mkdir(exist_ok=True)

@@ -13,7 +13,6 @@ import fcntl
 import logging
 import math
 import os
-import pickle
 import re
 import tempfile
 import time
@@ -194,14 +193,6 @@ def log_artifact(
 def log_figure(tracking_uri: str, run_id: str, figure, name: str) -> None:
     """Log a matplotlib figure as ``figures/<name>``."""
     _client(tracking_uri).log_figure(run_id, figure, f"figures/{name}")
-
-
-def log_pickle(tracking_uri: str, run_id: str, obj: object, name: str) -> None:
-    """Log a fitted model (any picklable object) as ``models/<name>.pkl``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name}.pkl"
-        path.write_bytes(pickle.dumps(obj))
-        log_artifact(tracking_uri, run_id, path, "models")
 
 
 def log_pyfunc(
