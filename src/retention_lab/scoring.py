@@ -32,6 +32,7 @@ import pandas as pd
 from retention_lab import tracking
 from retention_lab.clv.contractual import monthly_margin, residual_values
 from retention_lab.survival.scores import score_active
+from retention_lab.units import Z95
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkFrame
@@ -174,8 +175,8 @@ class UpliftScorer:
             F.lit(self.model.learner).alias("learner"),
             "arm.effect",
             "arm.effect_std",
-            (F.col("arm.effect") - 1.96 * F.col("arm.effect_std")).alias("effect_lower"),
-            (F.col("arm.effect") + 1.96 * F.col("arm.effect_std")).alias("effect_upper"),
+            (F.col("arm.effect") - Z95 * F.col("arm.effect_std")).alias("effect_lower"),
+            (F.col("arm.effect") + Z95 * F.col("arm.effect_std")).alias("effect_upper"),
         )
 
 

@@ -25,8 +25,9 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from retention_lab.clv.rfm import DAYS_PER_MONTH, check_discount_rate
+from retention_lab.clv.rfm import check_discount_rate
 from retention_lab.errors import DataError
+from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 

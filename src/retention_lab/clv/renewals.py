@@ -21,6 +21,7 @@ import pandas as pd
 from scipy.special import betaln, hyp2f1
 
 from retention_lab.errors import DataError
+from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def renewal_table(
     year = sub[cohort_col].dt.year
     rows = []
     for cohort, group in sub.groupby(year):
-        youngest = (as_of - group[cohort_col].max()).days / 30.4375
+        youngest = (as_of - group[cohort_col].max()).days / DAYS_PER_MONTH
         periods = int(youngest // period_months)
         tenure = group["tenure_months"].to_numpy(float)
         churned = group["churned"].to_numpy(bool)

@@ -31,7 +31,6 @@ import pandas as pd
 
 from retention_lab.errors import DataError, DataProblem
 
-DAYS_PER_MONTH = 30.4375
 SUMMARY_COLUMNS = ["customer_id", "frequency", "recency", "T", "monetary_value"]
 
 

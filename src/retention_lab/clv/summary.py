@@ -14,12 +14,12 @@ from retention_lab.clv import contractual as ct
 from retention_lab.clv import renewals as rn
 from retention_lab.clv import transactional as tr
 from retention_lab.clv.rfm import (
-    DAYS_PER_MONTH,
     calibration_holdout,
     check_discount_rate,
     rfm_summary,
     validate_transactions,
 )
+from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 

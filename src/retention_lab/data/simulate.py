@@ -45,11 +45,11 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from retention_lab.data import _sim_model as sm
+from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 
 CUSTOMER_ID_DTYPE = pd.StringDtype("pyarrow")
-DAYS_PER_MONTH = 30.4375
 
 
 class MarketShock(BaseModel):

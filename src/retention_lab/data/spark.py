@@ -34,6 +34,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from retention_lab.errors import DataError, DataProblem
+from retention_lab.units import DAYS_PER_MONTH
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DAYS_PER_MONTH = 30.4375
 MAX_EXAMPLES = 5
 # strftime directive -> Spark datetime pattern letters
 _STRFTIME_TO_SPARK = {

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from retention_lab.monitor.quantities import Z95
+from retention_lab.units import Z95
 
 KEYS = ["stage", "family", "quantity", "group"]
 PSI_EPSILON = 1e-4

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-DAYS_PER_MONTH = 30.4375
+from retention_lab.units import DAYS_PER_MONTH
+
 QUANTILE_LEVELS = np.round(np.linspace(0.0, 1.0, 41), 4)
 PROFILE_COLUMNS = ["section", "feature", "level", "value", "n"]
 DEFAULT_FEATURES = ("segment", "plan", "contract", "channel", "monthly_fee", "age", "data_usage_gb")

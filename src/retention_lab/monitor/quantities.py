@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-Z95 = 1.959963984540054
+from retention_lab.units import Z95
+
 QUANTITY_COLUMNS = [
     "stage",
     "family",

@@ -26,10 +26,10 @@ from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
 from retention_lab.errors import DataError
+from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 
-DAYS_PER_MONTH = 30.4375
 CONTROL = "none"
 COVARIATES = ("segment", "plan", "contract", "channel", "age", "data_usage_gb", "monthly_fee")
 CATEGORICAL = ("segment", "plan", "contract", "channel", "problem_type")

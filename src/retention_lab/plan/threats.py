@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-Z95 = 1.959963984540054
+from retention_lab.units import Z95
+
 DO_NOTHING = "do nothing"
 
 

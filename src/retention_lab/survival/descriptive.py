@@ -11,14 +11,13 @@ import pandas as pd
 from lifelines import KaplanMeierFitter, NelsonAalenFitter
 from lifelines.statistics import logrank_test, multivariate_logrank_test
 from lifelines.utils import median_survival_times
-from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from retention_lab.errors import StatisticalWarning
 from retention_lab.survival._prep import DURATION, EVENT, check_customers
+from retention_lab.units import Z95
 
 ALL = "all"
-Z95 = float(stats.norm.ppf(0.975))
 
 
 def _grid(customers: pd.DataFrame, step: float) -> np.ndarray:

@@ -32,8 +32,8 @@ from retention_lab.survival._prep import (
     sample_customers,
     stratum_keys,
 )
-from retention_lab.survival.descriptive import Z95
 from retention_lab.survival.threats import TREATED, mark_treated, problem_episodes
+from retention_lab.units import DAYS_PER_MONTH, Z95
 
 HR_COLUMNS = [
     "term",
@@ -401,7 +401,7 @@ def fit_aft(
     check_level_events(design, fit_on[EVENT].to_numpy(bool))
     frame = design.X.assign(
         **{
-            DURATION: np.maximum(fit_on[DURATION].to_numpy(float), 0.5 / 30.4375),
+            DURATION: np.maximum(fit_on[DURATION].to_numpy(float), 0.5 / DAYS_PER_MONTH),
             EVENT: fit_on[EVENT].to_numpy(bool),
         }
     )

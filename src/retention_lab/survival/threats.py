@@ -10,9 +10,9 @@ import pandas as pd
 
 from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.survival._prep import DURATION, EVENT, check_customers
-from retention_lab.survival.descriptive import ALL, Z95
+from retention_lab.survival.descriptive import ALL
+from retention_lab.units import DAYS_PER_MONTH, Z95
 
-DAYS_PER_MONTH = 30.4375
 HALF_DAY = 0.5 / DAYS_PER_MONTH
 TREATED = ", treated"
 UNKNOWN = "unknown"

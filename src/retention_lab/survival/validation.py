@@ -22,9 +22,9 @@ from retention_lab.survival._prep import (
     require_events,
     sample_customers,
 )
-from retention_lab.survival.descriptive import Z95
 from retention_lab.survival.regression import CoxResult, fit_cox
 from retention_lab.survival.scores import survival_curves
+from retention_lab.units import Z95
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import pandas as pd
 
 from retention_lab.data.sources import label_text, map_columns, read_raw_table
 from retention_lab.errors import DataError
+from retention_lab.units import DAYS_PER_MONTH
 
-DAYS_PER_MONTH = 30.4375
 CANONICAL_FEATURES = (
     "tenure_months",
     "segment",

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from retention_lab.units import Z95
 from retention_lab.uplift.cases import UpliftInput
 from retention_lab.uplift.design import _seed, encoded, fold_ids
 
-Z95 = float(stats.norm.ppf(0.975))
 EFFECT_COLUMNS = [
     "instrument",
     "outcome",

@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from retention_lab.uplift.effects import Z95
+from retention_lab.units import Z95
 
 SHARES = (0.1, 0.2, 0.3)
 GRID = np.linspace(0.01, 1.0, 100)

@@ -24,9 +24,9 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from retention_lab.errors import StatisticalWarning
-from retention_lab.uplift.cases import DAYS_PER_MONTH, UpliftInput
+from retention_lab.units import DAYS_PER_MONTH, Z95
+from retention_lab.uplift.cases import UpliftInput
 from retention_lab.uplift.design import is_categorical
-from retention_lab.uplift.effects import Z95
 
 CHANGE_ALPHA = 0.05  # family-wise level of the recent-against-earlier tests
 HAZARD_COLUMNS = [

@@ -20,6 +20,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
 
 from retention_lab.errors import DataError
+from retention_lab.units import Z95
 from retention_lab.uplift.design import _as_str, _seed, fold_ids, make_encoder
 
 log = logging.getLogger(__name__)
@@ -232,8 +233,8 @@ class UpliftModel:
                 "effect_std": std.ravel(),
             }
         )
-        out["effect_lower"] = out["effect"] - 1.96 * out["effect_std"]
-        out["effect_upper"] = out["effect"] + 1.96 * out["effect_std"]
+        out["effect_lower"] = out["effect"] - Z95 * out["effect_std"]
+        out["effect_upper"] = out["effect"] + Z95 * out["effect_std"]
         return out
 
 

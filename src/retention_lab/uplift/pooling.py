@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from retention_lab.units import Z95
 from retention_lab.uplift import effects as ef
 from retention_lab.uplift.cases import UpliftInput
 
-Z95 = ef.Z95
 SCALES = ("retention", "log_hazard")
 POOLED_COLUMNS = [
     "instrument",
