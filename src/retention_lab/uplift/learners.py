@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
 
+from retention_lab.config import UpliftConfig
 from retention_lab.errors import DataError
 from retention_lab.units import Z95
 from retention_lab.uplift.design import _as_str, _seed, fold_ids, make_encoder
@@ -49,6 +50,10 @@ def _meta_learner(kind: str, base, control: str):
     raise ValueError(f"unknown learner {kind!r}; choose one of {list(LEARNERS)}")
 
 
+# the base models' defaults are the configuration's (``uplift:`` section), defined there once
+_DEFAULTS = {name: field.default for name, field in UpliftConfig.model_fields.items()}
+
+
 class UpliftModel:
     """A multi-treatment uplift learner (causalml) bagged over cross-fitting folds.
 
@@ -69,12 +74,12 @@ class UpliftModel:
         learner: str = "t",
         *,
         control: str = "none",
-        folds: int = 3,
-        max_iter: int = 100,
-        learning_rate: float = 0.1,
-        max_leaf_nodes: int = 15,
-        min_samples_leaf: int = 50,
-        l2_regularization: float = 0.0,
+        folds: int = _DEFAULTS["folds"],
+        max_iter: int = _DEFAULTS["max_iter"],
+        learning_rate: float = _DEFAULTS["learning_rate"],
+        max_leaf_nodes: int = _DEFAULTS["max_leaf_nodes"],
+        min_samples_leaf: int = _DEFAULTS["min_samples_leaf"],
+        l2_regularization: float = _DEFAULTS["l2_regularization"],
         random_state: int | None = None,
     ):
         self.learner = learner
