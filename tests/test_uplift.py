@@ -19,7 +19,7 @@ from retention_lab.config import UpliftConfig, parse_config
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import DataError, StatisticalWarning
-from retention_lab.uplift import effects as ef
+from retention_lab.units import Z95
 from retention_lab.uplift.hazard import instrument_hazard_ratios as hazard_ratios
 from retention_lab.uplift.hazard import recent_changes
 
@@ -163,7 +163,7 @@ def test_doubly_robust_is_closer_to_the_truth_than_naive_where_the_rule_confound
     ate = summary.ate_table()
     naive = ate[ate["estimator"] == "naive"].set_index("instrument")
     dr = ate[(ate["estimator"] == "aipw") & (ate["population"] == "rule")].set_index("instrument")
-    naive_se = (naive["upper"] - naive["lower"]) / (2 * ef.Z95)
+    naive_se = (naive["upper"] - naive["lower"]) / (2 * Z95)
     naive_err = (naive["effect"] - naive["true_effect"]).abs()
     confounded = naive_err[naive_err > 2 * naive_se].index
     assert "discount" in confounded  # the rule gives discounts to the riskiest customers

@@ -231,7 +231,7 @@ def plot_qini(curves: pd.DataFrame, *, kind: str = "qini", currency: str = "") -
     ylabel = {
         "qini": "Extra retained / 100 treated",
         "uplift": "Effect in top share (pp)",
-        "money": f"Net revenue / treated case ({currency})".replace(" ()", ""),
+        "money": "Net revenue / treated case" + (f" ({currency})" if currency else ""),
     }[kind]
     scale = 1.0 if kind == "money" else 100.0
     for ax, inst in zip(axes, instruments, strict=False):

@@ -146,6 +146,10 @@ class UpliftSummary:
             out[f"truth_pehe.{r.instrument}"] = float(r.pehe)
         return {k: v for k, v in out.items() if np.isfinite(v)}
 
+    def _of_chosen(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a per-learner table that belong to each instrument's chosen learner."""
+        return frame.merge(self.chosen[["instrument", "learner"]], on=["instrument", "learner"])
+
     def chosen_money(self) -> pd.DataFrame:
         """Qini in money (net revenue per treated case) of the chosen learner per instrument.
 
@@ -158,8 +162,7 @@ class UpliftSummary:
         cols = ["instrument", "learner", "qini", "qini_lower", "qini_upper"]
         if self.money_metrics.empty:
             return _empty(cols)
-        keys = self.chosen[["instrument", "learner"]]
-        return self.money_metrics.merge(keys, on=["instrument", "learner"])[cols]
+        return self._of_chosen(self.money_metrics)[cols]
 
     def chosen_money_curves(self) -> pd.DataFrame:
         """The money Qini curves of the chosen learner per instrument (for ``plot_qini``).
@@ -171,8 +174,7 @@ class UpliftSummary:
             revenue per treated case and its band), uplift, uplift_lower,
             uplift_upper, random.
         """
-        keys = self.chosen[["instrument", "learner"]]
-        return self.money_curves.merge(keys, on=["instrument", "learner"])
+        return self._of_chosen(self.money_curves)
 
     def observational_table(self) -> pd.DataFrame:
         """Overlap, weights, balance and E-value per instrument on the main outcome.
@@ -201,7 +203,7 @@ class UpliftSummary:
         """
         if self.truth_check.empty or self.chosen.empty:
             return self.truth_check.iloc[0:0]
-        return self.truth_check.merge(self.chosen[["instrument", "learner"]])
+        return self._of_chosen(self.truth_check)
 
     def ate_table(self, outcome: str | None = None) -> pd.DataFrame:
         """Average effects on one outcome (default retention): randomised and rule side by side.
