@@ -119,6 +119,19 @@ def test_stage_that_never_writes_results_is_a_failure(reports_dir, tracking_uri)
     assert "results.json" in outcome.failed_stage.error
 
 
+def test_a_stage_whose_table_breaks_its_contract_fails_before_a_later_stage_reads_it(
+    reports_dir, tracking_uri
+):
+    outcome = run(["survival", "answer"], reports_dir)
+    assert outcome.status == "failed" and outcome.failed_stage.stage == "survival"
+    error = outcome.failed_stage.error
+    assert "stage 'survival', table 'scores' breaks its declared contract" in error
+    assert "column 'p_churn_horizon'" in error and "(C2, C3)" in error
+    record = json.loads((outcome.run_dir / "run.json").read_text())
+    assert [s["status"] for s in record["stages"]] == ["failed", "not run"]
+    assert MlflowClient(tracking_uri).get_run(outcome.mlflow_run_id).info.status == "FAILED"
+
+
 def test_unknown_stage_is_rejected_before_any_folder_is_made(reports_dir, tracking_uri):
     with pytest.raises(ConfigError, match=r"no notebook for stage 'nope'.*known stages"):
         run(["answer", "nope"], reports_dir)

@@ -8,9 +8,10 @@ import sys
 import pandas as pd
 import pytest
 
+from retention_lab import contract
 from retention_lab.config import dump_config
 from retention_lab.data import fingerprint, load_tables
-from retention_lab.errors import MissingStageOutput
+from retention_lab.errors import MissingStageOutput, OutputContractError
 from retention_lab.stage import open_stage, read_artifacts, read_results, scratch_folder
 
 from .conftest import make_config
@@ -47,9 +48,45 @@ def test_missing_upstream_output_names_the_stage_to_run(tmp_path, config_file):
     stage = open_stage("plan", config_file=str(config_file), run_dir=str(tmp_path / "run"))
     with pytest.raises(MissingStageOutput, match=r"run the 'survival' stage before 'plan'"):
         stage.read_output("survival", "scores")
+    with pytest.raises(MissingStageOutput, match=r"churn probability within the horizon"):
+        stage.read_output("survival", "scores")  # the error says what the missing table holds
     producer = open_stage("survival", config_file=str(config_file), run_dir=str(tmp_path / "run"))
-    producer.save_table(pd.DataFrame({"customer_id": ["C1"], "p": [0.5]}), "scores")
-    assert stage.read_output("survival", "scores")["p"].tolist() == [0.5]
+    producer.save_table(SCORES, "scores")
+    assert stage.read_output("survival", "scores")["p_churn_horizon"].tolist() == [0.5]
+
+
+SCORES = pd.DataFrame(
+    {"customer_id": ["C1"], "tenure_months": [3.0], "horizon_months": [6.0],
+     "p_churn_horizon": [0.5], "expected_remaining_months": [12.0]}
+)  # fmt: skip
+
+
+def test_a_table_that_breaks_its_contract_is_refused_naming_stage_table_column_and_rows(
+    tmp_path, config_file
+):
+    stage = open_stage("survival", config_file=str(config_file), run_dir=str(tmp_path / "run"))
+    broken = pd.concat([SCORES, SCORES.assign(customer_id="C2", p_churn_horizon=1.4)])
+    with pytest.raises(OutputContractError) as caught:
+        stage.save_table(broken, "scores")
+    message = str(caught.value)
+    assert "stage 'survival', table 'scores'" in message
+    assert "column 'p_churn_horizon'" in message and "(C2)" in message and "C1" not in message
+    assert not (tmp_path / "run" / "survival" / "scores.parquet").exists()
+    with pytest.raises(OutputContractError, match=r"column 'horizon_months'.*required column"):
+        stage.save_table(SCORES.drop(columns="horizon_months"), "scores")
+    with pytest.raises(OutputContractError, match=r"survival stage saves: scores, hazard_ratios"):
+        stage.save_table(SCORES, "risk_scores")  # not a declared output
+    with pytest.raises(OutputContractError, match="no such output is declared"):
+        stage.read_output("survival", "risk_scores")
+
+
+def test_every_declared_output_has_a_schema_and_an_empty_table_takes_its_types():
+    for output in contract.OUTPUTS:
+        assert output.schema().name == output.file and output.description
+        empty = pd.DataFrame({c.name: pd.Series([], dtype=object) for c in output.columns})
+        typed = contract.check_output(output.stage, output.name, empty)
+        numbers = [c.name for c in output.columns if c.kind == "number"]
+        assert all(str(typed[name].dtype) == "float64" for name in numbers), output.file
 
 
 def test_finish_writes_results_for_the_report(tmp_path, config_file):
@@ -93,6 +130,14 @@ def test_each_stage_gets_its_own_reproducible_random_state(tmp_path, config_file
     assert survival.random_state != survival.config.seed
 
 
+ACTIONS = pd.DataFrame(
+    {"customer_id": ["C1"], "instrument": ["discount"], "problem_type": ["price"],
+     "segment": ["vip"], "expected_saved_value": [90.0], "cost": [20.0],
+     "expected_net_value": [70.0], "value": [900.0], "retention_gain": [0.1],
+     "gain_lower": [0.02], "gain_upper": [0.18], "p_churn": [0.4], "reason": ["best net value"]}
+)  # fmt: skip
+
+
 def test_log_file_and_save_table_reach_the_stage_run_in_mlflow(tmp_path, config_file, tracking_uri):
     from mlflow.tracking import MlflowClient
 
@@ -105,7 +150,7 @@ def test_log_file_and_save_table_reach_the_stage_run_in_mlflow(tmp_path, config_
     path = tmp_path / "actions.csv"
     path.write_text("customer_id\n")
     stage.log_file(path)
-    stage.save_table(pd.DataFrame({"customer_id": ["C1"]}), "actions")
+    stage.save_table(ACTIONS, "actions")
     # opened as the runner opens a stage, the files are listed for the runner to log
     assert read_artifacts(tmp_path, "plan") == [
         (path.resolve(), "files"),
@@ -115,7 +160,7 @@ def test_log_file_and_save_table_reach_the_stage_run_in_mlflow(tmp_path, config_
     assert client.list_artifacts(run_id) == []
     direct = dataclasses.replace(stage, logged_by_runner=False)  # a stage outside a run logs
     direct.log_file(path)
-    direct.save_table(pd.DataFrame({"customer_id": ["C1"]}), "actions")
+    direct.save_table(ACTIONS, "actions")
     assert [a.path for a in client.list_artifacts(run_id, "files")] == ["files/actions.csv"]
     assert [a.path for a in client.list_artifacts(run_id, "tables")] == ["tables/actions.parquet"]
 

@@ -44,14 +44,16 @@ def test_open_run_folder_reads_the_stored_tables_and_stage_outputs(tmp_path, con
     stage = open_stage("survival", config_file=str(config_file), run_dir=str(tmp_path / "run"))
     stored = stage.tables()
     dump_config(stage.config, tmp_path / "run" / "config.yaml")
-    stage.save_table(pd.DataFrame({"customer_id": ["C1"], "p_churn": [0.25]}), "scores")
+    scores = {"customer_id": ["C1"], "tenure_months": [4.0], "horizon_months": [6.0],
+              "p_churn_horizon": [0.25], "expected_remaining_months": [10.0]}  # fmt: skip
+    stage.save_table(pd.DataFrame(scores), "scores")
 
     data = rl.open(tmp_path / "run")
     assert data.run_dir == tmp_path / "run"
     assert fingerprint(data.tables) == fingerprint(stored)
     assert data.truth is not None
     assert data.outputs() == {"survival": ["scores"]}
-    assert data.output("survival", "scores")["p_churn"].tolist() == [0.25]
+    assert data.output("survival", "scores")["p_churn_horizon"].tolist() == [0.25]
     with pytest.raises(ConfigError, match="fixed at its snapshot date"):
         rl.open(tmp_path / "run", as_of="2024-01-01")
 

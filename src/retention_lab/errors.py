@@ -93,12 +93,22 @@ class ConfigError(RetentionLabError):
 class MissingStageOutput(RetentionLabError):
     """A stage needs a file an earlier stage writes, and it is not there."""
 
-    def __init__(self, *, stage: str, needs: str, path: str):
+    def __init__(self, *, stage: str, needs: str, path: str, holds: str = ""):
         self.stage, self.needs, self.path = stage, needs, path
+        what = f" ({holds})" if holds else ""
         super().__init__(
-            f"{path} is missing: run the '{needs}' stage before '{stage}' "
+            f"{path} is missing{what}: run the '{needs}' stage before '{stage}' "
             f"(add it to 'stages' in the configuration)"
         )
+
+
+class OutputContractError(RetentionLabError):
+    """A stage saved (or asked for) a table that breaks the declared contract between stages."""
+
+    def __init__(self, *, stage: str, table: str, problems: Sequence[DataProblem | str]):
+        self.stage, self.table, self.problems = stage, table, list(problems)
+        listed = "; ".join(str(p) for p in self.problems)
+        super().__init__(f"stage '{stage}', table '{table}' breaks its declared contract: {listed}")
 
 
 class NotARun(RetentionLabError):

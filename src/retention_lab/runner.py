@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from retention_lab import lifecycle, provenance, report, tracking
+from retention_lab import contract, lifecycle, provenance, report, tracking
 from retention_lab.config import (
     KERNEL_NAME,
     NOTEBOOKS_DIR,
@@ -33,7 +33,7 @@ from retention_lab.config import (
     dump_config,
     flatten,
 )
-from retention_lab.errors import ConfigError, OutputError, RetentionLabError
+from retention_lab.errors import ConfigError, OutputContractError, OutputError, RetentionLabError
 from retention_lab.lifecycle import describe
 from retention_lab.run_summary import headline_metrics
 from retention_lab.stage import (
@@ -324,6 +324,12 @@ def _execute_stage(
     results = read_results(run_dir, stage)
     if error is None and results is None:
         error = "the notebook finished without writing results.json (stage.finish was not called)"
+    if error is None:  # its tables are checked before a later stage reads them
+        try:
+            saved = sorted(path.stem for path in stage_dir.glob("*.parquet"))
+            contract.check_saved(run_dir, stage, saved)
+        except OutputContractError as exc:
+            error = str(exc)
     status = "failed" if error else "succeeded"
     findings = results["findings"] if results and not error else []
     html = None

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retention_lab import tracking
+from retention_lab import contract, tracking
 from retention_lab.config import DATA_DIR, RunConfig, dump_config, load_config, resolve_path
 from retention_lab.data.loaders import Tables, load_tables, read_tables, write_tables
 from retention_lab.errors import MissingStageOutput
@@ -87,11 +87,17 @@ class StageContext:
         return read_truth(self.run_dir)
 
     def save_table(self, frame: pd.DataFrame, name: str) -> None:
-        """Store a table as ``<stage>/<name>.parquet`` for later stages and log it to MLflow.
+        """Store a declared output as ``<stage>/<name>.parquet`` and log it to MLflow.
 
+        ``name`` must be one of this stage's outputs in ``retention_lab.contract``;
+        the table is checked against its schema now when the notebook runs on
+        its own, and by the runner as soon as the stage ends in a pipeline run.
         The MLflow copy (artifact ``tables/<name>.parquet``) is what the
         monitoring stage compares across runs.
         """
+        contract.declared(self.name, name)
+        if not self.logged_by_runner:
+            frame = contract.check_output(self.name, name, frame)
         path = self.stage_dir / f"{name}.parquet"
         frame.to_parquet(path, index=False)
         self._log_artifact(path, "tables")
@@ -201,10 +207,17 @@ def read_truth(run_dir: Path):
 
 
 def read_output(run_dir: Path, stage: str, name: str, *, reader: str) -> pd.DataFrame:
-    """The table ``name`` that ``stage`` saved in a run folder; the error names who needs it."""
-    path = Path(run_dir) / stage / f"{name}.parquet"
+    """The declared output ``name`` that ``stage`` saved in a run folder.
+
+    A name the contract does not list is refused; a missing table's error says
+    what it holds and names the stage to run.
+    """
+    output = contract.declared(stage, name)
+    path = Path(run_dir) / output.file
     if not path.exists():
-        raise MissingStageOutput(stage=reader, needs=stage, path=str(path))
+        raise MissingStageOutput(
+            stage=reader, needs=stage, path=str(path), holds=output.description
+        )
     return pd.read_parquet(path, partitioning=None) if path.is_dir() else pd.read_parquet(path)
 
 

@@ -218,7 +218,17 @@ def value_schema(
 _DATAFRAME_CHECK_COLUMN = {"end_date >= signup_date": "end_date"}
 
 
+_BOUND_WORDS = {
+    "in_range": "the range {} to {}",
+    "greater_than_or_equal_to": "the minimum {}",
+    "less_than_or_equal_to": "the maximum {}",
+}
+
+
 def _expected_text(check: str) -> str:
+    name, _, bounds = check.partition("(")
+    if name in _BOUND_WORDS:
+        return _BOUND_WORDS[name].format(*bounds.rstrip(")").split(", "))
     return {
         "field_uniqueness": "unique values (duplicates found)",
         "not_nullable": "a value in every row (empty cells found)",
@@ -229,9 +239,10 @@ def _type_word(dtype: str) -> str:
     return {"datetime64[ns]": "date", "float64": "number", "str": "text"}.get(dtype, dtype)
 
 
-def _problems_from(
+def problems_from(
     errors: SchemaErrors, frame: pd.DataFrame, *, file: str, id_column: str
 ) -> list[DataProblem]:
+    """One ``DataProblem`` per failing column and check, rows named by ``id_column`` if present."""
     cases = errors.failure_cases.copy()
     problems = []
     frame_level = cases["schema_context"] == "DataFrameSchema"
@@ -303,7 +314,7 @@ def validate_table(
         typed = type_schema(table, aggregated=aggregated).validate(frame, lazy=True)
     except SchemaErrors as errors:
         raise DataError(
-            problems=_problems_from(errors, frame, file=file, id_column="customer_id")
+            problems=problems_from(errors, frame, file=file, id_column="customer_id")
         ) from None
     known = _column_types(table, aggregated)
     other_numbers = [
@@ -318,7 +329,7 @@ def validate_table(
         return schema.validate(typed, lazy=True)
     except SchemaErrors as errors:
         raise DataError(
-            problems=_problems_from(errors, typed, file=file, id_column="customer_id")
+            problems=problems_from(errors, typed, file=file, id_column="customer_id")
         ) from None
 
 

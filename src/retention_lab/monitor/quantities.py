@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from retention_lab.contract import monitored_tables
 from retention_lab.units import Z95
 
 QUANTITY_COLUMNS = [
@@ -44,15 +45,11 @@ QUANTITY_COLUMNS = [
     "reference",
     "reference_se",
 ]
-# the tables the monitored quantities come from, read from every run that saved them
-TABLES_READ: dict[str, tuple[str, ...]] = {
-    "survival": ("hazard_ratios", "threats"),
-    "uplift": ("effect_matrix", "instrument_hazard_ratios"),
-    "clv": ("values",),
-    "monitoring": ("input_profile",),
-}
+# the tables the monitored quantities come from, read from every run that saved them, as the
+# contract between stages declares them
+TABLES_READ: dict[str, tuple[str, ...]] = monitored_tables("history")
 # read from the current run only: its plan's actions rank the flags (``compare.rank_flags``)
-RANKING_TABLES: dict[str, tuple[str, ...]] = {"plan": ("actions",)}
+RANKING_TABLES: dict[str, tuple[str, ...]] = monitored_tables("current")
 EFFECT_COLUMNS = ("effect", "estimate", "uplift", "ate", "log_hazard_effect")
 
 
