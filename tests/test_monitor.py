@@ -258,7 +258,8 @@ def test_the_current_run_is_read_from_its_folder_with_its_plan_for_the_ranking(t
     (tmp_path / "uplift" / "results.json").write_text(
         json.dumps({"status": "succeeded", "metrics": {"cases": 10.0}})
     )
-    current = monitor.current_outputs(tmp_path, ["uplift", "plan"], as_of="2024-01-01")
+    context = StageContext("monitoring", make_config(stages=["uplift", "plan"]), tmp_path)
+    current = context.this_run(as_of="2024-01-01")
     assert set(current.tables) == {("uplift", "instrument_hazard_ratios"), ("plan", "actions")}
     assert current.metrics == {"uplift": {"cases": 10.0}}
 
@@ -382,6 +383,13 @@ def log_run(
     return child
 
 
+def monitoring_stage(tracking_uri, run_id, *, experiment=EXPERIMENT) -> StageContext:
+    """The monitoring stage's context in a pipeline run whose stage run is ``run_id``."""
+    tracking_config = {"experiment": experiment, "tracking_uri": tracking_uri}
+    config = RunConfig(name="test", tracking=tracking_config)
+    return StageContext("monitoring", config, Path(tempfile.mkdtemp()), mlflow_run_id=run_id)
+
+
 def test_history_is_read_from_mlflow_newest_first_and_skips_failed_runs(market, tracking_uri):
     before, after = market(None, seed=2, n_customers=2000)
     p1, p2 = monitor.input_profile(before), monitor.input_profile(after)
@@ -389,10 +397,10 @@ def test_history_is_read_from_mlflow_newest_first_and_skips_failed_runs(market, 
     log_run(tracking_uri, p1, "2021-10-01", status=False)  # a failed run is no reference
     log_run(tracking_uri, p1, "2022-01-01")
     current = log_run(tracking_uri, p2, "2022-07-01", monitoring=False)
-    earlier = monitor.earlier_outputs(tracking_uri, current, max_runs=5)
+    earlier = monitoring_stage(tracking_uri, current).earlier_runs(max_runs=5)
     assert [o.as_of for o in earlier] == ["2022-01-01", "2021-07-01"]
     pd.testing.assert_frame_equal(earlier[0].table("monitoring", "input_profile"), p1)
-    assert monitor.earlier_outputs(tracking_uri, None) == []  # interactive: no history
+    assert monitoring_stage(tracking_uri, None).earlier_runs(5) == []  # interactive: no history
 
 
 def flagged_after(tracking_uri, before, after, config: MonitorConfig, experiment: str):
@@ -415,7 +423,8 @@ def flagged_after(tracking_uri, before, after, config: MonitorConfig, experiment
     current_child = log_run(
         tracking_uri, None, str(after.as_of), monitoring=False, experiment=experiment
     )
-    previous = monitor.earlier_outputs(tracking_uri, current_child, max_runs=config.n_runs)
+    stage = monitoring_stage(tracking_uri, current_child, experiment=experiment)
+    previous = stage.earlier_runs(max_runs=config.n_runs)
     current = monitor.RunOutputs(
         run_id=current_child, started=pd.Timestamp.now(), as_of=str(after.as_of),
         tables={("monitoring", "input_profile"): profile(after),

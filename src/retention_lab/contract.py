@@ -326,11 +326,11 @@ def declared(stage: str, name: str) -> StageOutput:
         ) from None
 
 
-def monitored_tables(kind: Literal["history", "current"]) -> dict[str, tuple[str, ...]]:
+def monitored_tables(*kinds: Literal["history", "current"]) -> dict[str, tuple[str, ...]]:
     """The tables the monitor reads, by stage: across runs (``history``) or this run's only."""
     tables: dict[str, tuple[str, ...]] = {}
     for output in OUTPUTS:
-        if output.monitored == kind:
+        if output.monitored in kinds:
             tables[output.stage] = (*tables.get(output.stage, ()), output.name)
     return tables
 

@@ -20,7 +20,7 @@ import logging
 import pickle
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +39,38 @@ ARTIFACTS_FILE = "artifacts.json"  # what the runner logs for a stage: [path, ar
 RUN_CONFIG_FILE = "config.yaml"
 TABLES_DIR = "tables"
 TRUTH_DIR = "truth"
+AS_OF_TAG = "data_as_of"  # the pipeline run's tag of its data's snapshot date (provenance)
+
+
+@dataclass
+class RunOutputs:
+    """What one pipeline run left behind: metrics and tables per stage.
+
+    ``tables`` maps ``(stage, name)`` to a DataFrame; ``started`` is the run's
+    start (or the current time for the run in progress); ``as_of`` the data's
+    snapshot date when known.
+    """
+
+    run_id: str | None
+    started: pd.Timestamp
+    as_of: str = ""
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    tables: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """How a reviewer recognises the run: its snapshot date, else its start."""
+        return self.as_of or f"{self.started:%Y-%m-%d %H:%M}"
+
+    def table(self, stage: str, name: str) -> pd.DataFrame | None:
+        """A saved table, or ``None``.
+
+        Returns
+        -------
+        pandas.DataFrame or None
+            The table as its stage saved it (its columns: ``retention_lab.contract``).
+        """
+        return self.tables.get((stage, name))
 
 
 @dataclass
@@ -125,6 +157,60 @@ class StageContext:
         Spark, ``retention_lab.scoring.score_in_spark``); the partition column is left out.
         """
         return read_output(self.run_dir, stage, name, reader=self.name)
+
+    def this_run(
+        self, *, as_of: str = "", more: dict[tuple[str, str], pd.DataFrame] | None = None
+    ) -> RunOutputs:
+        """The run in progress: its finished stages' metrics and the outputs the monitor reads.
+
+        ``more`` adds tables this stage computed and has not saved yet (the
+        monitor's input profile), keyed ``(stage, name)``.
+        """
+        outputs = RunOutputs(run_id=self.mlflow_run_id, started=pd.Timestamp.now(), as_of=as_of)
+        read = contract.monitored_tables("history", "current")
+        for stage in self.config.stages:
+            results = read_results(self.run_dir, stage)
+            if results and results.get("status") == "succeeded":
+                outputs.metrics[stage] = results.get("metrics", {})
+            for name in read.get(stage, ()):
+                path = self.run_dir / stage / f"{name}.parquet"
+                if path.is_file():
+                    outputs.tables[(stage, name)] = pd.read_parquet(path)
+        outputs.tables.update(more or {})
+        return outputs
+
+    def earlier_runs(self, max_runs: int) -> list[RunOutputs]:
+        """Finished earlier pipeline runs of this experiment, newest first, read from MLflow.
+
+        Each holds its stage runs' metrics and the outputs the contract marks as
+        compared across runs. Run interactively (no MLflow run, so no parent
+        pipeline run) there is no history and the list is empty.
+        """
+        if not self.mlflow_run_id:
+            return []
+        uri = self.tracking_uri
+        pipeline_run_id = tracking.parent_of(uri, self.mlflow_run_id)
+        if not pipeline_run_id:
+            return []
+        compared = contract.monitored_tables("history")
+        out = []
+        for run in tracking.earlier_pipeline_runs(uri, pipeline_run_id, max_runs=max_runs):
+            outputs = RunOutputs(
+                run_id=run["run_id"],
+                started=pd.Timestamp(run["start_time"], unit="ms"),
+                as_of=run["tags"].get(AS_OF_TAG, ""),
+            )
+            for stage, child in tracking.stage_runs(uri, run["run_id"]).items():
+                if child["status"] != "FINISHED" or child["tags"].get("skipped") == "true":
+                    continue
+                outputs.metrics[stage] = child["metrics"]
+                for name in compared.get(stage, ()):
+                    table = tracking.read_table(uri, child["run_id"], name)
+                    if table is not None:
+                        outputs.tables[(stage, name)] = table
+            out.append(outputs)
+        log.info("read %d earlier runs of the experiment", len(out))
+        return out
 
     def log_figure(self, figure, name: str) -> None:
         """Save a figure as PNG in ``<stage>/figures`` and log it to MLflow.

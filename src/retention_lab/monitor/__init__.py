@@ -4,8 +4,8 @@ The stage's library (``notebooks/05_monitoring.ipynb`` calls it):
 
 - profile: ``input_profile`` (key feature distributions, recent problem rates and
   churn-reason mix, measured on the run's tables and stored for the next run);
-- history: ``current_outputs`` (the run in progress, from its folder) and
-  ``earlier_outputs`` (finished earlier runs of the experiment, from MLflow);
+- the runs it compares come from the stage context: ``stage.this_run`` (the run
+  in progress, from its folder) and ``stage.earlier_runs`` (from MLflow);
 - quantities: ``run_quantities`` turns a run's metrics and tables into one long table;
 - compare: ``compare_quantities``, ``compare_distributions``, ``psi``, ``holm``,
   ``flag_changes`` (the flag rule), ``trends``, ``rank_flags``;
@@ -21,7 +21,6 @@ from retention_lab.monitor.compare import (
     rank_flags,
     trends,
 )
-from retention_lab.monitor.history import current_outputs, earlier_outputs
 from retention_lab.monitor.profile import input_profile
 from retention_lab.monitor.quantities import (
     QUANTITY_COLUMNS,
@@ -49,9 +48,7 @@ __all__ = [
     "analyse",
     "compare_distributions",
     "compare_quantities",
-    "current_outputs",
     "describe",
-    "earlier_outputs",
     "effect_quantities",
     "findings",
     "flag_changes",

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from retention_lab.contract import monitored_tables
+from retention_lab.stage import RunOutputs
 from retention_lab.units import Z95
 
 QUANTITY_COLUMNS = [
@@ -45,44 +45,7 @@ QUANTITY_COLUMNS = [
     "reference",
     "reference_se",
 ]
-# the tables the monitored quantities come from, read from every run that saved them, as the
-# contract between stages declares them
-TABLES_READ: dict[str, tuple[str, ...]] = monitored_tables("history")
-# read from the current run only: its plan's actions rank the flags (``compare.rank_flags``)
-RANKING_TABLES: dict[str, tuple[str, ...]] = monitored_tables("current")
 EFFECT_COLUMNS = ("effect", "estimate", "uplift", "ate", "log_hazard_effect")
-
-
-@dataclass
-class RunOutputs:
-    """What one pipeline run left behind: metrics and tables per stage.
-
-    ``tables`` maps ``(stage, name)`` to a DataFrame; ``started`` is the run's
-    start (or the current time for the run in progress); ``as_of`` the data's
-    snapshot date when known.
-    """
-
-    run_id: str | None
-    started: pd.Timestamp
-    as_of: str = ""
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    tables: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """How a reviewer recognises the run: its snapshot date, else its start."""
-        return self.as_of or f"{self.started:%Y-%m-%d %H:%M}"
-
-    def table(self, stage: str, name: str) -> pd.DataFrame | None:
-        """A saved table, or ``None``.
-
-        Returns
-        -------
-        pandas.DataFrame or None
-            The table as its stage saved it, with the columns of the function that
-            made it (for ``("survival", "scores")``, :func:`retention_lab.survival.score_active`).
-        """
-        return self.tables.get((stage, name))
 
 
 def _rows(rows: list[dict]) -> pd.DataFrame:
@@ -442,7 +405,7 @@ def run_quantities(outputs: RunOutputs) -> pd.DataFrame:
     """
     survival = survival_quantities(
         outputs.metrics.get("survival", {}),
-        {name: outputs.table("survival", name) for name in TABLES_READ["survival"]},
+        {name: outputs.table("survival", name) for name in monitored_tables("history")["survival"]},
     )
     parts = [
         survival,

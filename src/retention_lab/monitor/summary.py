@@ -231,7 +231,7 @@ def analyse(
 ) -> MonitorSummary:
     """Compare the current run with the previous one and the trend of the last ``n_runs``.
 
-    ``previous`` are earlier runs, newest first (``history.earlier_outputs``).
+    ``previous`` are earlier runs, newest first (``StageContext.earlier_runs``).
     Flag rule: see ``retention_lab.monitor.compare``.
     """
     runs = [*reversed(list(previous)[: max(n_runs - 1, 1)]), current]
