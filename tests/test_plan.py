@@ -256,12 +256,7 @@ def test_action_list_has_the_crm_columns_and_a_csv(summary, tmp_path):
 
 
 def test_threats_and_playbook_rank_and_choose(summary):
-    threats = summary.threats
-    assert list(threats["rank"]) == list(range(1, len(threats) + 1))
-    assert (threats["ratio_lower"] <= threats["rate_ratio"]).all()
-    # the simulator's strongest problems (competitor offers, network) raise churn the most
-    top = threats.sort_values("rate_ratio", ascending=False)["problem_type"].iloc[:2]
-    assert set(top) == {"competitor_offer", "network"}
+    assert summary.threats.empty  # without the survival stage's threats the plan ranks none
     book = summary.playbook
     assert {"best", "runner_up", "cost_per_saved", "return_on_spend"} <= set(book.columns)
     assert (book.loc[book["best"] == "do nothing", "best_net_value"] == 0).all()
@@ -360,20 +355,27 @@ def test_plan_with_a_huge_budget_or_a_closed_instrument(market):
     assert closed.by_instrument.set_index("instrument").loc["technician_visit", "customers"] == 0
 
 
-def test_threat_table_adds_the_survival_stage_hazard_ratios(market):
+def test_threats_are_the_survival_stages_valued_by_the_segments_that_report_them(market):
     data, tables, inputs = market
-    cox = pd.DataFrame(
-        {
-            "problem_type": ["price", "network"],
-            "hazard_ratio": [2.4, 2.0],
-            "hr_lower": [2.2, 1.8],
-            "hr_upper": [2.6, 2.2],
-        }
-    )
-    table = plan.threat_table(tables, values=inputs.values, adjusted=cox).set_index("problem_type")
-    assert table.loc["price", "cox_hazard_ratio"] == 2.4
-    assert table.loc["network", "cox_hr_upper"] == 2.2
-    assert np.isnan(table.loc["billing", "cox_hazard_ratio"])
+    survival_threats = pd.DataFrame(
+        {"problem_type": ["price", "network"], "hazard_ratio": [2.4, 2.0],
+         "hr_lower": [2.2, 1.8], "hr_upper": [2.6, 2.2], "attributable_churn": [100.0, 300.0],
+         "attributable_lower": [80.0, 250.0], "attributable_upper": [120.0, 350.0],
+         "share_of_churn": [0.05, 0.15], "rank": [2, 1]}
+    )  # fmt: skip
+    table = plan.threat_table(survival_threats, tables, values=inputs.values)
+    assert list(table["rank"]) == [1, 2] and table["value_lost"].is_monotonic_decreasing
+    row = table.set_index("problem_type").loc["price"]
+    assert row["hazard_ratio"] == 2.4 and row["hr_upper"] == 2.6  # the Cox estimate, unchanged
+    # by hand: each price report weighs its customer's segment mean value
+    segment_value = inputs.values.groupby("segment")["value"].mean()
+    segment = data.customers.set_index("customer_id")["segment"]
+    reports = data.problems.loc[data.problems["problem_type"] == "price", "customer_id"]
+    expected = segment.reindex(reports).map(segment_value).mean()
+    assert row["value_per_churn"] == pytest.approx(expected, rel=1e-9)
+    assert row["value_lost"] == pytest.approx(100.0 * expected)
+    assert row["value_lower"] == pytest.approx(80.0 * expected)
+    assert plan.threat_table(None, tables, values=inputs.values).empty
 
 
 # ------------------------------------------------- pooled effects, null market

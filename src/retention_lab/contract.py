@@ -279,6 +279,19 @@ OUTPUTS: tuple[StageOutput, ...] = (
         monitored="current",
     ),
     StageOutput(
+        "plan",
+        "threats",
+        "the survival stage's threats valued in money and ranked by the value their churn destroys",
+        (
+            _text("problem_type", nullable=False),
+            *_positives("hazard_ratio", "hr_lower", "hr_upper"),
+            *_numbers("attributable_churn", "attributable_lower", "attributable_upper"),
+            _share("share_of_churn"),
+            *_numbers("value_per_churn", "value_lost", "value_lower", "value_upper"),
+            _count("rank"),
+        ),
+    ),
+    StageOutput(
         "monitoring",
         "input_profile",
         "this run's input profile: feature distributions, problem rates and churn by reason",

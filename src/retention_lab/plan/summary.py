@@ -91,7 +91,7 @@ class PlanSummary:
     costs : pandas.DataFrame
         Cost per instrument (``inputs.instrument_costs``).
     threats : pandas.DataFrame
-        Threat criticality (``threats.threat_table``).
+        The survival stage's threats valued and ranked by the value lost (``threats.threat_table``).
     playbook : pandas.DataFrame
         Best instrument per problem type x segment (``threats.playbook``).
     allocation : Allocation
@@ -341,9 +341,7 @@ def analyse(
     )
     actions = _actions(cand, choice, effect, effect_std, cost, instruments)
     by_instrument = _by_instrument(choice, effect, value, cost, instruments, capacity)
-    threats = threat_table(
-        tables, values=values, window_days=config.open_problem_days, adjusted=inputs.threats
-    )
+    threats = threat_table(inputs.threats, tables, values=values)
     return PlanSummary(
         budget=float(config.budget),
         instruments=instruments,
@@ -646,10 +644,11 @@ def findings(summary: PlanSummary, *, currency: str = "USD") -> list[str]:
     if len(summary.threats):
         t = summary.threats.iloc[0]
         out.append(
-            f"The most costly threat is {t['problem_type']}: churn is {t['rate_ratio']:.1f} "
-            f"times as frequent while it is open, and its excess churn "
-            f"({t['share_of_churn']:.0%} of all churn) destroyed about "
-            f"{money(t['value_lost'])} of value."
+            f"The most costly threat is {t['problem_type']}: while it is open the churn hazard "
+            f"is {t['hazard_ratio']:.2f} times as high (95% CI {t['hr_lower']:.2f} to "
+            f"{t['hr_upper']:.2f}), and the churn it causes ({t['share_of_churn']:.0%} of all "
+            f"churn) destroyed about {money(t['value_lost'], (t['value_lower'], t['value_upper']))}"
+            " of value."
         )
     if len(summary.playbook):
         nothing = int((summary.playbook["best"] == "do nothing").sum())

@@ -1,9 +1,7 @@
 """Threat criticality and the instrument playbook.
 
-``threat_table`` ranks problem types by how often they happen, how much they
-raise the churn rate while they are open (a crude rate ratio: churns per
-customer-day inside the problem windows against outside them), the churn they
-cause (excess churns and their share of all churn) and the value that churn
+``threat_table`` puts a value on the survival stage's threats (the churn each
+problem type causes, from its Cox model) and ranks them by the value that churn
 destroys. ``playbook`` picks, per problem type and segment, the instrument with
 the best expected net value (effect x customer value - cost), the runner-up,
 or "do nothing" where no instrument pays off.
@@ -14,114 +12,67 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from retention_lab.units import Z95
-
 DO_NOTHING = "do nothing"
 
 
-def threat_table(
-    tables,
-    *,
-    values: pd.DataFrame,
-    window_days: float = 91.0,
-    adjusted: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Problem types ranked by the value their churn destroys.
+def threat_table(threats: pd.DataFrame | None, tables, *, values: pd.DataFrame) -> pd.DataFrame:
+    """The survival stage's threats in money, ranked by the value their churn destroys.
 
-    A churn counts as inside a problem window when it happens within
-    ``window_days`` of a problem of that type. The rate ratio compares churns
-    per customer-day inside windows with the rate outside any window (customer
-    time outside = all customer time minus the windows; overlaps are ignored),
-    with a log-normal 95% CI. Excess churns are ``inside * (1 - 1/ratio)``
-    (bounds from the ratio's CI); value lost weighs each excess churn by the mean
-    value of an active customer of the churned customers' segments.
-
-    ``adjusted`` is the survival stage's threat table (Cox model with problems
-    as time-varying covariates); when given, its hazard ratio and 95% CI are
-    added as ``cox_hazard_ratio``, ``cox_hr_lower``, ``cox_hr_upper`` (adjusted for
-    the customer covariates, unlike the crude rate ratio).
+    The churn each problem type causes is the survival stage's (``threats``:
+    hazard ratios from the Cox model with problems as time-varying covariates,
+    adjusted for the customer covariates, and the attributable churn with its
+    95% bounds); the plan adds what it costs. Each caused churn is valued at the
+    mean value of a customer of the segments that report the problem: the
+    segments' mean values (``values``, the clv stage's) weighted by their share
+    of the problem's reports.
 
     Returns
     -------
     pandas.DataFrame
-        problem_type, problems, customers, rate_ratio, ratio_lower, ratio_upper,
-        churns_inside, excess_churn, excess_lower, excess_upper, share_of_churn,
-        share_lower, share_upper, value_lost, value_lower, value_upper, rank.
+        problem_type, hazard_ratio, hr_lower, hr_upper, attributable_churn,
+        attributable_lower, attributable_upper, share_of_churn, value_per_churn,
+        value_lost, value_lower, value_upper, rank (by value lost). Empty when
+        the survival stage gave no threats.
     """
-    cols = [
-        "problem_type", "problems", "customers", "rate_ratio", "ratio_lower", "ratio_upper",
-        "churns_inside", "excess_churn", "excess_lower", "excess_upper", "share_of_churn",
-        "share_lower", "share_upper", "value_lost", "value_lower", "value_upper", "rank",
+    kept = [
+        "problem_type", "hazard_ratio", "hr_lower", "hr_upper", "attributable_churn",
+        "attributable_lower", "attributable_upper", "share_of_churn",
     ]  # fmt: skip
-    problems, cust = tables.problems, tables.customers
-    if problems is None or problems.empty or "end_date" not in cust.columns:
-        return pd.DataFrame(columns=cols)
-    as_of = pd.Timestamp(tables.as_of)
-    c = cust[["customer_id", "signup_date", "end_date"]].assign(
-        customer_id=cust["customer_id"].astype(str)
-    )
-    stop = c["end_date"].fillna(as_of)
-    total_days = float((stop - c["signup_date"]).dt.days.clip(lower=0).sum())
-    churned = c["end_date"].notna()
-    p = problems[["customer_id", "date", "problem_type"]].assign(
-        customer_id=problems["customer_id"].astype(str),
-        problem_type=problems["problem_type"].astype(str),
-    )
-    p = p.merge(c, on="customer_id")
-    win_end = (p["date"] + pd.Timedelta(days=window_days)).where(
-        lambda x: x < p["end_date"].fillna(as_of), p["end_date"].fillna(as_of)
-    )
-    p["exposure"] = (win_end - p["date"]).dt.days.clip(lower=0)
-    p["churn_inside"] = (
-        p["end_date"].notna()
-        & (p["end_date"] >= p["date"])
-        & (p["end_date"] < p["date"] + pd.Timedelta(days=window_days))
-    )
-    seg_value = pd.Series(dtype=float)
-    if "segment" in values.columns:
-        seg_value = values.groupby(values["segment"].astype(str))["value"].mean()
-    mean_value = float(values["value"].mean()) if len(values) else 0.0
-    segment = cust.set_index(cust["customer_id"].astype(str)).get("segment")
-    p["value"] = (
-        segment.reindex(p["customer_id"]).astype(str).map(seg_value).to_numpy(float)
-        if segment is not None and len(seg_value)
-        else mean_value
-    )
-    p["value"] = p["value"].fillna(mean_value)
-    inside_days = float(p["exposure"].sum())
-    inside_churn = int(p.drop_duplicates("customer_id", keep="last")["churn_inside"].sum())
-    outside_churn = max(int(churned.sum()) - inside_churn, 1)
-    outside_rate = outside_churn / max(total_days - inside_days, 1.0)
-    n_churned = max(int(churned.sum()), 1)
-    rows = []
-    for kind, g in p.groupby("problem_type", sort=True):
-        a = int(g["churn_inside"].sum())
-        rate = a / max(float(g["exposure"].sum()), 1.0)
-        rr = rate / outside_rate if a else 0.0
-        se = np.sqrt(1.0 / max(a, 1) + 1.0 / outside_churn)
-        lo, hi = (rr * np.exp(-Z95 * se), rr * np.exp(Z95 * se)) if a else (0.0, 0.0)
-
-        def excess(ratio: float, a: int = a) -> float:
-            return a * (1.0 - 1.0 / ratio) if ratio > 1 else 0.0
-
-        v = float(g.loc[g["churn_inside"], "value"].mean()) if a else 0.0
-        ex, ex_lo, ex_hi = excess(rr), excess(lo), excess(hi)
-        rows.append(
-            (kind, len(g), g["customer_id"].nunique(), rr, lo, hi, a, ex, ex_lo, ex_hi,
-             ex / n_churned, ex_lo / n_churned, ex_hi / n_churned, ex * v, ex_lo * v, ex_hi * v)
-        )  # fmt: skip
-    table = pd.DataFrame(rows, columns=cols[:-1]).sort_values(
-        "value_lost", ascending=False, ignore_index=True
-    )
+    money = ["value_per_churn", "value_lost", "value_lower", "value_upper", "rank"]
+    if threats is None or threats.empty:
+        return pd.DataFrame(columns=kept + money)
+    table = threats[kept].assign(problem_type=threats["problem_type"].astype(str))
+    table["value_per_churn"] = table["problem_type"].map(_value_per_churn(tables, values))
+    table["value_per_churn"] = table["value_per_churn"].fillna(_mean_value(values))
+    for bound, column in (("value_lost", "attributable_churn"),
+                          ("value_lower", "attributable_lower"),
+                          ("value_upper", "attributable_upper")):  # fmt: skip
+        table[bound] = table[column] * table["value_per_churn"]
+    table = table.sort_values("value_lost", ascending=False, ignore_index=True)
     table["rank"] = np.arange(1, len(table) + 1)
-    if adjusted is not None and {"problem_type", "hazard_ratio"} <= set(adjusted.columns):
-        cox = adjusted.assign(problem_type=adjusted["problem_type"].astype(str))
-        cox = cox.drop_duplicates("problem_type").set_index("problem_type")
-        pairs = (("hazard_ratio", "cox_hazard_ratio"), ("hr_lower", "cox_hr_lower"),
-                 ("hr_upper", "cox_hr_upper"))  # fmt: skip
-        for k, (src, dst) in enumerate(p for p in pairs if p[0] in cox.columns):
-            table.insert(6 + k, dst, table["problem_type"].map(cox[src]).to_numpy(float))
     return table
+
+
+def _mean_value(values: pd.DataFrame) -> float:
+    return float(values["value"].mean()) if len(values) else 0.0
+
+
+def _value_per_churn(tables, values: pd.DataFrame) -> pd.Series:
+    """Per problem type: the mean customer value of its segments, weighted by their reports."""
+    problems, customers = tables.problems, tables.customers
+    if problems is None or problems.empty or not {"segment"} <= {*values, *customers}:
+        return pd.Series(dtype=float)
+    segment_value = values.groupby(values["segment"].astype(str))["value"].mean()
+    segment = customers.set_index(customers["customer_id"].astype(str))["segment"].astype(str)
+    reports = pd.DataFrame(
+        {
+            "problem_type": problems["problem_type"].astype(str).to_numpy(),
+            "value": segment.reindex(problems["customer_id"].astype(str))
+            .map(segment_value)
+            .to_numpy(float),
+        }
+    )
+    return reports.groupby("problem_type")["value"].mean()
 
 
 def playbook(
