@@ -248,12 +248,14 @@ def analyse(
     if unknown:
         notes.append(f"capacities for unknown instruments {unknown} were ignored")
     capacity = np.array([float(config.capacities.get(a, np.inf)) for a in instruments])
-    # effects on the candidates: the uplift stage's, or the plan's own model with bootstrap bands
+    # effects on the candidates: the uplift stage's pooled cells, or the plan's own model with
+    # bootstrap bands (``n_boot`` refits, fitted only when the pooled cells are missing)
+    own_bands = inputs.pooled is None or inputs.pooled.empty
     boot_models = [
         pin.EffectModel(config.effect_model_c).fit(
             randomised.iloc[rng.integers(0, len(randomised), len(randomised))]
         )
-        for _ in range(min(n_boot, 10 if fast else 50))
+        for _ in range(n_boot if own_bands else 0)
     ]
     if inputs.effects is not None and inputs.effects.empty:
         notes.append("the uplift stage's effects table is empty; the plan used its own model")
