@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from retention_lab.config import UpliftConfig
 from retention_lab.errors import StatisticalWarning
 from retention_lab.uplift import design
 from retention_lab.uplift import effects as ef
@@ -382,8 +383,6 @@ def analyse(
     UpliftSummary
         Unavailable (``available=False``) when ``data`` is.
     """
-    from retention_lab.config import UpliftConfig
-
     if not data.available:
         return UpliftSummary(available=False, reason=data.reason, source=data.source)
     cfg = (config or UpliftConfig()).model_copy(update=FAST if fast else {})
