@@ -45,7 +45,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from retention_lab.data import _sim_model as sm
-from retention_lab.units import DAYS_PER_MONTH
+from retention_lab.units import horizon_weeks
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +160,6 @@ class SimulatedData:
 # ------------------------------------------------------------------ helpers
 def _add_months(day: date, months: int) -> date:
     return (pd.Timestamp(day) + pd.DateOffset(months=months)).date()
-
-
-def horizon_weeks(months: int) -> int:
-    """Weeks of an outcome horizon given in months: ``round(months * 30.4375 / 7)``."""
-    return int(round(months * DAYS_PER_MONTH / 7))
 
 
 def _dates(start: np.datetime64, days: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
 from retention_lab.errors import DataError
-from retention_lab.units import DAYS_PER_MONTH
+from retention_lab.units import DAYS_PER_MONTH, horizon_days_of
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def past_cases(tables, *, horizon_months: int) -> pd.DataFrame:
     if iv is None or iv.empty:
         return pd.DataFrame(columns=["customer_id", "instrument", "assignment", "retained"])
     cust = tables.customers
-    horizon = pd.Timedelta(days=round(horizon_months * DAYS_PER_MONTH))
+    horizon = pd.Timedelta(days=horizon_days_of(horizon_months))  # the uplift stage's horizon
     as_of = pd.Timestamp(tables.as_of)
     keep = [c for c in ("customer_id", "signup_date", "end_date", *COVARIATES) if c in cust.columns]
     cases = iv.drop(columns=[c for c in keep if c != "customer_id"], errors="ignore").merge(

@@ -15,6 +15,7 @@ from retention_lab.plan import evaluate as ev
 from retention_lab.plan import inputs as pin
 from retention_lab.plan.knapsack import Allocation, allocate, budget_curve
 from retention_lab.plan.threats import playbook, threat_table
+from retention_lab.units import Z95, horizon_weeks
 
 log = logging.getLogger(__name__)
 
@@ -379,11 +380,7 @@ def _truth(truth, cand, instruments, horizon_months, value_months, annual_discou
     control's, minus the arm's cost (``simulate.true_net_values``): no estimate
     enters it.
     """
-    from retention_lab.data.simulate import (
-        horizon_weeks,
-        true_net_values,
-        true_treatment_outcomes,
-    )
+    from retention_lab.data.simulate import true_net_values, true_treatment_outcomes
 
     arms = [pin.CONTROL, *instruments]
     kinds = cand["problem_type"].to_numpy()
@@ -479,7 +476,7 @@ def _cells(randomised, model, boot_models, values, costs, instruments, pooled) -
         return pd.DataFrame()
     if pooled is not None and len(pooled):
         eff, sd = pin.pooled_matrix(pooled, randomised, instruments)
-        band = (eff - pin_z() * sd, eff + pin_z() * sd)  # one value per cell
+        band = (eff - Z95 * sd, eff + Z95 * sd)  # one value per cell
     else:
         eff = _effects(model, randomised, instruments)
         band = None
@@ -535,8 +532,8 @@ def _actions(cand, choice, effect, effect_std, cost, instruments) -> pd.DataFram
             "expected_saved_value": gain * c["value"].to_numpy(float),
             "cost": cost[rows, a],
             "retention_gain": gain,
-            "gain_lower": gain - pin_z() * std,
-            "gain_upper": gain + pin_z() * std,
+            "gain_lower": gain - Z95 * std,
+            "gain_upper": gain + Z95 * std,
             "p_churn": c["p_churn"].to_numpy(float),
             "value": c["value"].to_numpy(float),
             "days_open": c["days_open"].to_numpy(),
@@ -545,11 +542,6 @@ def _actions(cand, choice, effect, effect_std, cost, instruments) -> pd.DataFram
     out["expected_net_value"] = out["expected_saved_value"] - out["cost"]
     out["reason"] = [_reason(r) for r in out.itertuples()]
     return out[ACTION_COLUMNS].sort_values("expected_net_value", ascending=False, ignore_index=True)
-
-
-def pin_z() -> float:
-    """The two-sided 95% normal quantile."""
-    return 1.959963984540054
 
 
 def _by_instrument(choice, effect, value, cost, instruments, capacity) -> pd.DataFrame:

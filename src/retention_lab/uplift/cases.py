@@ -16,7 +16,7 @@ import pandas as pd
 
 from retention_lab.data.sources import label_text, map_columns, read_raw_table
 from retention_lab.errors import DataError
-from retention_lab.units import DAYS_PER_MONTH
+from retention_lab.units import DAYS_PER_MONTH, horizon_days_of
 
 CANONICAL_FEATURES = (
     "tenure_months",
@@ -120,11 +120,6 @@ def unavailable(reason: str) -> UpliftInput:
     """An empty input for a dataset the stage cannot use (the report says ``reason``)."""
     cases = pd.DataFrame(columns=["intervention_id", "instrument", "retained"])
     return UpliftInput(cases=cases, available=False, reason=reason, source="none")
-
-
-def horizon_days_of(months: int) -> int:
-    """Days of an outcome horizon: ``7 * round(months * 30.4375 / 7)`` (the simulator's rule)."""
-    return 7 * int(round(months * DAYS_PER_MONTH / 7))
 
 
 def _revenue(cases: pd.DataFrame, transactions: pd.DataFrame, horizon_days: int) -> np.ndarray:
