@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from retention_lab import formatting as fmt
+from retention_lab import progress
 from retention_lab.clv import contractual as ct
 from retention_lab.clv import renewals as rn
 from retention_lab.clv import transactional as tr
@@ -436,6 +437,7 @@ def analyse(
     customers = tables.customers
     max_surv = FAST_CUSTOMERS if fast else cfg.max_survival_customers
     max_tx = FAST_CUSTOMERS if fast else cfg.max_transaction_customers
+    progress.step(f"contractual value: tenure model and residual values of {len(customers):,}")
     contractual = analyse_contractual(
         customers,
         as_of=tables.as_of,
@@ -461,6 +463,7 @@ def analyse(
             "the transactions are subscription bills, which follow the contract; the contractual "
             "value applies (set clv.non_contractual: always to fit them anyway)"
         )
+    progress.step("repeat-purchase models" + (": not fitted" if skip else ""))
     transactional = analyse_transactions(
         None if skip else transactions,
         unavailable_reason=skip,

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from retention_lab import formatting as fmt
+from retention_lab import progress
 from retention_lab.errors import MissingStageOutput
 from retention_lab.plan import evaluate as ev
 from retention_lab.plan import inputs as pin
@@ -253,7 +254,7 @@ def analyse(
         pin.EffectModel(config.effect_model_c).fit(
             randomised.iloc[rng.integers(0, len(randomised), len(randomised))]
         )
-        for _ in range(min(n_boot, 10 if fast else 50))
+        for _ in progress.each(range(min(n_boot, 10 if fast else 50)), "effect model bootstrap")
     ]
     if inputs.effects is not None and inputs.effects.empty:
         notes.append("the uplift stage's effects table is empty; the plan used its own model")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from retention_lab import progress
 from retention_lab.errors import StatisticalWarning
 from retention_lab.survival import descriptive as desc
 from retention_lab.survival._prep import (
@@ -234,6 +235,7 @@ def analyse(
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
+        progress.step(f"{name.replace('_', ' ')} on {len(customers):,} customers")
         start = time.perf_counter()
         out = fn(*args, **kwargs)
         timings[name] = time.perf_counter() - start

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from retention_lab import progress
 from retention_lab.errors import StatisticalWarning
 from retention_lab.uplift import design
 from retention_lab.uplift import effects as ef
@@ -401,6 +402,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         max_leaf_nodes=cfg.max_leaf_nodes,
         min_samples_leaf=cfg.min_samples_leaf,
     )
+    progress.step(f"propensity scores of {len(data.cases):,} cases, cross-fitted")
     prop = design.fit_propensity(
         data,
         folds=cfg.folds,
@@ -420,7 +422,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
     pooled = _empty(po.POOLED_COLUMNS)
     ate_parts, matrix_parts, diag_parts = [], [], []
     costs = ef.mean_costs(data)
-    for outcome in outcomes:
+    for outcome in progress.each(outcomes, "average effects, effect matrix and pooling"):
         is_rev = outcome == data.revenue_col
         dim = ef.difference_in_means(
             data.cases[rand],
@@ -521,6 +523,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             matrix = matrix.merge(rev, on=key, how="left")
         else:
             matrix["revenue_effect"] = np.nan
+    progress.step("instrument hazard ratios")
     hazard = hz.instrument_hazard_ratios(
         data, window_months=cfg.hazard_window_months, recent_months=cfg.recent_months
     )
@@ -550,6 +553,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         **params,
     )
     test_cases = data.cases[test].reset_index(drop=True)
+    progress.step(f"evaluating the learners on {len(test_cases):,} held-out randomised cases")
     preds = {k: m.predict(test_cases) for k, m in models.items()}
     metrics, curves = ev.evaluate(
         test_cases,
