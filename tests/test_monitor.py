@@ -214,11 +214,15 @@ def test_shifted_estimates_are_flagged_ranked_and_name_the_stage_to_rerun():
     assert top["impact_unit"] == "EUR" and top["impact"] == pytest.approx(np.expm1(0.5) * 2800)
     assert second["impact"] == pytest.approx(800 * 2 / 3)
     assert summary.stale_stages == ["survival", "uplift", "plan"]
-    text = " ".join(monitor.findings(summary))
+    text = " ".join(monitor.findings(summary, currency="EUR", labels={"mass": "Mass market"}))
     assert (
         "Stale:" in text
         and "Rerun with fresh data (since 2024-01-01): survival, uplift, plan" in text
     )
+    # money in the run's currency, groups in words: no code names, no bare amounts
+    assert f"it bears on about EUR {np.expm1(0.5) * 2800:,.0f} of the customers' value" in text
+    assert "(Problem: competitor offer)" in text and "Segment: Mass market" in text
+    assert "=" not in text.replace("z = ", "") and "_" not in text
 
 
 def test_a_flag_on_an_instrument_the_plan_uses_is_ranked_by_the_plans_value():

@@ -97,6 +97,32 @@ def test_stages_wait_for_their_inputs_and_the_runner_logs_their_results(smoke_ru
     assert "tables/scores.parquet" in tables  # listed by the kernel, logged by the runner
 
 
+def test_long_stages_report_their_steps_in_order_on_the_terminal_and_in_the_run_log(smoke_run):
+    result = smoke_run["result"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [p for p in smoke_run["reports_dir"].iterdir() if p.is_dir()]
+    lines = (run_dir / "run.log").read_text().splitlines()
+    steps = {
+        stage: [line.split(f" {stage}: ", 1)[1] for line in lines if f" {stage}: " in line]
+        for stage in ("survival", "uplift", "clv", "plan")
+    }
+    uplift = steps["uplift"]
+    assert uplift[0].startswith("propensity scores of ")
+    fits = [(i, line) for i, line in enumerate(uplift) if line.startswith("fitting the ")]
+    n = int(fits[0][1].rsplit("/", 1)[1].rstrip(")"))
+    assert n >= 2 and [line.rsplit(" ", 1)[1] for _, line in fits] == [
+        f"({k}/{n})" for k in range(1, n + 1)
+    ]
+    evaluating = next(i for i, line in enumerate(uplift) if line.startswith("evaluating"))
+    assert fits[0][0] > 0 and evaluating > fits[-1][0]  # in the order the stage runs them
+    assert any(line.startswith("cox on ") for line in steps["survival"])
+    assert steps["clv"][0].startswith("contractual value")
+    assert steps["plan"][0] == "effect model bootstrap (1/10)"
+    for stage, said in steps.items():  # and the same lines on the terminal
+        for line in said:
+            assert f"{stage}: {line}" in result.stderr
+
+
 def test_each_stage_logs_its_fitted_models_as_mlflow_models_that_reproduce_its_scores(smoke_run):
     import mlflow.pyfunc
     from mlflow.models import get_model_info

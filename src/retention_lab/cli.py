@@ -111,7 +111,7 @@ class _ConsoleHandler(logging.Handler):
     """Log records printed as indented lines on the console (above its spinner)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        console.print(Text(f"      {record.getMessage()}"), highlight=False)
+        console.print(Text(f"      {record.getMessage()}"), highlight=False, soft_wrap=True)
 
 
 AS_OF_OPTION = typer.Option(

@@ -437,7 +437,7 @@ def analyse(
     customers = tables.customers
     max_surv = FAST_CUSTOMERS if fast else cfg.max_survival_customers
     max_tx = FAST_CUSTOMERS if fast else cfg.max_transaction_customers
-    progress.step(f"contractual value: tenure model and residual values of {len(customers):,}")
+    progress.step(f"contractual value: tenure model and values of {len(customers):,} customers")
     contractual = analyse_contractual(
         customers,
         as_of=tables.as_of,

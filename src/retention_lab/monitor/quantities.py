@@ -29,6 +29,8 @@ import pandas as pd
 
 from retention_lab.units import Z95
 
+# the unit of money quantities, as run histories store it; reports show the run's currency
+MONEY = "EUR"
 QUANTITY_COLUMNS = [
     "stage",
     "family",
@@ -359,7 +361,7 @@ def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
             f"segment={seg}",
             float(t["sum"]),
             n=float(t["size"]),
-            unit="EUR",
+            unit=MONEY,
         )
         for seg, t in totals.iterrows()
     ]
@@ -371,7 +373,7 @@ def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
             "all",
             float(active["value"].sum()),
             n=float(len(active)),
-            unit="EUR",
+            unit=MONEY,
         )
     )
     return _rows(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pandas as pd
 from retention_lab import formatting as fmt
 from retention_lab import progress
 from retention_lab.errors import MissingStageOutput
+from retention_lab.labels import label
 from retention_lab.plan import evaluate as ev
 from retention_lab.plan import inputs as pin
 from retention_lab.plan.knapsack import Allocation, allocate, budget_curve
@@ -574,8 +576,14 @@ def write_actions_csv(actions: pd.DataFrame, directory: str | Path) -> Path:
     return path
 
 
-def findings(summary: PlanSummary, *, currency: str = "USD") -> list[str]:
-    """Plain-language findings, every number computed from the results, money in ``currency``."""
+def findings(
+    summary: PlanSummary, *, currency: str = "USD", labels: Mapping[str, str] | None = None
+) -> list[str]:
+    """Plain-language findings, every number computed from the results, money in ``currency``.
+
+    Instruments and problems read as ``retention_lab.labels.label`` words them
+    (``labels``: the configuration's ``report.labels``).
+    """
 
     def money(value, interval=None):
         return fmt.money(value, currency, interval=interval)
@@ -612,7 +620,9 @@ def findings(summary: PlanSummary, *, currency: str = "USD") -> list[str]:
     if len(summary.by_instrument):
         used = summary.by_instrument[summary.by_instrument["customers"] > 0]
         if len(used):
-            parts = ", ".join(f"{r.instrument} {r.customers:,}" for r in used.itertuples())
+            parts = ", ".join(
+                f"{label(r.instrument, labels)} {r.customers:,}" for r in used.itertuples()
+            )
             out.append(f"Instruments in the plan: {parts}.")
     if "true_net_value" in comp.columns and "plan" in comp.index and len(comp) > 1:
         others = comp.drop(index=["plan", "oracle"], errors="ignore")
@@ -647,7 +657,8 @@ def findings(summary: PlanSummary, *, currency: str = "USD") -> list[str]:
     if len(summary.threats):
         t = summary.threats.iloc[0]
         out.append(
-            f"The most costly threat is {t['problem_type']}: churn is {t['rate_ratio']:.1f} "
+            f"The most costly threat is {label(t['problem_type'], labels)}: churn is "
+            f"{t['rate_ratio']:.1f} "
             f"times as frequent while it is open, and its excess churn "
             f"({t['share_of_churn']:.0%} of all churn) destroyed about "
             f"{money(t['value_lost'])} of value."
