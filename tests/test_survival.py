@@ -16,6 +16,7 @@ import retention_lab.survival as sv
 from retention_lab.data.loaders import derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import DataError, StatisticalWarning
+from retention_lab.labels import label
 from retention_lab.survival._cox import fit_counting_process_cox
 
 COVARIATES = ["segment", "plan", "channel", "age", "data_usage_gb"]
@@ -436,7 +437,16 @@ def test_analyse_gives_metrics_findings_and_one_score_per_active_customer(small_
     sentences = sv.findings(result)
     assert len(sentences) >= 8 and not any("nan" in s.lower() for s in sentences)
     top = result.threats.iloc[0]["problem_type"]
-    assert any(top in s for s in sentences)
+    assert any(f"threat is {label(top)} problems" in s for s in sentences)
+    # covariates by their labels, never as model terms (segment[vip])
+    hr = result.hazard_ratios
+    covariates = hr[~hr["kind"].isin(["problem", "problem_treated"])]
+    highest = covariates.loc[covariates["hazard_ratio"].idxmax(), "term"]
+    assert "[" in highest and not any("[" in s or "_" in s for s in sentences)
+    assert any(f"{label(highest)} has the highest churn hazard" in s for s in sentences)
+    renamed = sv.findings(result, labels={highest: "The riskiest group", top: "Top threat"})
+    assert any("The riskiest group has the highest churn hazard" in s for s in renamed)
+    assert any("The most damaging threat is Top threat problems" in s for s in renamed)
     assert set(result.threats["problem_type"]) == set(problems["problem_type"])
 
 
