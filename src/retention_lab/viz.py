@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
 
 from retention_lab.formatting import number
+from retention_lab.labels import label
 
 PALETTE = "colorblind"
 
@@ -354,10 +356,19 @@ def plot_flags(flags: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
 
 
 # ------------------------------------------------------------ retention plan
+def money_axis(axis) -> None:
+    """Tick labels of a money axis with thousands separators, never an offset or ``1e7``."""
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+
+
 def plot_budget_curve(
-    curve: pd.DataFrame, *, budget: float | None = None, ax: Axes | None = None
+    curve: pd.DataFrame,
+    *,
+    currency: str,
+    budget: float | None = None,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Net and gross saved value of the optimal plan against the budget."""
+    """Net and gross saved value of the optimal plan against the budget, in ``currency``."""
     title = "What each budget buys: optimal plan value"
     ax = ax or plt.figure().gca()
     if curve.empty:
@@ -368,14 +379,20 @@ def plot_budget_curve(
     if budget is not None:
         ax.axvline(budget, color="0.3", linestyle="--", linewidth=1, label="configured budget")
     ax.legend()
-    ax.set(title=title, xlabel="Budget (currency units)", ylabel="Expected value (currency units)")
+    ax.set(title=title, xlabel=f"Budget ({currency})", ylabel=f"Expected value ({currency})")
+    money_axis(ax.xaxis)
+    money_axis(ax.yaxis)
     return ax
 
 
 def plot_policy_comparison(
-    comparison: pd.DataFrame, off_policy: pd.DataFrame | None = None, *, ax: Axes | None = None
+    comparison: pd.DataFrame,
+    off_policy: pd.DataFrame | None = None,
+    *,
+    currency: str,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Net value of the plan and each baseline at the same budget, by source of the estimate."""
+    """Net value (in ``currency``) of the plan and each baseline at the same budget, by source."""
     title = "Plan against baselines at the same budget"
     ax = ax or plt.figure().gca()
     if comparison.empty:
@@ -405,12 +422,13 @@ def plot_policy_comparison(
     sns.barplot(data=long, y="label", x="value", hue="source", orient="h", ax=ax)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="Estimate")
     ax.axvline(0.0, color="0.3", linewidth=1)
-    ax.set(title=title, xlabel="Net value: saved value − cost (currency units)", ylabel="Policy")
+    ax.set(title=title, xlabel=f"Net value: saved value − cost ({currency})", ylabel="Policy")
+    money_axis(ax.xaxis)
     return ax
 
 
-def plot_threats(threats: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Value destroyed by the excess churn of each problem type, with 95% intervals."""
+def plot_threats(threats: pd.DataFrame, *, currency: str, ax: Axes | None = None) -> Axes:
+    """Value destroyed (in ``currency``) by the excess churn of each problem type, with 95% CIs."""
     title = "Threat criticality: value lost to the churn each problem causes"
     ax = ax or plt.figure().gca()
     if threats.empty:
@@ -420,8 +438,10 @@ def plot_threats(threats: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     )
     t = threats.sort_values("value_lost")
     err = [t["value_lost"] - t["value_lower"], t["value_upper"] - t["value_lost"]]
-    ax.barh(t["problem_type"], t["value_lost"], xerr=err, color=sns.color_palette()[3], capsize=3)
-    ax.set(title=title, xlabel="Value lost (currency units)", ylabel="Problem type")
+    names = t["problem_type"].map(label)
+    ax.barh(names, t["value_lost"], xerr=err, color=sns.color_palette()[3], capsize=3)
+    ax.set(title=title, xlabel=f"Value lost ({currency})", ylabel="Problem type")
+    money_axis(ax.xaxis)
     return ax
 
 
