@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from retention_lab import progress
 from retention_lab.errors import StatisticalWarning
-from retention_lab.labels import label
+from retention_lab.labels import capitalised, label
 from retention_lab.uplift import design
 from retention_lab.uplift import effects as ef
 from retention_lab.uplift import evaluation as ev
@@ -710,7 +710,8 @@ def findings(summary: UpliftSummary, *, labels: Mapping[str, str] | None = None)
             best = g.sort_values("pooled", ascending=False).iloc[0]
             if best["prob_benefit"] >= 0.95:
                 out.append(
-                    f"{name(inst)} works best for {where(best)}: {_pp(best['pooled'])} "
+                    f"{capitalised(name(inst))} works best for {where(best)}: "
+                    f"{_pp(best['pooled'])} "
                     f"(95% interval {_pp(best['lower'])} to {_pp(best['upper'])}; "
                     + note.format(best["prob_benefit"])
                     + ")."
@@ -718,7 +719,8 @@ def findings(summary: UpliftSummary, *, labels: Mapping[str, str] | None = None)
         harmful = est[est["prob_benefit"] <= 0.05].sort_values("pooled")
         for _, r in harmful.head(3).iterrows():
             out.append(
-                f"{name(r['instrument'])} is harmful for {where(r)}: {_pp(r['pooled'])} "
+                f"{capitalised(name(r['instrument']))} is harmful for {where(r)}: "
+                f"{_pp(r['pooled'])} "
                 f"(95% interval {_pp(r['lower'])} to {_pp(r['upper'])}; "
                 + note.format(1 - r["prob_benefit"])
                 + "); stop using it there."
