@@ -322,7 +322,7 @@ def render_run_index(run_dir: str | Path) -> Path:
     config_file = Path(run_dir) / "config.yaml"
     settings = load_config(config_file).report if config_file.is_file() else None
     finished = run.get("status") in ("succeeded", "failed")
-    summary = summarise(run_dir, currency=settings.currency) if settings and finished else []
+    summary = summarise(run_dir, **settings.wording()) if settings and finished else []
     mlflow_url = (
         run_url(settings.mlflow_ui_url, run.get("experiment_id"), run.get("mlflow_run_id"))
         if settings
