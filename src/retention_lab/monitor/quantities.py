@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from retention_lab.formatting import MONEY_UNIT as MONEY
 from retention_lab.units import Z95
 
-# the unit of money quantities, as run histories store it; reports show the run's currency
-MONEY = "EUR"
 QUANTITY_COLUMNS = [
     "stage",
     "family",
