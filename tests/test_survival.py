@@ -572,3 +572,17 @@ def test_in_sample_concordance_reproduces_lifelines_published_rossi_figure():
     assert round(cox.concordance_in_sample, 3) == 0.640  # lifelines' documented rossi fit
     fin = cox.hazard_ratios.set_index("term").loc["fin", "log_hazard_ratio"]
     assert round(fin, 3) == -0.379
+
+
+def test_forest_plot_names_terms_in_words_and_the_configurations_labels():
+    hazard_ratios = pd.DataFrame(
+        {
+            "term": ["segment[vip]", "age", "problem[network, treated]"],
+            "hazard_ratio": [0.4, 1.0, 3.0],
+            "hr_lower": [0.3, 0.99, 2.5],
+            "hr_upper": [0.5, 1.01, 3.5],
+        }
+    )
+    ax = sv.plot_forest(hazard_ratios, labels={"vip": "Premium customers"})
+    ticks = [tick.get_text() for tick in ax.get_yticklabels()]
+    assert ticks == ["Problem: network (treated)", "Age", "Segment: Premium customers"]

@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from retention_lab.labels import label
+from retention_lab.labels import capitalised, label
 from retention_lab.viz import _no_data, _require_columns
 
 
@@ -207,7 +207,7 @@ def plot_forest(
     ]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_yticks(y, [label(term, labels) for term in data["term"]])
+    ax.set_yticks(y, [capitalised(label(term, labels)) for term in data["term"]])
     ax.set(
         title=title, xlabel="Hazard ratio (log scale; per unit for numeric covariates)", ylabel=""
     )
@@ -262,7 +262,7 @@ def plot_truth(
     )
     ax.scatter(data["true_log_hr"], y, marker="x", color="black", zorder=3, label="truth")
     ax.axvline(0.0, color="grey", ls="--", lw=1)
-    ax.set_yticks(y, [label(term) for term in data["term"]])
+    ax.set_yticks(y, [capitalised(label(term)) for term in data["term"]])
     ax.set(
         title=title, xlabel="Log hazard ratio (numeric covariates in the truth's unit)", ylabel=""
     )
