@@ -324,7 +324,8 @@ def analyse_transactions(
         )
     fit_opts = dict(priors=priors, max_customers=max_customers, random_state=random_state)
     rows, holdouts, fitted = [], [], {}
-    for kind in models:
+    for i, kind in enumerate(models, start=1):
+        progress.step(f"{tr.MODEL_NAMES[kind]} on the calibration period", i, len(models))
         model = tr.fit_purchase_model(calibration, kind=kind, **fit_opts)
         fitted[kind] = model
         rows += [(kind, k, v) for k, v in model.params.items()]
@@ -334,6 +335,7 @@ def analyse_transactions(
     full = rfm_summary(transactions, observation_end=end, **opts)
     full = full[full["T"] > 0].reset_index(drop=True)
     headline = models[0]
+    progress.step(f"{tr.MODEL_NAMES[headline]} and Gamma-Gamma on {len(full):,} customers")
     purchases = tr.fit_purchase_model(full, kind=headline, **fit_opts)
     spend = tr.fit_spend_model(full, **fit_opts)
     values = tr.customer_values(
