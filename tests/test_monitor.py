@@ -214,11 +214,21 @@ def test_shifted_estimates_are_flagged_ranked_and_name_the_stage_to_rerun():
     assert top["impact_unit"] == "EUR" and top["impact"] == pytest.approx(np.expm1(0.5) * 2800)
     assert second["impact"] == pytest.approx(800 * 2 / 3)
     assert summary.stale_stages == ["survival", "uplift", "plan"]
-    text = " ".join(monitor.findings(summary))
+    text = " ".join(monitor.findings(summary, currency="EUR", labels={"mass": "Mass market"}))
     assert (
         "Stale:" in text
         and "Rerun with fresh data (since 2024-01-01): survival, uplift, plan" in text
     )
+    # money in the run's currency, groups in words: no code names, no bare amounts
+    assert f"it bears on about EUR {np.expm1(0.5) * 2800:,.0f} of the customers' value" in text
+    assert "(Problem: competitor offer)" in text and "Segment: Mass market" in text
+    assert "=" not in text.replace("z = ", "") and "_" not in text
+    from retention_lab import viz
+
+    ax = viz.plot_flags(summary.flags, currency="CHF")
+    assert ax.get_xlabel() == "Impact (CHF)"
+    groups = {tick.get_text().split("\n")[1] for tick in ax.get_yticklabels()}
+    assert "Problem: competitor offer" in groups
 
 
 def test_a_flag_on_an_instrument_the_plan_uses_is_ranked_by_the_plans_value():
@@ -481,7 +491,9 @@ def test_history_panels_label_each_family_and_draw_the_biggest_moves_first():
 
     runs = [outputs("2024-01-01"), outputs("2024-02-01", recent_discount=-0.2)]
     summary = monitor.analyse(runs[1], [runs[0]], stages=STAGES)
-    fig = viz.plot_monitor_panels(summary.history, families=monitor.HEADLINE_FAMILIES)
+    fig = viz.plot_monitor_panels(
+        summary.history, families=monitor.HEADLINE_FAMILIES, currency="USD"
+    )
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == len({"survival", "instrument hazard ratio", "instrument effect",
                              "problem hazard ratio", "value"})  # fmt: skip
@@ -491,5 +503,7 @@ def test_history_panels_label_each_family_and_draw_the_biggest_moves_first():
     hazard = next(ax for title, ax in titles.items() if title.startswith("Hazard ratio in recent"))
     # the discount moved by 0.6 on the log scale (6 SE), the technician visit not at all
     legend = [t.get_text() for t in hazard.get_legend().get_texts()]
-    assert legend[0] == "instrument=discount|problem_type=competitor_offer"
+    assert legend[0] == "Instrument: discount, Problem type: competitor offer"
+    value = next(ax for ax in axes if ax.get_title().lower().startswith("total value"))
+    assert value.get_ylabel() == "Total value of active customers (USD)"  # the run's currency
     plt.close(fig)

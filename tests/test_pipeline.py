@@ -9,6 +9,7 @@ import math
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -94,6 +95,94 @@ def test_stages_wait_for_their_inputs_and_the_runner_logs_their_results(smoke_ru
     assert {k: parent.data.metrics[k] for k in headlines} == pytest.approx(headlines)
     tables = {a.path for a in client.list_artifacts(children["survival"].info.run_id, "tables")}
     assert "tables/scores.parquet" in tables  # listed by the kernel, logged by the runner
+
+
+def test_long_stages_report_their_steps_in_order_on_the_terminal_and_in_the_run_log(smoke_run):
+    result = smoke_run["result"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [p for p in smoke_run["reports_dir"].iterdir() if p.is_dir()]
+    lines = (run_dir / "run.log").read_text().splitlines()
+    steps = {
+        stage: [line.split(f" {stage}: ", 1)[1] for line in lines if f" {stage}: " in line]
+        for stage in ("survival", "uplift", "clv", "plan")
+    }
+    uplift = steps["uplift"]
+    assert uplift[0].startswith("propensity scores of ")
+    fits = [(i, line) for i, line in enumerate(uplift) if line.startswith("fitting the ")]
+    n = int(fits[0][1].rsplit("/", 1)[1].rstrip(")"))
+    assert n >= 2 and [line.rsplit(" ", 1)[1] for _, line in fits] == [
+        f"({k}/{n})" for k in range(1, n + 1)
+    ]
+    evaluating = next(i for i, line in enumerate(uplift) if line.startswith("evaluating"))
+    assert fits[0][0] > 0 and evaluating > fits[-1][0]  # in the order the stage runs them
+    assert any(line.startswith("cox on ") for line in steps["survival"])
+    assert steps["clv"][0].startswith("contractual value")
+    assert steps["plan"][0] == "effect model bootstrap (1/10)"
+    for stage, said in steps.items():  # and the same lines on the terminal
+        for line in said:
+            assert f"{stage}: {line}" in result.stderr
+
+
+def test_each_stage_logs_its_fitted_models_as_mlflow_models_that_reproduce_its_scores(smoke_run):
+    import mlflow.pyfunc
+    from mlflow.models import get_model_info
+
+    import retention_lab as rl
+    from retention_lab.uplift.cases import active_customers
+
+    assert smoke_run["result"].returncode == 0, smoke_run["result"].stderr[-3000:]
+    (run_dir,) = [p for p in smoke_run["reports_dir"].iterdir() if p.is_dir()]
+    record = json.loads((run_dir / "run.json").read_text())
+    client = MlflowClient(smoke_run["tracking_uri"])
+    mlflow.set_tracking_uri(smoke_run["tracking_uri"])
+    children = {
+        r.data.tags["stage"]: r.info.run_id
+        for r in client.search_runs(
+            [client.get_run(record["mlflow_run_id"]).info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{record['mlflow_run_id']}'",
+        )
+    }
+    tables = rl.open(run_dir).tables
+    active = tables.customers[~tables.customers["churned"]].reset_index(drop=True)
+
+    def load(stage: str, name: str):
+        uri = f"runs:/{children[stage]}/models/{name}"
+        signature = get_model_info(uri).signature
+        assert signature is not None and signature.outputs is not None, uri
+        model = mlflow.pyfunc.load_model(uri)
+        return model, signature.inputs.input_names()
+
+    def predict(model, inputs, customers):
+        return model.predict(customers[inputs]).assign(customer_id=customers["customer_id"])
+
+    logged = {
+        stage: sorted(a.path.split("/")[-1] for a in client.list_artifacts(run_id, "models"))
+        for stage, run_id in children.items()
+    }
+    assert logged["survival"] == ["churn_risk"] and logged["clv"] == ["residual_value"]
+    chosen = pd.read_parquet(run_dir / "uplift" / "effects.parquet")
+    assert logged["uplift"] == sorted(f"uplift_{name}" for name in chosen["learner"].unique())
+
+    model, inputs = load("survival", "churn_risk")
+    saved = pd.read_parquet(run_dir / "survival" / "scores.parquet")
+    got = saved[["customer_id"]].merge(predict(model, inputs, active), on="customer_id")
+    assert len(got) == len(saved) > 100 and saved["p_churn_horizon"].std() > 0
+    np.testing.assert_allclose(got["p_churn_horizon"], saved["p_churn_horizon"], rtol=1e-9)
+
+    model, inputs = load("clv", "residual_value")
+    saved = pd.read_parquet(run_dir / "clv" / "values.parquet").query("active")
+    got = saved[["customer_id"]].merge(predict(model, inputs, active), on="customer_id")
+    assert len(got) == len(saved) > 100
+    np.testing.assert_allclose(got["residual_value"], saved["residual_value"], rtol=1e-9)
+
+    customers = active_customers(tables).reset_index(drop=True)
+    for learner, rows in chosen.groupby("learner"):
+        model, inputs = load("uplift", f"uplift_{learner}")
+        wide = predict(model, inputs, customers)
+        for instrument, saved in rows.groupby("instrument"):
+            got = saved[["customer_id"]].merge(wide, on="customer_id")
+            assert len(got) == len(saved) > 100, (learner, instrument)
+            np.testing.assert_allclose(got[f"effect_{instrument}"], saved["effect"], rtol=1e-9)
 
 
 def open_page(browser, url):

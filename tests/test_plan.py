@@ -12,6 +12,7 @@ from retention_lab.config import PlanConfig
 from retention_lab.data.loaders import Tables
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import MissingStageOutput
+from retention_lab.labels import label
 from retention_lab.plan.knapsack import NOTHING, allocate, fill_in_order, is_feasible
 from retention_lab.stage import StageContext
 
@@ -265,6 +266,10 @@ def test_threats_and_playbook_rank_and_choose(summary):
 def test_findings_are_plain_sentences_with_numbers(summary):
     text = plan.findings(summary)
     assert any("budget" in t for t in text)
+    top = summary.threats.iloc[0]["problem_type"]  # code names in words, or the user's words
+    assert any(t.startswith(f"The most costly threat is {label(top)}:") for t in text)
+    renamed = plan.findings(summary, labels={top: "Top threat"})
+    assert any(t.startswith("The most costly threat is Top threat:") for t in renamed)
     assert any("ground truth" in t for t in text)
     metrics = summary.to_metrics()
     assert metrics["true_net_value"] > metrics["true_net_value_best_baseline"]

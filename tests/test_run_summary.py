@@ -36,6 +36,9 @@ def test_every_answer_comes_from_the_results_and_links_its_stage(tmp_path):
     ]
     assert leaving.link == "survival/survival.html"
     assert "technician visit +5.0 pp; discount +2.0 pp" in works.lines[0]
+    labels = {"technician_visit": "Engineer on site"}
+    worded = run_summary.summarise(tmp_path, currency="EUR", labels=labels)[1]
+    assert "Engineer on site +5.0 pp; discount +2.0 pp" in worded.lines[0]
     assert todo.lines == [
         "Treat 120 of 1,500 customers with an open problem, spending EUR 19,000 of the "
         "EUR 20,000 budget.",

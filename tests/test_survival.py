@@ -16,6 +16,7 @@ import retention_lab.survival as sv
 from retention_lab.data.loaders import derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import DataError, StatisticalWarning
+from retention_lab.labels import label
 from retention_lab.survival._cox import fit_counting_process_cox
 
 COVARIATES = ["segment", "plan", "channel", "age", "data_usage_gb"]
@@ -436,7 +437,16 @@ def test_analyse_gives_metrics_findings_and_one_score_per_active_customer(small_
     sentences = sv.findings(result)
     assert len(sentences) >= 8 and not any("nan" in s.lower() for s in sentences)
     top = result.threats.iloc[0]["problem_type"]
-    assert any(top in s for s in sentences)
+    assert any(f"threat is {label(top)} problems" in s for s in sentences)
+    # covariates by their labels, never as model terms (segment[vip])
+    hr = result.hazard_ratios
+    covariates = hr[~hr["kind"].isin(["problem", "problem_treated"])]
+    highest = covariates.loc[covariates["hazard_ratio"].idxmax(), "term"]
+    assert "[" in highest and not any("[" in s or "_" in s for s in sentences)
+    assert any(f"{label(highest)} has the highest churn hazard" in s for s in sentences)
+    renamed = sv.findings(result, labels={highest: "The riskiest group", top: "Top threat"})
+    assert any("The riskiest group has the highest churn hazard" in s for s in renamed)
+    assert any("The most damaging threat is Top threat problems" in s for s in renamed)
     assert set(result.threats["problem_type"]) == set(problems["problem_type"])
 
 
@@ -562,3 +572,17 @@ def test_in_sample_concordance_reproduces_lifelines_published_rossi_figure():
     assert round(cox.concordance_in_sample, 3) == 0.640  # lifelines' documented rossi fit
     fin = cox.hazard_ratios.set_index("term").loc["fin", "log_hazard_ratio"]
     assert round(fin, 3) == -0.379
+
+
+def test_forest_plot_names_terms_in_words_and_the_configurations_labels():
+    hazard_ratios = pd.DataFrame(
+        {
+            "term": ["segment[vip]", "age", "problem[network, treated]"],
+            "hazard_ratio": [0.4, 1.0, 3.0],
+            "hr_lower": [0.3, 0.99, 2.5],
+            "hr_upper": [0.5, 1.01, 3.5],
+        }
+    )
+    ax = sv.plot_forest(hazard_ratios, labels={"vip": "Premium customers"})
+    ticks = [tick.get_text() for tick in ax.get_yticklabels()]
+    assert ticks == ["Problem: network (treated)", "Age", "Segment: Premium customers"]

@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 import retention_lab.uplift as up
+from retention_lab import report
 from retention_lab.config import UpliftConfig, parse_config
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
@@ -635,3 +636,12 @@ def test_staff_records_are_compared_with_the_randomised_cells(summary):
     text = up.findings(summary)
     assert any("staff records" in t for t in text)
     assert not any("Bonferroni" in t or "clears the bound" in t for t in text)
+    # what a manager acts on comes first, in words; the checks follow (the report's appendix)
+    key = text[: report.MAX_KEY_FINDINGS]
+    assert key[1].startswith("Randomised comparison against no action")
+    assert any(" works best for " in t for t in key)
+    checks = ("staff records", "Against the simulator's truth", "Chosen learner", "E-value")
+    assert not any(word in t for t in key for word in checks)
+    assert not any("_" in t for t in key)
+    renamed = up.findings(summary, labels={"technician_visit": "Engineer visit"})
+    assert "Engineer visit" in renamed[1] and "technician" not in renamed[1]

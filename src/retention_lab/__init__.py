@@ -20,6 +20,7 @@ _SUBMODULES = {
     "plan",
     "report",
     "runner",
+    "scoring",
     "stage",
     "survival",
     "tracking",

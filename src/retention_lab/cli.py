@@ -32,6 +32,7 @@ from retention_lab.config import (
     with_as_of,
 )
 from retention_lab.errors import RetentionLabError, user_error_names
+from retention_lab.progress import LOGGER as PROGRESS_LOGGER
 
 
 class _App(typer.Typer):
@@ -98,6 +99,19 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("mlflow", "alembic", "traitlets", "papermill"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+    # the steps of long stages, which the runner forwards from the stage kernels
+    steps = logging.getLogger(PROGRESS_LOGGER)
+    steps.setLevel(logging.INFO)
+    steps.propagate = False
+    if not any(isinstance(h, _ConsoleHandler) for h in steps.handlers):
+        steps.addHandler(_ConsoleHandler())
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records printed as indented lines on the console (above its spinner)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(Text(f"      {record.getMessage()}"), highlight=False, soft_wrap=True)
 
 
 AS_OF_OPTION = typer.Option(

@@ -487,6 +487,16 @@ class ReportConfig(_Section):
     max_table_columns: int = Field(
         8, ge=1, description="Columns of a table shown in a report; the rest are in the CSV"
     )
+    labels: dict[str, str] = Field(
+        {},
+        description="Words for model terms, covariates and data values in the reports' "
+        "sentences (e.g. `segment[vip]: VIP customers`, `plan: Tariff`); others are read "
+        "as `Segment: VIP`",
+    )
+
+    def wording(self) -> dict:
+        """The ``currency`` and ``labels`` keywords of the stages' ``findings``."""
+        return {"currency": self.currency, "labels": self.labels}
 
 
 class RunConfig(_Section):

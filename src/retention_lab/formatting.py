@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 
 MISSING = "—"
+# the unit monitored money quantities are stored with (run histories keep it whatever the
+# run's currency); a report shows the run's currency instead (``unit_text``)
+MONEY_UNIT = "EUR"
 
 
 def _finite(value: float | None) -> bool:
@@ -30,6 +33,11 @@ def number(value: float | None) -> str:
     if size >= 0.001 or value == 0:
         return f"{value:.3g}"
     return f"{value:.2e}"
+
+
+def unit_text(unit: str, currency: str) -> str:
+    """A stored unit as a reader sees it: the run's currency for money, else as stored."""
+    return currency if unit == MONEY_UNIT else unit
 
 
 def count(value: float | None) -> str:

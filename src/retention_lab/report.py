@@ -42,6 +42,7 @@ _REMOTE_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>
 
 
 DIAGNOSTICS_TAG = "diagnostics"
+MAX_KEY_FINDINGS = 8  # findings that open a stage page; the others open its appendix
 HIDDEN_TAGS = {"parameters", "injected-parameters"}
 TABLES_SUBDIR = "report-tables"
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -205,7 +206,9 @@ def render_stage(
 ) -> Path:
     """Render an executed stage notebook to HTML with code hidden and findings first.
 
-    Cells tagged ``diagnostics`` go to a collapsed appendix at the end; long or
+    The first ``MAX_KEY_FINDINGS`` findings (a stage lists them most important
+    first) open the page; the others open the collapsed appendix at the end,
+    with the cells tagged ``diagnostics``. Long or
     wide tables are cut to ``max_table_rows`` x ``max_table_columns`` with the
     whole table as a CSV next to the page. ``footer`` is the run's provenance
     line (``provenance.footer``); ``mlflow_url`` links the stage's MLflow run.
@@ -218,15 +221,20 @@ def render_stage(
     tables_dir = html_path.parent / TABLES_SUBDIR
     limits = {"max_rows": max_table_rows, "max_columns": max_table_columns}
     link_base = f"{TABLES_SUBDIR}/"
-    appendix_html = ""
+    findings = list(findings or [])
+    key, more = findings[:MAX_KEY_FINDINGS], findings[MAX_KEY_FINDINGS:]
+    inner = ""
     if appendix.cells:
         appendix_page, _ = _exporter(title).from_notebook_node(appendix)
         inner = compact_tables(
             _main_content(appendix_page), tables_dir, prefix="diagnostics",
             link_base=link_base, **limits,
         )  # fmt: skip
-        if inner.strip():
-            appendix_html = _ENV.get_template("appendix.html.j2").render(body=Markup(inner))
+    appendix_html = ""
+    if inner.strip() or more:
+        appendix_html = _ENV.get_template("appendix.html.j2").render(
+            body=Markup(inner), findings=more
+        )
     start, end = body.find("<main>"), body.rfind("</main>")
     if start >= 0 and end > start:
         inner = compact_tables(
@@ -239,7 +247,7 @@ def render_stage(
         run_name=run_name,
         status=status,
         colour=STATUS_COLOURS.get(status, "#57606a"),
-        findings=findings or [],
+        findings=key,
         error=error,
         mlflow_url=mlflow_url,
     )
@@ -314,7 +322,7 @@ def render_run_index(run_dir: str | Path) -> Path:
     config_file = Path(run_dir) / "config.yaml"
     settings = load_config(config_file).report if config_file.is_file() else None
     finished = run.get("status") in ("succeeded", "failed")
-    summary = summarise(run_dir, currency=settings.currency) if settings and finished else []
+    summary = summarise(run_dir, **settings.wording()) if settings and finished else []
     mlflow_url = (
         run_url(settings.mlflow_ui_url, run.get("experiment_id"), run.get("mlflow_run_id"))
         if settings

@@ -9,12 +9,14 @@ a sentence saying so, never a guess. Numbers follow the house style
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from retention_lab import formatting as fmt
+from retention_lab.labels import label
 from retention_lab.stage import read_results
 
 EFFECT_PREFIX = "effect.difference_in_means_randomised_retained_"
@@ -44,11 +46,6 @@ class Answer:
     link: str | None = None  # relative to the run folder
 
 
-def label(name: str) -> str:
-    """A code name in words: ``competitor_offer`` -> ``competitor offer``."""
-    return str(name).replace("_", " ")
-
-
 def _succeeded(run_dir: Path, stage: str) -> dict | None:
     results = read_results(run_dir, stage)
     return results if results and results.get("status", "succeeded") == "succeeded" else None
@@ -73,7 +70,7 @@ def _threats(run_dir: Path) -> pd.DataFrame | None:
     return None
 
 
-def who_is_leaving(run_dir: Path, currency: str) -> Answer:
+def who_is_leaving(run_dir: Path, currency: str, labels: Mapping[str, str] | None = None) -> Answer:
     """Churn so far, retention ahead, and the threats ranked by what they cost."""
     answer = Answer("Who is leaving, and why?", stage="survival", link=_link(run_dir, "survival"))
     data, survival = _succeeded(run_dir, "data"), _succeeded(run_dir, "survival")
@@ -94,7 +91,7 @@ def who_is_leaving(run_dir: Path, currency: str) -> Answer:
         if "value_lost" in threats.columns:
             top = threats.sort_values("value_lost", ascending=False).head(3)
             ranked = [
-                f"{label(r.problem_type)} ({fmt.money(r.value_lost, currency)})"
+                f"{label(r.problem_type, labels)} ({fmt.money(r.value_lost, currency)})"
                 for r in top.itertuples()
             ]
             answer.lines.append("Threats ranked by value lost: " + ", ".join(ranked) + ".")
@@ -102,7 +99,7 @@ def who_is_leaving(run_dir: Path, currency: str) -> Answer:
             top = threats.sort_values("attributable_churn", ascending=False)
             top = top[top["attributable_churn"] > 0].head(3)
             ranked = [
-                f"{label(r.problem_type)} (about {fmt.count(r.attributable_churn)} "
+                f"{label(r.problem_type, labels)} (about {fmt.count(r.attributable_churn)} "
                 f"departures, {fmt.percent(r.share_of_churn)} of all churn)"
                 for r in top.itertuples()
             ]
@@ -117,7 +114,7 @@ def who_is_leaving(run_dir: Path, currency: str) -> Answer:
     return answer
 
 
-def what_works(run_dir: Path) -> Answer:
+def what_works(run_dir: Path, labels: Mapping[str, str] | None = None) -> Answer:
     """The instruments' measured effects on retention, best first, with their intervals."""
     answer = Answer("What works?", stage="uplift", link=_link(run_dir, "uplift"))
     uplift = _succeeded(run_dir, "uplift")
@@ -131,7 +128,8 @@ def what_works(run_dir: Path) -> Answer:
         ranked = sorted(effects.items(), key=lambda kv: kv[1], reverse=True)
         if ranked:
             parts = [
-                f"{label(name)} {fmt.pp(value, interval=_interval(m, EFFECT_PREFIX + name))}"
+                f"{label(name, labels)} "
+                f"{fmt.pp(value, interval=_interval(m, EFFECT_PREFIX + name))}"
                 for name, value in ranked
             ]
             answer.lines.append(
@@ -225,12 +223,18 @@ def headline_metrics(stage: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{stage}.{k}": metrics[k] for k in HEADLINE_METRICS.get(stage, []) if k in metrics}
 
 
-def summarise(run_dir: str | Path, *, currency: str) -> list[Answer]:
-    """The four answers of a run's executive summary, in reading order."""
+def summarise(
+    run_dir: str | Path, *, currency: str, labels: Mapping[str, str] | None = None
+) -> list[Answer]:
+    """The four answers of a run's executive summary, in reading order.
+
+    Problems and instruments read as ``labels.label`` words them (``labels``:
+    the configuration's ``report.labels``).
+    """
     run_dir = Path(run_dir)
     return [
-        who_is_leaving(run_dir, currency),
-        what_works(run_dir),
+        who_is_leaving(run_dir, currency, labels),
+        what_works(run_dir, labels),
         what_to_do(run_dir, currency),
         what_changed(run_dir),
     ]

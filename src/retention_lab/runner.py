@@ -35,17 +35,21 @@ from retention_lab.config import (
 )
 from retention_lab.errors import ConfigError, OutputContractError, OutputError, RetentionLabError
 from retention_lab.lifecycle import describe
+from retention_lab.progress import LOGGER as PROGRESS_LOGGER
+from retention_lab.progress import ProgressTail
 from retention_lab.run_summary import headline_metrics
 from retention_lab.stage import (
     RUN_CONFIG_FILE,
     TABLES_DIR,
     StageContext,
+    log_listed,
     read_artifacts,
     read_results,
     store_tables,
 )
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger(PROGRESS_LOGGER)
 
 STAGE_PARAMETERS = ("config_file", "run_dir", "mlflow_run_id", "fast")
 KERNEL_START_RETRIES = 1  # a kernel that could not start (a port taken meanwhile) gets one more try
@@ -53,6 +57,7 @@ REPORT_TAG = "retention_lab.report"
 DEFAULT_MAX_CONCURRENCY = 2
 FINISHED = ("succeeded", "skipped")  # a stage whose dependants may start
 STOP_POLL_SECONDS = 1.0
+PROGRESS_POLL_SECONDS = 1.0  # how often the stages' progress files are read
 
 
 @dataclass(frozen=True)
@@ -354,7 +359,7 @@ def _execute_stage(
         tracking.log_artifact(uri, child_id, html_path, "report")
     # what the stage's kernel left to the runner (see StageContext.logged_by_runner)
     for path, folder in read_artifacts(run_dir, stage):
-        tracking.log_artifact(uri, child_id, path, folder)
+        log_listed(uri, child_id, path, folder)
     if results:
         tracking.log_metrics(uri, child_id, results["metrics"])
         tracking.set_tags(uri, child_id, results.get("tags") or {})
@@ -592,6 +597,16 @@ def _run_stages(
     return RunOutcome(run_dir=run_dir, status=status, stages=outcomes, mlflow_run_id=run.parent_id)
 
 
+def _forward_progress(run_dir: Path, stage: str, lines: list[str]) -> None:
+    """Pass a stage's new progress lines on to the terminal (logger) and the run's ``run.log``."""
+    if not lines:
+        return
+    with open(run_dir / lifecycle.LOG_FILE, "a", encoding="utf-8") as handle:
+        for line in lines:
+            progress_log.info("%s: %s", stage, line)
+            handle.write(f"{report.timestamp()} {stage}: {line}\n")
+
+
 def _schedule(
     run: _Run,
     order: dict[str, list[str]],
@@ -613,6 +628,7 @@ def _schedule(
     position = {stage: index for index, stage in enumerate(stages)}
     pending, running = list(stages), {}
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage")
+    tail = ProgressTail(run.run_dir)
 
     def finished(stage: str) -> bool:
         return run.outcomes[position[stage]].status in FINISHED
@@ -633,8 +649,10 @@ def _schedule(
             if not running:
                 break
             # while stopping, kernels that were still starting are stopped as they appear
-            timeout = STOP_POLL_SECONDS if run.stopping else None
+            timeout = STOP_POLL_SECONDS if run.stopping else PROGRESS_POLL_SECONDS
             done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+            for stage in running.values():
+                _forward_progress(run.run_dir, stage, tail.new_lines(stage))
             if run.stopping and not done:
                 lifecycle.stop_children()
             for future in sorted(done, key=lambda f: position[running[f]]):

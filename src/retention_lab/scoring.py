@@ -10,18 +10,23 @@ with it in process (``in_process``), which the Spark output reproduces:
 - ``UpliftScorer``: ``UpliftModel.predict_effects`` (every instrument's effect),
 - ``ValueScorer``: ``clv.residual_values`` (discounted residual value).
 
-``log_scorer`` logs a scorer as an MLflow pyfunc model (this module is its
-loader); ``score_in_spark`` loads it with ``mlflow.pyfunc.spark_udf`` and scores every
-row of a Spark DataFrame inside the executors, writing the scores as Parquet
-partitioned by snapshot date (``<output>/as_of=YYYY-MM-DD/``) under the name
-the plan stage reads (``survival/scores.parquet``, ``clv/values.parquet``,
-``uplift/effects.parquet``; ``StageContext.read_output`` reads such a folder).
+``log_scorer`` logs a scorer as an MLflow pyfunc model with a signature (this
+module is its loader). In a pipeline run a stage saves its scorers
+(``survival_scorers``, ``uplift_scorers``, ``value_scorers``) with
+``StageContext.log_models`` and the runner logs them to the stage's MLflow run
+(``log_saved_scorer``). ``score_in_spark`` loads a logged scorer with
+``mlflow.pyfunc.spark_udf`` and scores every row of a Spark DataFrame inside
+the executors, writing the scores as Parquet partitioned by snapshot date
+(``<output>/as_of=YYYY-MM-DD/``) under the name the plan stage reads
+(``survival/scores.parquet``, ``clv/values.parquet``, ``uplift/effects.parquet``;
+``StageContext.read_output`` reads such a folder).
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +43,11 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkFrame
 
     from retention_lab.clv.contractual import LifelinesTenureModel
+    from retention_lab.clv.summary import ClvSummary
     from retention_lab.survival.regression import CoxResult
+    from retention_lab.survival.summary import SurvivalSummary
     from retention_lab.uplift.learners import UpliftModel
+    from retention_lab.uplift.summary import UpliftSummary
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +211,45 @@ def _load_pyfunc(data_path: str) -> _PyfuncScorer:
     return _PyfuncScorer(pickle.loads(Path(data_path).read_bytes()))
 
 
+MODEL_FILE = "scorer.pkl"
+INPUT_EXAMPLE = "input_example.parquet"
+OUTPUT_EXAMPLE = "output_example.parquet"
+EXAMPLE_ROWS = 20
+
+
+def save_scorer(scorer: Scorer, example: pd.DataFrame, directory: str | Path) -> Path:
+    """Save ``scorer`` in ``directory`` with a few rows of ``example`` and their scores.
+
+    The folder is what ``log_saved_scorer`` logs: the pickled scorer, the input
+    example (the scorer's input columns) and its output, which fix the model's
+    signature. A stage kernel saves it; the runner, which imports MLflow, logs it.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    example = example[scorer.input_columns].head(EXAMPLE_ROWS).reset_index(drop=True)
+    (directory / MODEL_FILE).write_bytes(pickle.dumps(scorer))
+    example.to_parquet(directory / INPUT_EXAMPLE, index=False)
+    scorer.score(example).to_parquet(directory / OUTPUT_EXAMPLE, index=False)
+    return directory
+
+
+def log_saved_scorer(tracking_uri: str, run_id: str, directory: str | Path) -> str:
+    """Log a scorer saved by ``save_scorer`` as the pyfunc model ``models/<folder name>``.
+
+    Returns the model's URI, which ``mlflow.pyfunc.load_model`` loads.
+    """
+    directory = Path(directory)
+    return tracking.log_pyfunc(
+        tracking_uri,
+        run_id,
+        (directory / MODEL_FILE).read_bytes(),
+        directory.name,
+        loader_module=__name__,
+        input_example=pd.read_parquet(directory / INPUT_EXAMPLE),
+        output_example=pd.read_parquet(directory / OUTPUT_EXAMPLE),
+    )
+
+
 def log_scorer(
     tracking_uri: str, run_id: str, scorer: Scorer, name: str, example: pd.DataFrame
 ) -> str:
@@ -210,16 +257,37 @@ def log_scorer(
 
     ``example`` (a few customers) fixes the model's input and output signature.
     """
-    example = example[scorer.input_columns].head(20).reset_index(drop=True)
-    return tracking.log_pyfunc(
-        tracking_uri,
-        run_id,
-        pickle.dumps(scorer),
-        name,
-        loader_module=__name__,
-        input_example=example,
-        output_example=scorer.score(example),
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = save_scorer(scorer, example, Path(tmp) / name)
+        return log_saved_scorer(tracking_uri, run_id, directory)
+
+
+# ------------------------------------------------------------------ each stage's models
+def survival_scorers(result: SurvivalSummary) -> dict[str, Scorer]:
+    """The survival stage's fitted model: the Cox model's churn risk within the score horizon."""
+    return {"churn_risk": SurvivalScorer(result.cox, horizon_months=result.horizon_months)}
+
+
+def uplift_scorers(summary: UpliftSummary) -> dict[str, Scorer]:
+    """The uplift stage's fitted models: each learner chosen for some instrument, by name."""
+    if not summary.available:
+        return {}
+    learners = dict.fromkeys(summary.chosen["learner"])
+    return {f"uplift_{name}": UpliftScorer(summary.models[name]) for name in learners}
+
+
+def value_scorers(summary: ClvSummary, *, risk_horizon_months: float) -> dict[str, Scorer]:
+    """The clv stage's fitted model: residual value from its tenure model (subscription data)."""
+    if not summary.contractual.available:
+        return {}
+    scorer = ValueScorer(
+        summary.contractual.tenure_model,
+        margin=summary.margin,
+        discount_rate=summary.discount_rate,
+        horizon_months=summary.horizon_months,
+        risk_horizon_months=risk_horizon_months,
     )
+    return {"residual_value": scorer}
 
 
 def score_in_spark(

@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import warnings
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ RESULTS_FILE = "results.json"
 ARTIFACTS_FILE = "artifacts.json"  # what the runner logs for a stage: [path, artifact folder]
 RUN_CONFIG_FILE = "config.yaml"
 TABLES_DIR = "tables"
+MODELS_DIR = "models"  # fitted models, logged as MLflow pyfunc models
 TRUTH_DIR = "truth"
 AS_OF_TAG = "data_as_of"  # the pipeline run's tag of its data's snapshot date (provenance)
 
@@ -143,7 +144,7 @@ class StageContext:
         if not self.mlflow_run_id:
             return
         if not self.logged_by_runner:
-            tracking.log_artifact(self.tracking_uri, self.mlflow_run_id, path, artifact_path)
+            log_listed(self.tracking_uri, self.mlflow_run_id, path, artifact_path)
             return
         manifest = self.stage_dir / ARTIFACTS_FILE
         listed = json.loads(manifest.read_text()) if manifest.is_file() else []
@@ -224,15 +225,42 @@ class StageContext:
         figure.savefig(path, dpi=110, bbox_inches="tight")
         self._log_artifact(path, "figures")
 
-    def log_model(self, model: object, name: str) -> None:
-        """Log a fitted model to MLflow (pickled in ``<stage>/models``)."""
+    def log_models(self, scorers: Mapping[str, object], example: pd.DataFrame) -> None:
+        """Log fitted models to MLflow as pyfunc models ``models/<name>`` with signatures.
+
+        ``scorers`` (from ``retention_lab.scoring``: ``survival_scorers`` ...) are
+        saved in ``<stage>/models/<name>``; ``example`` (customers with the
+        scorers' input columns) gives the signature. ``mlflow.pyfunc.load_model``
+        loads each and ``predict(customers)`` returns the scores.
+        """
         if not self.mlflow_run_id:
             return
-        directory = self.stage_dir / "models"
-        directory.mkdir(exist_ok=True)
-        path = directory / f"{name}.pkl"
-        path.write_bytes(pickle.dumps(model))
-        self._log_artifact(path, "models")
+        from retention_lab import scoring
+
+        for name, scorer in scorers.items():
+            directory = scoring.save_scorer(scorer, example, self.stage_dir / MODELS_DIR / name)
+            self._log_artifact(directory, MODELS_DIR)
+
+    def record_progress(self) -> Path:
+        """Write the progress lines of long steps (``retention_lab.progress``) to a file.
+
+        The lines go to ``<stage>/progress.log``, which the runner forwards to
+        the terminal and the run's log while the stage runs. Called again (a
+        re-run cell) it replaces the earlier file handler; returns the file.
+        """
+        from retention_lab.progress import LOGGER, PROGRESS_FILE
+
+        path = self.stage_dir / PROGRESS_FILE
+        logger = logging.getLogger(LOGGER)
+        for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+            logger.removeHandler(handler)
+            handler.close()
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # no log boxes in the notebook (the report)
+        return path
 
     def finish(
         self,
@@ -400,7 +428,7 @@ def open_stage(
     folder.mkdir(parents=True, exist_ok=True)
     if not run_dir:  # the scratch folder holds its configuration, as a run folder does
         dump_config(config, folder / RUN_CONFIG_FILE)
-    return StageContext(
+    context = StageContext(
         name=name,
         config=config,
         run_dir=folder,
@@ -408,6 +436,9 @@ def open_stage(
         fast=fast,
         logged_by_runner=bool(run_dir and mlflow_run_id),
     )
+    if context.logged_by_runner:
+        context.record_progress()
+    return context
 
 
 def read_artifacts(run_dir: str | Path, stage: str) -> list[tuple[Path, str]]:
@@ -415,6 +446,16 @@ def read_artifacts(run_dir: str | Path, stage: str) -> list[tuple[Path, str]]:
     path = Path(run_dir) / stage / ARTIFACTS_FILE
     listed = json.loads(path.read_text()) if path.is_file() else []
     return [(Path(file), folder) for file, folder in listed]
+
+
+def log_listed(tracking_uri: str, run_id: str, path: Path, artifact_path: str) -> None:
+    """Log a file a stage listed: a saved model as a pyfunc model, anything else as it is."""
+    if artifact_path == MODELS_DIR:
+        from retention_lab import scoring
+
+        scoring.log_saved_scorer(tracking_uri, run_id, path)
+    else:
+        tracking.log_artifact(tracking_uri, run_id, path, artifact_path)
 
 
 def read_results(run_dir: str | Path, stage: str) -> dict | None:

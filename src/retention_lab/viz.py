@@ -8,6 +8,7 @@ call ``plt.show()``.
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 
 import matplotlib as mpl
 import matplotlib.dates as mdates
@@ -16,8 +17,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
 
-from retention_lab.formatting import number
+from retention_lab.formatting import MONEY_UNIT, number, unit_text
+from retention_lab.labels import label
 
 PALETTE = "colorblind"
 
@@ -248,7 +251,7 @@ MONITOR_FAMILY_LABELS = {
     "problem hazard ratio": "Hazard ratio of an active problem",
     "instrument effect": "Instrument effect",
     "instrument hazard ratio": "Hazard ratio of an instrument (recent cases)",
-    "value": "Total value of active customers (currency units)",
+    "value": "Total value of active customers ({currency})",
     "problem rate": "Problems per 1,000 customer-months",
     "churn reason": "Share of recent churn",
 }
@@ -258,11 +261,14 @@ def plot_run_history(
     history: pd.DataFrame,
     *,
     family: str,
+    currency: str,
     quantity: str | None = None,
     max_lines: int = 8,
     ax: Axes | None = None,
 ) -> Axes:
     """One monitored quantity family across runs: a line per group with its 95% CI band.
+
+    Money is labelled in ``currency``; groups read as ``labels.label`` words them.
 
     ``history`` is ``MonitorSummary.history`` (run_label, run_order, family,
     quantity, group, estimate, se, scale, unit, lower, upper). ``quantity`` picks one
@@ -307,7 +313,7 @@ def plot_run_history(
     colors = sns.color_palette(PALETTE, len(groups))
     for color, group in zip(colors, groups, strict=False):
         g = data.loc[data["group"] == group].sort_values("run_order")
-        ax.plot(g["run_order"], g["estimate"], marker="o", color=color, label=group)
+        ax.plot(g["run_order"], g["estimate"], marker="o", color=color, label=label(group))
         if g["lower"].notna().any():
             ax.fill_between(g["run_order"], g["lower"], g["upper"], color=color, alpha=0.15)
     ax.set_xticks(labels["run_order"], labels["run_label"], rotation=30, ha="right")
@@ -315,14 +321,14 @@ def plot_run_history(
     ax.set(
         title=title,
         xlabel="Run (snapshot date, oldest left)",
-        ylabel=f"{str(quantity).capitalize()} ({data['unit'].iloc[0]})"
+        ylabel=f"{str(quantity).capitalize()} ({unit_text(data['unit'].iloc[0], currency)})"
         if family == "survival"
-        else MONITOR_FAMILY_LABELS.get(family, quantity or family),
+        else MONITOR_FAMILY_LABELS.get(family, quantity or family).format(currency=currency),
     )
     return ax
 
 
-def plot_monitor_panels(history: pd.DataFrame, *, families: list[str]):
+def plot_monitor_panels(history: pd.DataFrame, *, families: list[str], currency: str):
     """The headline quantities across runs, one panel per family present (a ``Figure``)."""
     present = [f for f in families if f in set(history.get("family", []))]
     n = max(len(present), 1)
@@ -330,7 +336,7 @@ def plot_monitor_panels(history: pd.DataFrame, *, families: list[str]):
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4 * rows), squeeze=False)
     for ax, family in zip(axes.flat, present, strict=False):
-        plot_run_history(history, family=family, ax=ax)
+        plot_run_history(history, family=family, currency=currency, ax=ax)
     if not present:
         _no_data(axes.flat[0], "Monitored quantities across runs")
     for ax in list(axes.flat)[len(present) or 1 :]:
@@ -340,24 +346,46 @@ def plot_monitor_panels(history: pd.DataFrame, *, families: list[str]):
     return fig
 
 
-def plot_flags(flags: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Flagged changes ranked by how much of the plan's value they bear on (``impact``)."""
+def plot_flags(
+    flags: pd.DataFrame,
+    *,
+    currency: str,
+    labels: Mapping[str, str] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Flagged changes ranked by how much of the plan's value they bear on (``impact``).
+
+    Money is labelled in ``currency``; groups read as ``labels.label`` words them.
+    """
     title = "Flagged changes by impact on the plan"
     ax = ax or plt.figure().gca()
     if flags is None or flags.empty:
         return _no_data(ax, title)
     _require_columns(flags, ["quantity", "group", "impact", "impact_unit"], "plot_flags")
-    data = flags.assign(label=flags["quantity"] + "\n" + flags["group"].str.replace("|", ", "))
+    groups = [label(group, labels) for group in flags["group"]]
+    data = flags.assign(label=flags["quantity"] + "\n" + pd.Series(groups, index=flags.index))
     sns.barplot(data=data, y="label", x="impact", orient="h", ax=ax, color=sns.color_palette()[3])
-    ax.set(title=title, xlabel=f"Impact ({flags['impact_unit'].iloc[0]})", ylabel="Quantity")
+    unit = str(flags["impact_unit"].iloc[0])
+    ax.set(title=title, xlabel=f"Impact ({unit_text(unit, currency)})", ylabel="Quantity")
+    if unit == MONEY_UNIT:
+        money_axis(ax.xaxis)
     return ax
 
 
 # ------------------------------------------------------------ retention plan
+def money_axis(axis) -> None:
+    """Tick labels of a money axis with thousands separators, never an offset or ``1e7``."""
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+
+
 def plot_budget_curve(
-    curve: pd.DataFrame, *, budget: float | None = None, ax: Axes | None = None
+    curve: pd.DataFrame,
+    *,
+    currency: str,
+    budget: float | None = None,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Net and gross saved value of the optimal plan against the budget."""
+    """Net and gross saved value of the optimal plan against the budget, in ``currency``."""
     title = "What each budget buys: optimal plan value"
     ax = ax or plt.figure().gca()
     if curve.empty:
@@ -368,14 +396,20 @@ def plot_budget_curve(
     if budget is not None:
         ax.axvline(budget, color="0.3", linestyle="--", linewidth=1, label="configured budget")
     ax.legend()
-    ax.set(title=title, xlabel="Budget (currency units)", ylabel="Expected value (currency units)")
+    ax.set(title=title, xlabel=f"Budget ({currency})", ylabel=f"Expected value ({currency})")
+    money_axis(ax.xaxis)
+    money_axis(ax.yaxis)
     return ax
 
 
 def plot_policy_comparison(
-    comparison: pd.DataFrame, off_policy: pd.DataFrame | None = None, *, ax: Axes | None = None
+    comparison: pd.DataFrame,
+    off_policy: pd.DataFrame | None = None,
+    *,
+    currency: str,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Net value of the plan and each baseline at the same budget, by source of the estimate."""
+    """Net value (in ``currency``) of the plan and each baseline at the same budget, by source."""
     title = "Plan against baselines at the same budget"
     ax = ax or plt.figure().gca()
     if comparison.empty:
@@ -405,12 +439,13 @@ def plot_policy_comparison(
     sns.barplot(data=long, y="label", x="value", hue="source", orient="h", ax=ax)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="Estimate")
     ax.axvline(0.0, color="0.3", linewidth=1)
-    ax.set(title=title, xlabel="Net value: saved value − cost (currency units)", ylabel="Policy")
+    ax.set(title=title, xlabel=f"Net value: saved value − cost ({currency})", ylabel="Policy")
+    money_axis(ax.xaxis)
     return ax
 
 
-def plot_threats(threats: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Value destroyed by the excess churn of each problem type, with 95% intervals."""
+def plot_threats(threats: pd.DataFrame, *, currency: str, ax: Axes | None = None) -> Axes:
+    """Value destroyed (in ``currency``) by the excess churn of each problem type, with 95% CIs."""
     title = "Threat criticality: value lost to the churn each problem causes"
     ax = ax or plt.figure().gca()
     if threats.empty:
@@ -420,8 +455,10 @@ def plot_threats(threats: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     )
     t = threats.sort_values("value_lost")
     err = [t["value_lost"] - t["value_lower"], t["value_upper"] - t["value_lost"]]
-    ax.barh(t["problem_type"], t["value_lost"], xerr=err, color=sns.color_palette()[3], capsize=3)
-    ax.set(title=title, xlabel="Value lost (currency units)", ylabel="Problem type")
+    names = t["problem_type"].map(label)
+    ax.barh(names, t["value_lost"], xerr=err, color=sns.color_palette()[3], capsize=3)
+    ax.set(title=title, xlabel=f"Value lost ({currency})", ylabel="Problem type")
+    money_axis(ax.xaxis)
     return ax
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from retention_lab import formatting as fmt
+from retention_lab import progress
 from retention_lab.clv import contractual as ct
 from retention_lab.clv import renewals as rn
 from retention_lab.clv import transactional as tr
@@ -323,7 +324,8 @@ def analyse_transactions(
         )
     fit_opts = dict(priors=priors, max_customers=max_customers, random_state=random_state)
     rows, holdouts, fitted = [], [], {}
-    for kind in models:
+    for i, kind in enumerate(models, start=1):
+        progress.step(f"{tr.MODEL_NAMES[kind]} on the calibration period", i, len(models))
         model = tr.fit_purchase_model(calibration, kind=kind, **fit_opts)
         fitted[kind] = model
         rows += [(kind, k, v) for k, v in model.params.items()]
@@ -333,6 +335,7 @@ def analyse_transactions(
     full = rfm_summary(transactions, observation_end=end, **opts)
     full = full[full["T"] > 0].reset_index(drop=True)
     headline = models[0]
+    progress.step(f"{tr.MODEL_NAMES[headline]} and Gamma-Gamma on {len(full):,} customers")
     purchases = tr.fit_purchase_model(full, kind=headline, **fit_opts)
     spend = tr.fit_spend_model(full, **fit_opts)
     values = tr.customer_values(
@@ -436,6 +439,7 @@ def analyse(
     customers = tables.customers
     max_surv = FAST_CUSTOMERS if fast else cfg.max_survival_customers
     max_tx = FAST_CUSTOMERS if fast else cfg.max_transaction_customers
+    progress.step(f"contractual value: tenure model and values of {len(customers):,} customers")
     contractual = analyse_contractual(
         customers,
         as_of=tables.as_of,
@@ -461,6 +465,7 @@ def analyse(
             "the transactions are subscription bills, which follow the contract; the contractual "
             "value applies (set clv.non_contractual: always to fit them anyway)"
         )
+    progress.step("repeat-purchase models" + (": not fitted" if skip else ""))
     transactional = analyse_transactions(
         None if skip else transactions,
         unavailable_reason=skip,

@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from retention_lab.monitor.quantities import MONEY
 from retention_lab.units import Z95
 
 KEYS = ["stage", "family", "quantity", "group"]
@@ -280,7 +281,7 @@ def rank_flags(
     flags: pd.DataFrame,
     value_base: pd.Series,
     *,
-    unit: str = "EUR",
+    unit: str = MONEY,
     plan_actions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Rank flagged changes by how much of the plan's value they move.

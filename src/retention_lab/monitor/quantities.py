@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from retention_lab.contract import monitored_tables
+from retention_lab.formatting import MONEY_UNIT as MONEY
 from retention_lab.stage import RunOutputs
 from retention_lab.units import Z95
 
@@ -319,7 +320,7 @@ def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
             f"segment={seg}",
             float(t["sum"]),
             n=float(t["size"]),
-            unit="EUR",
+            unit=MONEY,
         )
         for seg, t in totals.iterrows()
     ]
@@ -331,7 +332,7 @@ def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
             "all",
             float(active["value"].sum()),
             n=float(len(active)),
-            unit="EUR",
+            unit=MONEY,
         )
     )
     return _rows(rows)

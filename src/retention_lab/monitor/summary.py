@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from retention_lab import formatting as fmt
+from retention_lab.labels import capitalised, label
 from retention_lab.monitor.compare import (
     ci_overlap,
     compare_distributions,
@@ -17,7 +19,12 @@ from retention_lab.monitor.compare import (
     rank_flags,
     trends,
 )
-from retention_lab.monitor.quantities import QUANTITY_COLUMNS, RunOutputs, run_quantities
+from retention_lab.monitor.quantities import (
+    MONEY,
+    QUANTITY_COLUMNS,
+    RunOutputs,
+    run_quantities,
+)
 
 # which stages hold estimates that a change in a family of quantities makes stale
 RERUN = {
@@ -167,7 +174,7 @@ def _value_base(current: RunOutputs) -> tuple[pd.Series, str]:
         active = values.loc[values["active"].astype(bool)] if "active" in values else values
         base = active.groupby("segment")["value"].sum()
         base["all"] = active["value"].sum()
-        return base, "EUR"
+        return base, MONEY
     profile = current.table("monitoring", "input_profile")
     if profile is not None:
         seg = profile.loc[(profile["section"] == "categorical") & (profile["feature"] == "segment")]
@@ -280,22 +287,28 @@ def analyse(
     )
 
 
-def describe(row) -> str:
-    """A quantity in words, e.g. 'share of recent churn (churn_reason=price)'."""
-    group = str(row["group"]).replace("|", ", ")
-    return f"{row['quantity']}" + ("" if group == "all" else f" ({group})")
+def describe(row, labels: Mapping[str, str] | None = None) -> str:
+    """A quantity in words, e.g. 'share of recent churn (Churn reason: price)'."""
+    group = str(row["group"])
+    return f"{row['quantity']}" + ("" if group == "all" else f" ({label(group, labels)})")
 
 
-def _number(value: float, unit: str) -> str:
+def _number(value: float, unit: str, currency: str) -> str:
     if unit == "share":
-        return f"{value:.1%}"
-    if unit == "EUR":
-        return f"EUR {value:,.0f}"
-    return f"{value:.3g}"
+        return fmt.percent(value)
+    if unit == MONEY:
+        return fmt.money(value, currency)
+    return fmt.number(value)
 
 
-def findings(summary: MonitorSummary) -> list[str]:
-    """Plain-language sentences for the report, most important first."""
+def findings(
+    summary: MonitorSummary, *, currency: str = "USD", labels: Mapping[str, str] | None = None
+) -> list[str]:
+    """Plain-language sentences for the report, most important first.
+
+    Money reads in ``currency``; groups as ``retention_lab.labels.label`` words
+    them (``labels``: the configuration's ``report.labels``).
+    """
     if not summary.has_history:
         return [
             "There is nothing to compare yet: this is the first finished run of the "
@@ -323,8 +336,9 @@ def findings(summary: MonitorSummary) -> list[str]:
             )
         else:
             what = (
-                f"{describe(row).capitalize()} moved from {_number(row['previous'], row['unit'])} "
-                f"to {_number(row['current'], row['unit'])} (z = {row['z']:.1f})"
+                f"{capitalised(describe(row, labels))} moved from "
+                f"{_number(row['previous'], row['unit'], currency)} "
+                f"to {_number(row['current'], row['unit'], currency)} (z = {row['z']:.1f})"
             )
         stages = [
             s for s in RERUN.get(row["family"], ()) if not summary.stages or s in summary.stages
@@ -336,7 +350,12 @@ def findings(summary: MonitorSummary) -> list[str]:
                 if row.get("impact_basis") == "plan"
                 else "of the customers' value concerned"
             )
-            impact = f"; it bears on about {row['impact']:,.0f} {row['impact_unit']} {basis}"
+            amount = (
+                fmt.money(row["impact"], currency)
+                if row["impact_unit"] == MONEY
+                else f"{fmt.count(row['impact'])} {row['impact_unit']}"
+            )
+            impact = f"; it bears on about {amount} {basis}"
         out.append(
             f"Stale: {what}; the estimates of {', '.join(stages) or 'the stages'} that pool "
             f"data from before the change no longer hold{impact}."
@@ -348,14 +367,14 @@ def findings(summary: MonitorSummary) -> list[str]:
         )
     untested = summary.large_untested
     if len(untested):
-        names = ", ".join(describe(r) for r in untested.head(4).to_dict("records"))
+        names = ", ".join(describe(r, labels) for r in untested.head(4).to_dict("records"))
         out.append(
             f"{len(untested)} quantities moved by more than {summary.max_untested_change:.0%} "
             f"but have no confidence interval to test the move: {names}."
         )
     drifting = summary.trends.loc[summary.trends["drifting"]] if len(summary.trends) else []
     if len(drifting):
-        names = ", ".join(describe(r) for r in drifting.head(4).to_dict("records"))
+        names = ", ".join(describe(r, labels) for r in drifting.head(4).to_dict("records"))
         out.append(f"Drifting over the last runs (a significant trend): {names}.")
     if summary.missing:
         out.append("Not monitored yet: " + "; ".join(summary.missing) + ".")

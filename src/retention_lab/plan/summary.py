@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from retention_lab import formatting as fmt
+from retention_lab import progress
 from retention_lab.errors import MissingStageOutput
+from retention_lab.labels import label
 from retention_lab.plan import evaluate as ev
 from retention_lab.plan import inputs as pin
 from retention_lab.plan.knapsack import Allocation, allocate, budget_curve
@@ -256,7 +259,7 @@ def analyse(
         pin.EffectModel(config.effect_model_c).fit(
             randomised.iloc[rng.integers(0, len(randomised), len(randomised))]
         )
-        for _ in range(n_boot if own_bands else 0)
+        for _ in progress.each(range(n_boot if own_bands else 0), "effect model bootstrap")
     ]
     if inputs.effects is not None and inputs.effects.empty:
         notes.append("the uplift stage's effects table is empty; the plan used its own model")
@@ -565,8 +568,14 @@ def write_actions_csv(actions: pd.DataFrame, directory: str | Path) -> Path:
     return path
 
 
-def findings(summary: PlanSummary, *, currency: str = "USD") -> list[str]:
-    """Plain-language findings, every number computed from the results, money in ``currency``."""
+def findings(
+    summary: PlanSummary, *, currency: str = "USD", labels: Mapping[str, str] | None = None
+) -> list[str]:
+    """Plain-language findings, every number computed from the results, money in ``currency``.
+
+    Instruments and problems read as ``retention_lab.labels.label`` words them
+    (``labels``: the configuration's ``report.labels``).
+    """
 
     def money(value, interval=None):
         return fmt.money(value, currency, interval=interval)
@@ -603,7 +612,9 @@ def findings(summary: PlanSummary, *, currency: str = "USD") -> list[str]:
     if len(summary.by_instrument):
         used = summary.by_instrument[summary.by_instrument["customers"] > 0]
         if len(used):
-            parts = ", ".join(f"{r.instrument} {r.customers:,}" for r in used.itertuples())
+            parts = ", ".join(
+                f"{label(r.instrument, labels)} {r.customers:,}" for r in used.itertuples()
+            )
             out.append(f"Instruments in the plan: {parts}.")
     if "true_net_value" in comp.columns and "plan" in comp.index and len(comp) > 1:
         others = comp.drop(index=["plan", "oracle"], errors="ignore")
@@ -638,8 +649,8 @@ def findings(summary: PlanSummary, *, currency: str = "USD") -> list[str]:
     if len(summary.threats):
         t = summary.threats.iloc[0]
         out.append(
-            f"The most costly threat is {t['problem_type']}: while it is open the churn hazard "
-            f"is {t['hazard_ratio']:.2f} times as high (95% CI {t['hr_lower']:.2f} to "
+            f"The most costly threat is {label(t['problem_type'], labels)}: while it is open the "
+            f"churn hazard is {t['hazard_ratio']:.2f} times as high (95% CI {t['hr_lower']:.2f} to "
             f"{t['hr_upper']:.2f}), and the churn it causes ({t['share_of_churn']:.0%} of all "
             f"churn) destroyed about {money(t['value_lost'], (t['value_lower'], t['value_upper']))}"
             " of value."

@@ -7,7 +7,7 @@ title and labelled axes with units, and never call ``plt.show()``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from retention_lab.labels import capitalised, label
 from retention_lab.viz import _no_data, _require_columns
 
 
@@ -175,9 +176,16 @@ def plot_cif_panels(cif: pd.DataFrame, *, grouping: str = "segment") -> Figure:
 
 
 def plot_forest(
-    hazard_ratios: pd.DataFrame, *, title: str = "Hazard ratios (95% CI)", ax: Axes | None = None
+    hazard_ratios: pd.DataFrame,
+    *,
+    title: str = "Hazard ratios (95% CI)",
+    labels: Mapping[str, str] | None = None,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Forest plot of hazard ratios on a log axis; 1 = no effect."""
+    """Forest plot of hazard ratios on a log axis; 1 = no effect.
+
+    Terms read as ``retention_lab.labels.label`` words them (``labels``: ``report.labels``).
+    """
     _require_columns(hazard_ratios, ["term", "hazard_ratio", "hr_lower", "hr_upper"], "plot_forest")
     ax = _axes(ax)
     if hazard_ratios.empty:
@@ -199,7 +207,7 @@ def plot_forest(
     ]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_yticks(y, data["term"])
+    ax.set_yticks(y, [capitalised(label(term, labels)) for term in data["term"]])
     ax.set(
         title=title, xlabel="Hazard ratio (log scale; per unit for numeric covariates)", ylabel=""
     )
@@ -254,7 +262,7 @@ def plot_truth(
     )
     ax.scatter(data["true_log_hr"], y, marker="x", color="black", zorder=3, label="truth")
     ax.axvline(0.0, color="grey", ls="--", lw=1)
-    ax.set_yticks(y, data["term"])
+    ax.set_yticks(y, [capitalised(label(term)) for term in data["term"]])
     ax.set(
         title=title, xlabel="Log hazard ratio (numeric covariates in the truth's unit)", ylabel=""
     )

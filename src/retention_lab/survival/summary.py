@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from retention_lab import progress
 from retention_lab.errors import StatisticalWarning
+from retention_lab.labels import label
 from retention_lab.survival import descriptive as desc
 from retention_lab.survival._prep import (
     COHORT,
@@ -234,6 +236,7 @@ def analyse(
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
+        progress.step(f"{name.replace('_', ' ')} on {len(customers):,} customers")
         start = time.perf_counter()
         out = fn(*args, **kwargs)
         timings[name] = time.perf_counter() - start
@@ -406,8 +409,12 @@ def _months(x: float) -> str:
 POOR_CALIBRATION_ICI = 0.05  # mean absolute error of churn probabilities that calls for a warning
 
 
-def findings(result: SurvivalSummary) -> list[str]:
-    """Plain-language sentences for the top of the report, computed from the results."""
+def findings(result: SurvivalSummary, *, labels: Mapping[str, str] | None = None) -> list[str]:
+    """Plain-language sentences for the top of the report, computed from the results.
+
+    Terms and levels read as ``retention_lab.labels.label`` words them, with
+    ``labels`` (the configuration's ``report.labels``) first.
+    """
     out = []
     med = result.median[result.median["grouping"] == desc.ALL].iloc[0]
     if np.isfinite(med["median_months"]):
@@ -431,9 +438,10 @@ def findings(result: SurvivalSummary) -> list[str]:
     if len(rm) > 1:
         best, worst = rm.loc[rm["rmst_months"].idxmax()], rm.loc[rm["rmst_months"].idxmin()]
         out.append(
-            f"Within the first {best['tau_months']:g} months, {best['group']} customers stay "
-            f"{best['rmst_months'] - worst['rmst_months']:.1f} months longer on average than "
-            f"{worst['group']} customers ({best['rmst_months']:.1f} vs {worst['rmst_months']:.1f})."
+            f"Within the first {best['tau_months']:g} months, {label(best['group'], labels)} "
+            f"customers stay {best['rmst_months'] - worst['rmst_months']:.1f} months longer on "
+            f"average than {label(worst['group'], labels)} customers "
+            f"({best['rmst_months']:.1f} vs {worst['rmst_months']:.1f})."
         )
     elif len(seg) > 1:
         out.append(
@@ -449,12 +457,14 @@ def findings(result: SurvivalSummary) -> list[str]:
         peak = haz.loc[haz["hazard"].idxmax()]
         out.append(
             f"The churn risk peaks at {peak['time_months']:.1f} months of tenure for "
-            f"{peak['grouping']} {peak['group']} ({peak['hazard']:.1%} per month)."
+            f"{label(peak['grouping'], labels)} {label(peak['group'], labels)} "
+            f"({peak['hazard']:.1%} per month)."
         )
     if len(result.threats):
         top = result.threats.iloc[0]
         out.append(
-            f"The most damaging threat is {top['problem_type']} problems: while active they "
+            f"The most damaging threat is {label(top['problem_type'], labels)} problems: while "
+            "active they "
             f"multiply the churn hazard by {top['hazard_ratio']:.2f} (95% CI {top['hr_lower']:.2f}"
             f" to {top['hr_upper']:.2f}) and caused about {top['attributable_churn']:,.0f} churns "
             f"({top['share_of_churn']:.1%} of all churn)."
@@ -462,7 +472,7 @@ def findings(result: SurvivalSummary) -> list[str]:
     if len(result.reasons):
         r0 = result.reasons.iloc[0]
         out.append(
-            f"The most common churn reason is {r0['churn_reason']} "
+            f"The most common churn reason is {label(r0['churn_reason'], labels)} "
             f"({r0['share_of_churn']:.0%} of churned customers)."
         )
     hr = result.hazard_ratios
@@ -470,15 +480,15 @@ def findings(result: SurvivalSummary) -> list[str]:
     if len(cov):
         hi, lo = cov.loc[cov["hazard_ratio"].idxmax()], cov.loc[cov["hazard_ratio"].idxmin()]
         out.append(
-            f"Adjusted for the other covariates, {hi['term']} has the highest churn hazard "
-            f"(HR {hi['hazard_ratio']:.2f}) and {lo['term']} the lowest "
-            f"(HR {lo['hazard_ratio']:.2f})."
+            f"Adjusted for the other covariates, {label(hi['term'], labels)} has the highest "
+            f"churn hazard (HR {hi['hazard_ratio']:.2f}) and {label(lo['term'], labels)} the "
+            f"lowest (HR {lo['hazard_ratio']:.2f})."
         )
     bad = result.ph[~result.ph["proportional"]]
     if len(bad):
         out.append(
             "Proportional hazards fails for "
-            + ", ".join(bad["covariate"])
+            + ", ".join(label(c, labels) for c in bad["covariate"])
             + "; remedy: "
             + "; ".join(dict.fromkeys(bad["remedy"]))
             + "."

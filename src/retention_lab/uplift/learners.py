@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
 
+from retention_lab import progress
 from retention_lab.config import UpliftConfig
 from retention_lab.errors import DataError
 from retention_lab.units import Z95
@@ -257,8 +258,8 @@ def fit_learners(
 ) -> dict[str, UpliftModel]:
     """Fit every learner on the same training cases; ``params`` go to :class:`UpliftModel`."""
     models = {}
-    for kind in learners:
-        log.info("fitting the %s-learner on %d cases", kind, len(frame))
+    for i, kind in enumerate(learners, start=1):
+        progress.step(f"fitting the {kind}-learner on {len(frame):,} cases", i, len(learners))
         models[kind] = UpliftModel(kind, control=control, random_state=random_state, **params).fit(
             frame,
             treatment_col=treatment_col,

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from retention_lab import progress
 from retention_lab.config import UpliftConfig
 from retention_lab.errors import StatisticalWarning
+from retention_lab.labels import capitalised, label
 from retention_lab.uplift import design
 from retention_lab.uplift import effects as ef
 from retention_lab.uplift import evaluation as ev
@@ -400,6 +403,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         max_leaf_nodes=cfg.max_leaf_nodes,
         min_samples_leaf=cfg.min_samples_leaf,
     )
+    progress.step(f"propensity scores of {len(data.cases):,} cases, cross-fitted")
     prop = design.fit_propensity(
         data,
         folds=cfg.folds,
@@ -419,7 +423,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
     pooled = _empty(po.POOLED_COLUMNS)
     ate_parts, matrix_parts, diag_parts = [], [], []
     costs = ef.mean_costs(data)
-    for outcome in outcomes:
+    for outcome in progress.each(outcomes, "average effects, effect matrix and pooling"):
         is_rev = outcome == data.revenue_col
         dim = ef.difference_in_means(
             data.cases[rand],
@@ -520,6 +524,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             matrix = matrix.merge(rev, on=key, how="left")
         else:
             matrix["revenue_effect"] = np.nan
+    progress.step("instrument hazard ratios")
     hazard = hz.instrument_hazard_ratios(
         data, window_months=cfg.hazard_window_months, recent_months=cfg.recent_months
     )
@@ -549,6 +554,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
         **params,
     )
     test_cases = data.cases[test].reset_index(drop=True)
+    progress.step(f"evaluating the learners on {len(test_cases):,} held-out randomised cases")
     preds = {k: m.predict(test_cases) for k, m in models.items()}
     metrics, curves = ev.evaluate(
         test_cases,
@@ -653,8 +659,16 @@ def _unit(summary: UpliftSummary):
     return lambda x: f"{x:+,.3g}"
 
 
-def findings(summary: UpliftSummary) -> list[str]:
-    """Plain-language findings, every number computed from ``summary``."""
+def findings(summary: UpliftSummary, *, labels: Mapping[str, str] | None = None) -> list[str]:
+    """Plain-language findings, every number computed from ``summary``, most important first.
+
+    What a manager acts on comes first (what works on average, where each
+    instrument works best or harms, how far staff records mislead); the checks
+    an analyst reads (pooling and learners against the truth, observational
+    diagnostics, hazard ratios, the chosen learners) follow, and the report
+    puts them in its appendix. Instruments, problems and segments read as
+    ``retention_lab.labels.label`` words them (``labels``: ``report.labels``).
+    """
     if not summary.available:
         return [f"Uplift analysis not available for this dataset: {summary.reason}."]
     _pp = _unit(summary)  # effects in the outcome's unit: pp for a binary outcome
@@ -662,13 +676,18 @@ def findings(summary: UpliftSummary) -> list[str]:
         f"{summary.n_cases:,} retention cases with an observed outcome, "
         f"{summary.n_randomised:,} of them randomised."
     ]
+    detail: list[str] = []  # for analysts: after the key findings
+
+    def name(value) -> str:
+        return label(value, labels)
+
     ate = summary.ate
     y = summary.outcome
     rnd = ate[(ate["estimator"] == "difference_in_means") & (ate["outcome"] == y)]
     rnd = rnd[rnd["status"] == "estimated"].sort_values("effect", ascending=False)
     if len(rnd):
         parts = [
-            f"{r.instrument} {_pp(r.effect)} (95% CI {_pp(r.lower)} to {_pp(r.upper)})"
+            f"{name(r.instrument)} {_pp(r.effect)} (95% CI {_pp(r.lower)} to {_pp(r.upper)})"
             for r in rnd.itertuples()
         ]
         change = (
@@ -684,13 +703,14 @@ def findings(summary: UpliftSummary) -> list[str]:
         note = f"posterior probability {{:.0%}}, {len(est)} cells pooled within each instrument"
 
         def where(r):
-            return f"{r['problem_type']} / {r['segment']}"
+            return f"{name(r['problem_type'])} / {name(r['segment'])}"
 
         for inst, g in est.groupby("instrument"):
             best = g.sort_values("pooled", ascending=False).iloc[0]
             if best["prob_benefit"] >= 0.95:
                 out.append(
-                    f"{inst} works best for {where(best)}: {_pp(best['pooled'])} "
+                    f"{capitalised(name(inst))} works best for {where(best)}: "
+                    f"{_pp(best['pooled'])} "
                     f"(95% interval {_pp(best['lower'])} to {_pp(best['upper'])}; "
                     + note.format(best["prob_benefit"])
                     + ")."
@@ -698,14 +718,15 @@ def findings(summary: UpliftSummary) -> list[str]:
         harmful = est[est["prob_benefit"] <= 0.05].sort_values("pooled")
         for _, r in harmful.head(3).iterrows():
             out.append(
-                f"{r['instrument']} is harmful for {where(r)}: {_pp(r['pooled'])} "
+                f"{capitalised(name(r['instrument']))} is harmful for {where(r)}: "
+                f"{_pp(r['pooled'])} "
                 f"(95% interval {_pp(r['lower'])} to {_pp(r['upper'])}; "
                 + note.format(1 - r["prob_benefit"])
                 + "); stop using it there."
             )
         acc = summary.pooling_accuracy()
         for r in acc[acc["scale"] == "retention"].itertuples():
-            out.append(
+            detail.append(
                 f"Against the simulator's truth, pooling cuts the error of the cell effects from "
                 f"{_pp(r.raw_rmse)} to {_pp(r.pooled_rmse)} (root mean square) and its 95% "
                 f"intervals cover {r.pooled_coverage:.0%} of the {r.cells} true cell effects."
@@ -713,7 +734,7 @@ def findings(summary: UpliftSummary) -> list[str]:
         ovr = summary.observed_vs_randomised()
         if len(ovr):
             bias = float(ovr["difference"].mean())
-            out.append(
+            detail.append(
                 f"In {len(ovr)} cells with enough randomised and staff-assigned cases, the staff "
                 f"records (doubly robust) differ from the randomised estimate by {_pp(bias)} on "
                 f"average; they disagree beyond chance in {int(ovr['disagree'].sum())} cells."
@@ -727,14 +748,17 @@ def findings(summary: UpliftSummary) -> list[str]:
         if len(j):
             r = j.iloc[0]
             out.append(
-                f"Staff-assigned cases mislead: the naive comparison gives {r['instrument']} "
+                f"Staff-assigned cases mislead: the naive comparison gives {name(r['instrument'])} "
                 f"{_pp(r['effect_naive'])}, the doubly robust estimate {_pp(r['effect_dr'])} "
                 f"(selection bias {_pp(r['gap'])}); {summary.trimmed_share:.1%} of the "
                 "rule-assigned cases lacked common support and were trimmed."
             )
     diag = summary.observational
-    out += obs.findings(summary.features, diag[diag["outcome"] == y], ate, _pp)
-    out += _hazard_findings(summary)
+    # observational data: the doubly robust estimates are the answer, else a check
+    (out if summary.n_randomised == 0 else detail).extend(
+        obs.findings(summary.features, diag[diag["outcome"] == y], ate, _pp)
+    )
+    detail += _hazard_findings(summary)
     if not summary.chosen.empty:
         lm = summary.learner_metrics.merge(summary.chosen[["instrument", "learner"]])
         items = [
@@ -743,7 +767,7 @@ def findings(summary: UpliftSummary) -> list[str]:
             f"on average)"
             for r in lm.itertuples()
         ]
-        out.append(
+        detail.append(
             "Chosen learner per instrument (highest Qini coefficient on held-out "
             "randomised cases): " + "; ".join(items) + "."
         )
@@ -751,13 +775,13 @@ def findings(summary: UpliftSummary) -> list[str]:
     if len(tc):
         lo, hi = tc["correlation"].min(), tc["correlation"].max()
         top, rnd30 = 100 * tc["true_gain_top"].mean(), 100 * tc["true_gain_random"].mean()
-        out.append(
+        detail.append(
             "Against the simulator's truth, the chosen learners' predicted effects correlate "
             f"{lo:.2f} to {hi:.2f} with the true effects; treating the top 30% by predicted "
             f"uplift retains {top:.1f} extra customers per 100 treated against {rnd30:.1f} "
             "for a random 30% (mean over instruments)."
         )
-    return out + summary.notes
+    return out + detail + summary.notes
 
 
 def _hazard_findings(summary: UpliftSummary) -> list[str]:
