@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -263,7 +265,10 @@ def test_threats_and_playbook_rank_and_choose(summary):
     assert (book.loc[book["best"] == "do nothing", "best_net_value"] == 0).all()
 
 
-def test_findings_are_plain_sentences_with_numbers(summary):
+def test_findings_are_plain_sentences_with_numbers(summary, market):
+    data, tables, inputs = market
+    threats = plan.threat_table(SURVIVAL_THREATS, tables, values=inputs.values)
+    summary = dataclasses.replace(summary, threats=threats)
     text = plan.findings(summary)
     assert any("budget" in t for t in text)
     top = summary.threats.iloc[0]["problem_type"]  # code names in words, or the user's words
@@ -360,15 +365,18 @@ def test_plan_with_a_huge_budget_or_a_closed_instrument(market):
     assert closed.by_instrument.set_index("instrument").loc["technician_visit", "customers"] == 0
 
 
+# the survival stage's threats table (``survival.threat_table``), as the plan reads it
+SURVIVAL_THREATS = pd.DataFrame(
+    {"problem_type": ["price", "network"], "hazard_ratio": [2.4, 2.0],
+     "hr_lower": [2.2, 1.8], "hr_upper": [2.6, 2.2], "attributable_churn": [100.0, 300.0],
+     "attributable_lower": [80.0, 250.0], "attributable_upper": [120.0, 350.0],
+     "share_of_churn": [0.05, 0.15], "rank": [2, 1]}
+)  # fmt: skip
+
+
 def test_threats_are_the_survival_stages_valued_by_the_segments_that_report_them(market):
     data, tables, inputs = market
-    survival_threats = pd.DataFrame(
-        {"problem_type": ["price", "network"], "hazard_ratio": [2.4, 2.0],
-         "hr_lower": [2.2, 1.8], "hr_upper": [2.6, 2.2], "attributable_churn": [100.0, 300.0],
-         "attributable_lower": [80.0, 250.0], "attributable_upper": [120.0, 350.0],
-         "share_of_churn": [0.05, 0.15], "rank": [2, 1]}
-    )  # fmt: skip
-    table = plan.threat_table(survival_threats, tables, values=inputs.values)
+    table = plan.threat_table(SURVIVAL_THREATS, tables, values=inputs.values)
     assert list(table["rank"]) == [1, 2] and table["value_lost"].is_monotonic_decreasing
     row = table.set_index("problem_type").loc["price"]
     assert row["hazard_ratio"] == 2.4 and row["hr_upper"] == 2.6  # the Cox estimate, unchanged

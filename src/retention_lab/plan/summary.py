@@ -280,6 +280,7 @@ def analyse(
     allowed = pin.net_value_probability(effect, effect_std, value, cost) >= config.min_probability
     net = np.where(allowed, net, np.minimum(net, 0.0))
     cells = _cells(randomised, model, boot_models, values, costs, instruments, inputs.pooled)
+    progress.step(f"allocating the budget over {len(cand):,} candidates")
     allocation = allocate(
         net,
         cost,
@@ -329,7 +330,7 @@ def analyse(
         totals = ev.policy_totals(ch, effect, value, cost, true_effect, true_net)
         rows.append({"policy": name, "label": ev.LABELS[name], **totals})
     comparison = pd.DataFrame(rows)
-    # off-policy evaluation on the randomised cases
+    progress.step(f"off-policy evaluation on {len(randomised):,} randomised cases")
     ope = _off_policy(
         randomised, values, costs, instruments, model, config, allocation, choices, rule,
         most_used, best_single, len(cand), n_boot, rng, boot_models, inputs.pooled,
