@@ -364,39 +364,6 @@ def test_cdnow_pareto_nbd_reproduces_the_published_estimates():
     assert fitted == {"r": 0.55, "alpha": 10.58, "s": 0.61, "beta": 11.67}
 
 
-def test_derl_is_the_discounted_sum_of_future_survival():
-    a, b, n_renewals, d = 0.704, 1.182, 4, 0.10
-    from scipy.special import betaln
-
-    def s(t):
-        return np.exp(betaln(a, b + t) - betaln(a, b))
-
-    n = n_renewals + 1
-    direct = sum(s(n - 1 + t) / s(n - 1) / (1 + d) ** (t - 1) for t in range(1, 4000))
-    assert clv.derl(a, b, n_renewals, d) == pytest.approx(direct, rel=1e-6)
-
-
-@pytest.mark.slow
-def test_sbg_reproduces_fader_hardie_2007():
-    alive = {
-        "regular": [1000, 631, 468, 382, 326, 289, 262, 241],
-        "high end": [1000, 869, 743, 653, 593, 551, 517, 491],
-    }
-    renewals = pd.DataFrame(
-        [(c, t, n) for c, counts in alive.items() for t, n in enumerate(counts)],
-        columns=["cohort", "period", "customers"],
-    )
-    params = clv.fit_renewals(renewals).params.set_index("cohort").round(3)
-    assert params.loc["regular", ["alpha", "beta"]].tolist() == [0.704, 1.182]
-    assert params.loc["high end", ["alpha", "beta"]].tolist() == [0.668, 3.806]
-
-
-def test_renewal_counts_must_not_increase():
-    bad = pd.DataFrame({"cohort": ["x"] * 3, "period": [0, 1, 2], "customers": [10, 8, 9]})
-    with pytest.raises(DataError, match="never increase"):
-        clv.expand_renewals(bad)
-
-
 # ------------------------------------------------------------------ plots
 def test_plots_have_titles_and_labelled_axes():
     values = pd.DataFrame({"residual_value": [10.0, 50.0, 90.0], "segment": ["a", "a", "b"]})

@@ -126,7 +126,7 @@ def check_renewals(renewals: pd.DataFrame, *, file: str = "renewals") -> pd.Data
                 file=file,
                 column=column,
                 rows=[f"row {i + 1}" for i in np.flatnonzero(bad)[:20]],
-                expected="a whole number, at least 0",
+                expected="the rule 'a whole number, at least 0'",
             )
         table[column] = number.astype(int)
     table["cohort"] = table["cohort"].astype(str)
@@ -136,7 +136,7 @@ def check_renewals(renewals: pd.DataFrame, *, file: str = "renewals") -> pd.Data
             file=file,
             column="period",
             rows=[f"row {i + 1}" for i in np.flatnonzero(repeated)[:20]],
-            expected="one row per cohort and period",
+            expected="the rule 'one row per cohort and period'",
         )
     table = table.sort_values(["cohort", "period"], ignore_index=True)
     bad_cohorts = []
@@ -144,14 +144,14 @@ def check_renewals(renewals: pd.DataFrame, *, file: str = "renewals") -> pd.Data
         n, periods = g["customers"].to_numpy(), g["period"].to_numpy()
         consecutive = len(periods) >= 2 and (periods == np.arange(len(periods))).all()
         if not consecutive or n[0] == 0 or (np.diff(n) > 0).any():
-            bad_cohorts.append(str(cohort))
+            bad_cohorts.append(f"cohort {cohort}")
     if bad_cohorts:
         raise DataError(
             file=file,
             column="customers",
             rows=bad_cohorts,
-            expected="periods 0, 1, 2, ... per cohort (at least 0 and 1), customers at period 0, "
-            "and counts that never increase",
+            expected="the rule 'periods 0, 1, 2, ... (at least 0 and 1), customers at period 0, "
+            "counts that never increase'",
         )
     return table
 
