@@ -313,7 +313,12 @@ def test_analyse_values_every_customer_and_checks_the_truth(smoke_tables):
     assert any(f"{len(summary.contractual.values):,} active customers" in s for s in text)
     assert any("not available for this dataset" in s for s in text)
     status = clv.availability(summary)
-    assert status["status"].tolist() == ["computed", "not available for this dataset"]
+    assert status["status"].tolist() == ["computed", "not available for this dataset", "computed"]
+    # one-year contracts by signup year: the sBG model on the customers' own renewals
+    renewals = summary.renewals
+    assert renewals.source.startswith("one-year contracts") and renewals.period_months == 12
+    assert renewals.table["cohort"].nunique() == len(renewals.params) >= 2
+    assert any(s.startswith("Renewal cohorts (one-year contracts") for s in text)
 
 
 # ------------------------------------------------------- published values

@@ -254,4 +254,3 @@ def score_in_spark(
     )
     log.info("spark: scored customers with %s into %s", model_uri, output)
     return output
-

@@ -319,7 +319,9 @@ def fit_renewals(
     ``discount_rate`` is per renewal period (annual for yearly contracts; see
     :func:`period_discount_rate`). Standard errors and intervals need the
     flat priors (maximum likelihood); with pymc-marketing's default priors they
-    are NaN.
+    are NaN, as they are for a cohort whose alpha and beta are not identified:
+    a single renewal observed, or counts that fit one churn probability for
+    every customer (alpha and beta grow without bound).
 
     Returns
     -------
@@ -358,7 +360,7 @@ def fit_renewals(
             (cohort, a, b, a / (a + b), periods, active, derl(a, b, periods, discount_rate))
         )
         draws = None
-        if cov is not None:
+        if cov is not None and periods >= 2:  # one renewal pins down alpha / (alpha + beta) only
             draws = np.exp(rng.multivariate_normal(np.log([a, b]), cov, size=N_DRAWS))
             all_draws[str(cohort)] = draws
         for quantity, (_, f) in QUANTITIES.items():

@@ -710,6 +710,15 @@ def renewal_findings(renewals: RenewalValue, *, annual_rate: float) -> list[str]
         cohort = str(p.cohort)
         first = observed.loc[(observed["cohort"] == cohort) & (observed["period"] == 1)]
         start = "".join(f"{v:.0%} at the first renewal to " for v in first["observed_retention"])
+        if not np.isfinite(est.loc[(cohort, "alpha"), "lower"]):
+            why = "one renewal observed" if p.periods < 2 else "one churn probability fits all"
+            out.append(
+                f"Cohort '{cohort}' ({p.periods} renewals observed, {p.active:,} customers still "
+                f"active): the counts do not show how churn probabilities differ between "
+                f"customers ({why}), so alpha and beta have no interval; mean churn probability "
+                f"{p.mean_churn:.0%} per {one}, DERL {p.derl:.2f} {unit}."
+            )
+            continue
         out.append(
             f"Cohort '{cohort}' ({p.periods} renewals observed, {p.active:,} customers still "
             f"active): alpha {interval(cohort, 'alpha', '.3f')}, beta "
