@@ -11,7 +11,7 @@ import pytest
 import yaml
 from scipy.special import betaln
 
-from retention_lab import clv
+from retention_lab import clv, viz
 from retention_lab.clv import renewals as rn
 from retention_lab.config import load_config, parse_config
 from retention_lab.errors import ConfigError, DataError
@@ -110,6 +110,23 @@ def test_sbg_reproduces_fader_hardie_2007_with_intervals_from_the_observed_infor
     assert (regular["lower"] <= regular["survival"]).all()
     assert (regular["survival"] <= regular["upper"]).all()
     assert regular["retention"].dropna().is_monotonic_increasing  # the sBG's rising renewal rate
+
+
+def test_the_renewal_figure_titles_each_cohorts_projected_share():
+    curves = pd.DataFrame(
+        {
+            "cohort": ["a", "a", "b", "b"],
+            "period": [0, 1, 0, 1],
+            "survival": [1.0, 0.6, 1.0, 0.8],
+            "lower": [1.0, 0.5, 1.0, 0.7],
+            "upper": [1.0, 0.7, 1.0, 0.9],
+            "observed": [1.0, 0.62, 1.0, np.nan],
+        }
+    )
+    ax = viz.plot_renewal_curves(curves, unit="quarters")
+    assert ax.get_title() == "Projected share still active after 1 quarters: a 60%, b 80%"
+    assert ax.get_xlabel() == "Renewal period (quarters since the start)" and ax.get_ylabel()
+    assert "Not available" in viz.plot_renewal_curves(curves.iloc[:0]).texts[0].get_text()
 
 
 def test_renewal_counts_must_not_increase():
