@@ -171,10 +171,11 @@ def plot_value_distribution(
 def plot_payback(curves: pd.DataFrame, *, hue: str = "channel", ax: Axes | None = None) -> Axes:
     """Cumulative discounted margin of a new customer minus acquisition cost, by month.
 
-    Data without an acquisition channel are drawn by segment instead.
+    Data without an acquisition channel are drawn by segment instead, and data
+    with neither as one curve (column ``all``).
     """
-    if hue not in curves.columns and "segment" in curves.columns:
-        hue = "segment"
+    if hue not in curves.columns:
+        hue = next((c for c in ("segment", "all") if c in curves.columns), hue)
     title = f"Payback of acquisition cost by {hue}"
     _require_columns(curves, ["month", "net", hue] if not curves.empty else [], "plot_payback")
     ax = ax or plt.figure().gca()

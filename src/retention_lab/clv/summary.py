@@ -24,6 +24,7 @@ from retention_lab.units import DAYS_PER_MONTH
 log = logging.getLogger(__name__)
 
 FAST_CUSTOMERS = 20_000
+NO_SEGMENT = "all"  # the segment of every customer when the customers table has none
 VALUE_COLUMNS = [
     "customer_id",
     "segment",
@@ -254,8 +255,8 @@ def analyse_contractual(
         active, model, margin=margins, risk_horizon_months=risk_horizon_months, **opts
     )
     values = ct.value_at_risk(values, scores=scores)
-    if "segment" in active.columns:
-        values.insert(1, "segment", active["segment"].to_numpy())
+    segment = active["segment"].to_numpy() if "segment" in active.columns else NO_SEGMENT
+    values.insert(1, "segment", segment)
     sample = customers
     if max_customers is not None and len(customers) > max_customers:
         sample = customers.sample(n=max_customers, random_state=random_state)
@@ -282,7 +283,7 @@ def analyse_contractual(
 
 
 def _by_segment(values: pd.DataFrame) -> pd.DataFrame:
-    key = values["segment"] if "segment" in values.columns else pd.Series("all", index=values.index)
+    key = values["segment"] if "segment" in values.columns else pd.Series(NO_SEGMENT, values.index)
     table = values.groupby(key.to_numpy()).agg(
         customers=("residual_value", "size"),
         mean_value=("residual_value", "mean"),
@@ -495,7 +496,7 @@ def value_table(
     if customers is None:  # a run on a renewal table or a campaign export alone
         customers = pd.DataFrame({"customer_id": pd.Series(dtype=str)})
     base = pd.DataFrame({"customer_id": customers["customer_id"].astype(str).to_numpy()})
-    base["segment"] = customers["segment"].to_numpy() if "segment" in customers else "all"
+    base["segment"] = customers["segment"].to_numpy() if "segment" in customers else NO_SEGMENT
     active = ~customers["churned"].to_numpy(bool) if "churned" in customers else True
     base["active"] = active
     base["tenure_months"] = (
@@ -635,12 +636,15 @@ def findings(summary: ClvSummary, *, currency: str = "USD") -> list[str]:
             f"{money(v['residual_value'].mean())} each on average."
         )
         top = c.by_segment.iloc[0]
+        where = (
+            f"; segment '{top['segment']}' holds the most ({money(top['value_at_risk'])}, "
+            f"{top['share_at_risk']:.0%} of its value)"
+            if len(c.by_segment) > 1
+            else ""
+        )
         out.append(
             f"{money(risk)} ({risk / total:.0%}) of that value is at risk of churning within the "
-            f"risk horizon; segment '{top['segment']}' holds the most "
-            f"({money(top['value_at_risk'])}, "
-            f"{top['share_at_risk']:.0%} of its value). Churn probabilities come from the "
-            f"{c.churn_source}."
+            f"risk horizon{where}. Churn probabilities come from the {c.churn_source}."
         )
         out += _new_customer_findings(c.new_customers, summary.horizon_months, money)
         if not c.truth_check.empty:
