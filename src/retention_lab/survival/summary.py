@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from retention_lab.errors import StatisticalWarning
+from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.survival import descriptive as desc
 from retention_lab.survival._prep import (
     COHORT,
@@ -377,6 +377,9 @@ def _stack(function, customers: pd.DataFrame, groupings: Sequence[str | None], *
     return pd.concat([function(customers, by=g, **kwargs) for g in groupings], ignore_index=True)
 
 
+FALLBACK_COVARIATES = ("segment", "monthly_fee", "plan", "channel")
+
+
 def _available(customers: pd.DataFrame, **lists: Sequence[str]) -> list[list[str]]:
     """Keep the configured columns this dataset has; warn about the others."""
     out, missing = [], []
@@ -390,8 +393,15 @@ def _available(customers: pd.DataFrame, **lists: Sequence[str]) -> list[list[str
             StatisticalWarning,
             stacklevel=3,
         )
+    if not out[0]:  # the Cox model needs one covariate: the first of these the data have
+        out[0] = [c for c in FALLBACK_COVARIATES if c in customers.columns][:1]
     if not out[0]:
-        out[0] = ["segment"]
+        raise DataError(
+            file="customers",
+            column=", ".join(lists["covariates"]),
+            expected=f"a covariate of the Cox model: set survival.covariates to columns the "
+            f"customers table has (present: {sorted(customers.columns)[:15]})",
+        )
     return out
 
 
