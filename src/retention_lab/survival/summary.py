@@ -262,9 +262,8 @@ def analyse(
     )
     cif, reasons = EMPTY_CIF, EMPTY_REASONS
     if "churn_reason" in customers.columns:
-        cif = timed(
-            "cumulative_incidence", _stack, cumulative_incidence, customers, [None, "segment"]
-        )
+        by_reason = [None, *(["segment"] if "segment" in customers.columns else [])]
+        cif = timed("cumulative_incidence", _stack, cumulative_incidence, customers, by_reason)
         reasons = reason_table(cif, customers, horizons=horizons_months)
     cox = timed(
         "cox",
