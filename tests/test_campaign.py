@@ -22,7 +22,7 @@ from retention_lab.data.campaign import simulate_campaign
 from retention_lab.data.sources import label_text
 from retention_lab.errors import ConfigError, DataError, StatisticalWarning
 
-from .conftest import SMOKE_CONFIG, cli
+from .conftest import SMOKE_CONFIG, cli, validate_and_run
 
 
 def _analyse(data, **kwargs):
@@ -253,14 +253,8 @@ def test_a_campaign_only_configuration_runs_end_to_end_through_the_cli(tmp_path)
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = cli("validate", "--config", str(path), tmp_path=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "UpliftInput(source=campaign, cases=3,000, randomised=3,000" in result.stdout
-    reports = tmp_path / "reports"
-    result = cli("run", "--config", str(path), "--reports-dir", str(reports), "--fast",
-                 tmp_path=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    run = json.loads(next(reports.glob("*-campaign-only/run.json")).read_text())
+    validated, run_dir, run = validate_and_run(path, tmp_path)
+    assert "UpliftInput(source=campaign, cases=3,000, randomised=3,000" in validated
     status = {s["stage"]: s["status"] for s in run["stages"]}
     assert status == {"data": "skipped", "survival": "skipped", "uplift": "succeeded",
                       "clv": "skipped", "plan": "skipped", "monitoring": "skipped"}  # fmt: skip
@@ -269,7 +263,7 @@ def test_a_campaign_only_configuration_runs_end_to_end_through_the_cli(tmp_path)
     assert reasons["plan"].endswith(
         "the plan stage needs the interventions table and the customers table."
     )
-    results = json.loads(next(reports.glob("*-campaign-only/uplift/results.json")).read_text())
+    results = json.loads((run_dir / "uplift" / "results.json").read_text())
     metrics, truth = results["metrics"], sim.true_effects()
     for inst in ("discount", "call"):
         key = f"difference_in_means_randomised_outcome_{inst}"

@@ -11,7 +11,7 @@ import yaml
 
 from retention_lab.data.simulate import SimulatorSettings, read_ground_truth, simulate
 
-from .conftest import FIXTURES, cli
+from .conftest import FIXTURES, cli, validate_and_run
 
 
 def test_bad_configuration_exits_2_with_the_key_and_no_traceback(tmp_path):
@@ -124,15 +124,8 @@ def test_a_customers_table_without_segment_validates_and_runs(tmp_path):
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = cli("validate", "--config", str(path), tmp_path=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "customers=2,000" in result.stdout
-    reports = tmp_path / "reports"
-    result = cli("run", "--config", str(path), "--reports-dir", str(reports), "--fast",
-                 tmp_path=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    run_dir = next(reports.glob("*-no-segment"))
-    run = json.loads((run_dir / "run.json").read_text())
+    validated, run_dir, run = validate_and_run(path, tmp_path)
+    assert "customers=2,000" in validated
     assert {s["stage"]: s["status"] for s in run["stages"]} == dict.fromkeys(
         ["data", "survival", "clv"], "succeeded"
     )

@@ -17,7 +17,7 @@ from retention_lab.config import load_config, parse_config
 from retention_lab.errors import ConfigError, DataError
 from retention_lab.runner import unmet_requirements
 
-from .conftest import cli
+from .conftest import validate_and_run
 
 RENEWALS_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "renewals.yaml"
 # Fader and Hardie (2007), Table 1: customers alive at the start of years 0-7, and their estimates
@@ -212,15 +212,8 @@ def test_a_configured_renewal_table_stands_in_for_the_customers_table():
 # ----------------------------------------------------------------------- CLI
 @pytest.mark.slow
 def test_the_renewals_configuration_reproduces_fader_and_hardie_through_the_cli(tmp_path):
-    result = cli("validate", "--config", str(RENEWALS_CONFIG), tmp_path=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "renewals: 2 cohorts, 8 periods" in result.stdout
-    reports = tmp_path / "reports"
-    result = cli("run", "--config", str(RENEWALS_CONFIG), "--reports-dir", str(reports), "--fast",
-                 tmp_path=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    run_dir = next(reports.glob("*-renewals"))
-    run = json.loads((run_dir / "run.json").read_text())
+    validated, run_dir, run = validate_and_run(RENEWALS_CONFIG, tmp_path)
+    assert "renewals: 2 cohorts, 8 periods" in validated
     status = {s["stage"]: s["status"] for s in run["stages"]}
     assert status == {"data": "skipped", "survival": "skipped", "clv": "succeeded"}
     reasons = {s["stage"]: s["findings"][0] for s in run["stages"] if s["status"] == "skipped"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -161,7 +161,22 @@ class SurvivalConfig(_Section):
 RENEWAL_COLUMNS = ("cohort", "period", "customers")
 
 
-class RenewalSource(TableSource):
+class ExportSource(TableSource):
+    """A table a stage reads itself (a campaign export, renewal counts), mapped by ``columns``."""
+
+    canonical: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> ExportSource:
+        unknown = sorted(set(self.columns) - set(self.canonical))
+        if unknown:
+            raise ValueError(
+                f"columns: unknown canonical name {unknown[0]!r} (use {list(self.canonical)})"
+            )
+        return self
+
+
+class RenewalSource(ExportSource):
     """A table of customers alive at the start of each renewal period, one or more cohorts.
 
     ``columns`` maps the canonical names ``cohort``, ``period`` (0, 1, 2, ...)
@@ -169,21 +184,13 @@ class RenewalSource(TableSource):
     ``values`` maps its labels, exactly as for the customers table.
     """
 
+    canonical: ClassVar[tuple[str, ...]] = RENEWAL_COLUMNS
     period_months: float = Field(
         12.0,
         gt=0,
         description="Length of one renewal period in months (12: yearly contracts); the "
         "annual discount rate is converted to it and DERL is in periods",
     )
-
-    @model_validator(mode="after")
-    def _known_columns(self) -> RenewalSource:
-        unknown = sorted(set(self.columns) - set(RENEWAL_COLUMNS))
-        if unknown:
-            raise ValueError(
-                f"columns: unknown canonical name {unknown[0]!r} (use {list(RENEWAL_COLUMNS)})"
-            )
-        return self
 
 
 class ClvConfig(_Section):
@@ -287,7 +294,7 @@ class MonitorConfig(_Section):
 CAMPAIGN_COLUMNS = ("customer_id", "treatment", "outcome", "assignment")
 
 
-class CampaignSource(TableSource):
+class CampaignSource(ExportSource):
     """A campaign export: where it is, how its columns and values map, what kind of data it is.
 
     ``columns`` maps the canonical names ``customer_id``, ``treatment``,
@@ -295,6 +302,7 @@ class CampaignSource(TableSource):
     the export's values, exactly as for the customers table.
     """
 
+    canonical: ClassVar[tuple[str, ...]] = CAMPAIGN_COLUMNS
     control: str | int | float | bool = Field(
         "control",
         description="Label of the control arm (after values:), compared by value: 0 finds 0.0",
@@ -315,11 +323,6 @@ class CampaignSource(TableSource):
 
     @model_validator(mode="after")
     def _mixed_has_a_column(self) -> CampaignSource:
-        unknown = sorted(set(self.columns) - set(CAMPAIGN_COLUMNS))
-        if unknown:
-            raise ValueError(
-                f"columns: unknown canonical name {unknown[0]!r} (use {list(CAMPAIGN_COLUMNS)})"
-            )
         if self.assignment == "mixed" and "assignment" not in self.columns:
             raise ValueError(
                 "assignment mixed needs columns: {assignment: <your column>} (random or rule)"
