@@ -17,7 +17,7 @@ from retention_lab.config import load_config, parse_config
 from retention_lab.errors import ConfigError, DataError
 from retention_lab.runner import unmet_requirements
 
-from .conftest import validate_and_run
+from .conftest import cli, validate_and_run
 
 RENEWALS_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "renewals.yaml"
 # Fader and Hardie (2007), Table 1: customers alive at the start of years 0-7, and their estimates
@@ -239,3 +239,22 @@ def test_the_renewals_configuration_reproduces_fader_and_hardie_through_the_cli(
     page = (run_dir / "clv" / "clv.html").read_text()
     assert "Renewal cohorts (shifted-beta-geometric model)" in page and "Traceback" not in page
     assert (run_dir / "clv" / "figures" / "renewal_curves.png").is_file()
+
+
+def test_validate_refuses_a_bad_renewal_table_in_one_line(tmp_path):
+    bad = pd.DataFrame({"cohort": ["x"] * 3, "year": [0, 1, 2], "alive": [100, 80, 90]})
+    bad.to_csv(tmp_path / "alive.csv", index=False)
+    config = {
+        "name": "bad-renewals",
+        "data": {"source": "none", "as_of": "2020-01-01"},
+        "clv": {
+            "renewals": {"path": "alive.csv", "columns": {"period": "year", "customers": "alive"}}
+        },
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = cli("validate", "--config", str(path), tmp_path=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "alive.csv: column 'customers': 1 row breaks" in result.stderr
+    assert "never increase" in result.stderr and "(cohort x)" in result.stderr
