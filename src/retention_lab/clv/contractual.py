@@ -86,7 +86,7 @@ def contractual_available(
 ) -> str | None:
     """``None`` when the contractual value can be computed, else the reason it cannot."""
     if customers is None:
-        return "no customers table (data.source: none)"
+        return "the configuration gives no customers table, data.source is none"
     if "tenure_months" not in customers.columns or "churned" not in customers.columns:
         return "customers carry no tenure and churn flag"
     if fee_col not in customers.columns or customers[fee_col].isna().all():
