@@ -319,6 +319,11 @@ def test_analyse_values_every_customer_and_checks_the_truth(smoke_tables):
     assert renewals.source.startswith("one-year contracts") and renewals.period_months == 12
     assert renewals.table["cohort"].nunique() == len(renewals.params) >= 2
     assert any(s.startswith("Renewal cohorts (one-year contracts") for s in text)
+    # this market's churn probability is one per contract: no heterogeneity to estimate
+    one_renewal = renewals.params["periods"] < 2
+    assert one_renewal.sum() == 1 and renewals.estimates["lower"].isna().all()
+    assert sum("alpha, beta and DERL are not identified" in s for s in text) == 1
+    assert sum("one churn probability fits every customer" in s for s in text) == 2
 
 
 # ------------------------------------------------------- published values

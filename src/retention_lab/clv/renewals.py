@@ -41,6 +41,10 @@ RENEWAL_COLUMNS = ("cohort", "period", "customers")
 FADER_HARDIE_FILE = Path(__file__).with_name("fader_hardie_2007.csv")
 FADER_HARDIE_2007 = {"regular": (0.704, 1.182), "high end": (0.668, 3.806)}  # alpha, beta
 N_DRAWS = 4000  # draws of the asymptotic normal behind the intervals of derived quantities
+# alpha + beta beyond this: the Beta of churn probabilities is a point mass as far as the counts
+# show (polarisation 1 / (alpha + beta + 1) below 0.001), the maximum sits on the boundary and
+# the asymptotic normal does not hold
+MAX_CONCENTRATION = 1_000.0
 
 
 def renewal_table(
@@ -360,7 +364,8 @@ def fit_renewals(
             (cohort, a, b, a / (a + b), periods, active, derl(a, b, periods, discount_rate))
         )
         draws = None
-        if cov is not None and periods >= 2:  # one renewal pins down alpha / (alpha + beta) only
+        # one renewal pins down alpha / (alpha + beta) only
+        if cov is not None and periods >= 2 and a + b < MAX_CONCENTRATION:
             draws = np.exp(rng.multivariate_normal(np.log([a, b]), cov, size=N_DRAWS))
             all_draws[str(cohort)] = draws
         for quantity, (_, f) in QUANTITIES.items():

@@ -695,9 +695,8 @@ def renewal_findings(renewals: RenewalValue, *, annual_rate: float) -> list[str]
     params = renewals.params.sort_values("periods", ascending=False, kind="stable")
     out = [
         f"Renewal cohorts ({renewals.source}; shifted-beta-geometric model, {len(params)} "
-        f"cohort{'s' if len(params) != 1 else ''}, one renewal per {one}): churn probabilities "
-        f"differ between customers, so each cohort's renewal rate rises as the likeliest "
-        f"leavers go first; DERL is discounted at {annual_rate:.0%} a year."
+        f"cohort{'s' if len(params) != 1 else ''}, one renewal per {one}; DERL, the "
+        f"discounted expected residual lifetime, discounted at {annual_rate:.0%} a year)."
     ]
 
     def interval(cohort: str, quantity: str, form: str) -> str:
@@ -714,17 +713,24 @@ def renewal_findings(renewals: RenewalValue, *, annual_rate: float) -> list[str]
         cohort = str(p.cohort)
         first = observed.loc[(observed["cohort"] == cohort) & (observed["period"] == 1)]
         start = "".join(f"{v:.0%} at the first renewal to " for v in first["observed_retention"])
-        if not np.isfinite(est.loc[(cohort, "alpha"), "lower"]):
-            why = "one renewal observed" if p.periods < 2 else "one churn probability fits all"
+        observed_n = f"{p.periods} renewal{'s' if p.periods != 1 else ''} observed"
+        if p.periods < 2:
             out.append(
-                f"Cohort '{cohort}' ({p.periods} renewals observed, {p.active:,} customers still "
-                f"active): the counts do not show how churn probabilities differ between "
-                f"customers ({why}), so alpha and beta have no interval; mean churn probability "
-                f"{p.mean_churn:.0%} per {one}, DERL {p.derl:.2f} {unit}."
+                f"Cohort '{cohort}' ({observed_n}, {p.active:,} customers still active): "
+                f"{1 - first['observed_retention'].iloc[0]:.0%} left at the first renewal; one "
+                f"renewal cannot show how churn probabilities differ between customers, so "
+                f"alpha, beta and DERL are not identified."
+            )
+            continue
+        if not np.isfinite(est.loc[(cohort, "alpha"), "lower"]):
+            out.append(
+                f"Cohort '{cohort}' ({observed_n}, {p.active:,} customers still active): one "
+                f"churn probability fits every customer, {p.mean_churn:.0%} per {one} (alpha and "
+                f"beta grow without bound, so they have no interval); DERL {p.derl:.2f} {unit}."
             )
             continue
         out.append(
-            f"Cohort '{cohort}' ({p.periods} renewals observed, {p.active:,} customers still "
+            f"Cohort '{cohort}' ({observed_n}, {p.active:,} customers still "
             f"active): alpha {interval(cohort, 'alpha', '.3f')}, beta "
             f"{interval(cohort, 'beta', '.3f')}; mean churn probability "
             f"{interval(cohort, 'mean_churn', '.0%')} per {one}; the renewal rate goes from "
