@@ -80,8 +80,8 @@ def test_configuration_reference_follows_a_new_field_of_any_model():
     assert documented(markdown) == {("", "threshold"), ("", "inner"), ("", "tags"),
                                     ("inner", "mode")}  # fmt: skip
     assert "| `threshold` | float or null | `null` | > 0 | A threshold |" in markdown
-    assert '| `tags` | list[text] | `["x"]` | each of `x`, `y` | Tags |' in markdown
-    assert '| `mode` | text | `"a"` | one of `a`, `b` | A mode |' in markdown
+    assert "| `tags` | list[text] | `[\"x\"]` | each of `x`, `y` | Tags |" in markdown
+    assert "| `mode` | text | `\"a\"` | one of `a`, `b` | A mode |" in markdown
 
 
 def _site_config(tmp_path: Path, **overrides) -> Path:

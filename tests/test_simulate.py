@@ -395,9 +395,8 @@ def test_a_market_without_retention_cases_simulates_and_loads_without_that_table
 
     data = simulate(SimulatorSettings(n_customers=300, intervention_rate=0.0), random_state=1)
     assert len(data.interventions) == 0 and len(data.truth.intervention_outcomes) == 0
-    config = parse_config(
-        {"name": "x", "data": {"simulator": {"n_customers": 300, "intervention_rate": 0.0}}}
-    )
+    config = parse_config({"name": "x", "data": {"simulator": {"n_customers": 300,
+                                                               "intervention_rate": 0.0}}})
     tables, _ = load_tables(config.data, random_state=1)
     assert tables.interventions is None and tables.problems is not None
 

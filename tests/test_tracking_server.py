@@ -136,19 +136,9 @@ def two_runs(server, tmp_path_factory):
     for _ in range(2):
         results.append(
             subprocess.run(
-                [
-                    CLI,
-                    "run",
-                    "--config",
-                    str(SMOKE_CONFIG),
-                    "--reports-dir",
-                    str(root / "reports"),
-                    "--fast",
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=1800,
+                [CLI, "run", "--config", str(SMOKE_CONFIG), "--reports-dir",
+                 str(root / "reports"), "--fast"],
+                capture_output=True, text=True, env=env, timeout=1800,
             )  # fmt: skip
         )
     return {"results": results, "reports": root / "reports"}

@@ -254,3 +254,4 @@ def score_in_spark(
     )
     log.info("spark: scored customers with %s into %s", model_uri, output)
     return output
+

@@ -48,7 +48,9 @@ def write_example_export(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    settings = SimulatorSettings(n_customers=n_customers, months=EXAMPLE_MONTHS, transactions=False)
+    settings = SimulatorSettings(
+        n_customers=n_customers, months=EXAMPLE_MONTHS, transactions=False
+    )
     market = simulate(settings, random_state=random_state)
     written = []
     for table, mapping in EXPORT_COLUMNS.items():
