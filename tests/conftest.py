@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -56,6 +57,24 @@ def cli(*args, tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProces
     """Run the ``retention-lab`` command with an MLflow store under ``tmp_path``."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"}
     return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def validate_and_run(config: Path, tmp_path: Path) -> tuple[str, Path, dict]:
+    """``retention-lab validate``, then ``run --fast`` of a configuration; both must exit 0.
+
+    Returns
+    -------
+    tuple
+        validate's output, the run folder (under ``tmp_path / "reports"``) and its ``run.json``.
+    """
+    result = cli("validate", "--config", str(config), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    reports = tmp_path / "reports"
+    ran = cli("run", "--config", str(config), "--reports-dir", str(reports), "--fast",
+              tmp_path=tmp_path)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    run_dir = next(reports.glob("*/run.json")).parent
+    return result.stdout, run_dir, json.loads((run_dir / "run.json").read_text())
 
 
 @pytest.fixture(scope="session")

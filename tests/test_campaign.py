@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 import retention_lab.uplift as up
-from retention_lab.config import load_config, parse_config
+from retention_lab.config import PROJ_ROOT, load_config, parse_config
 from retention_lab.data.campaign import simulate_campaign
 from retention_lab.data.sources import label_text
 from retention_lab.errors import ConfigError, DataError, StatisticalWarning
 
-from .conftest import SMOKE_CONFIG, cli
+from .conftest import SMOKE_CONFIG, cli, validate_and_run
 
 
 def _analyse(data, **kwargs):
@@ -253,14 +253,8 @@ def test_a_campaign_only_configuration_runs_end_to_end_through_the_cli(tmp_path)
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = cli("validate", "--config", str(path), tmp_path=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "UpliftInput(source=campaign, cases=3,000, randomised=3,000" in result.stdout
-    reports = tmp_path / "reports"
-    result = cli("run", "--config", str(path), "--reports-dir", str(reports), "--fast",
-                 tmp_path=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    run = json.loads(next(reports.glob("*-campaign-only/run.json")).read_text())
+    validated, run_dir, run = validate_and_run(path, tmp_path)
+    assert "UpliftInput(source=campaign, cases=3,000, randomised=3,000" in validated
     status = {s["stage"]: s["status"] for s in run["stages"]}
     assert status == {"data": "skipped", "survival": "skipped", "uplift": "succeeded",
                       "clv": "skipped", "plan": "skipped", "monitoring": "skipped"}  # fmt: skip
@@ -269,7 +263,7 @@ def test_a_campaign_only_configuration_runs_end_to_end_through_the_cli(tmp_path)
     assert reasons["plan"].endswith(
         "the plan stage needs the interventions table and the customers table."
     )
-    results = json.loads(next(reports.glob("*-campaign-only/uplift/results.json")).read_text())
+    results = json.loads((run_dir / "uplift" / "results.json").read_text())
     metrics, truth = results["metrics"], sim.true_effects()
     for inst in ("discount", "call"):
         key = f"difference_in_means_randomised_outcome_{inst}"
@@ -277,22 +271,38 @@ def test_a_campaign_only_configuration_runs_end_to_end_through_the_cli(tmp_path)
         assert metrics[f"std_error.{key}"] > 0
 
 
-def test_the_readme_campaign_examples_load_as_they_say(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_the_readme_examples_validate_and_load_as_they_say(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## Campaign exports", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```(python|yaml)\n(.*?)```", section, flags=re.S)
+    blocks = re.findall(r"```(bash|yaml)\n(.*?)```", section, flags=re.S)
     monkeypatch.chdir(tmp_path)
-    exec(blocks[0][1], {})  # writes the simulated exports
-    shapes = {}
+    script = re.search(r"<<'PY'\n(.*?)\nPY\n", blocks[0][1], flags=re.S).group(1)
+    exec(script, {})  # writes the simulated exports into the current folder
+    shapes, configs = {}, {}
     for kind, text in blocks[1:]:
         if kind != "yaml":
             continue
         config = yaml.safe_load(text)
-        (tmp_path / f"{config['name']}.yaml").write_text(text)
-        data = up.prepare(None, config=load_config(tmp_path / f"{config['name']}.yaml").uplift)
-        shapes[config["name"]] = (data.outcome_type, int(data.randomised().sum()), len(data.cases))
+        path = tmp_path / f"{config['name']}.yaml"
+        path.write_text(text)
+        configs[config["name"]] = config
+        result = cli("validate", "--config", str(path), tmp_path=tmp_path)
+        assert result.returncode == 0, result.stderr
+        if "campaign" in config.get("uplift", {}):
+            data = up.prepare(None, config=load_config(path).uplift)
+            counts = (data.outcome_type, int(data.randomised().sum()), len(data.cases))
+            shapes[config["name"]] = counts
     assert shapes == {
         "kept": ("binary", 20_000, 20_000),
         "revenue": ("continuous", 20_000, 20_000),
         "staff-chose": ("binary", 0, 20_000),
     }
+    # the renewal example is configs/renewals.yaml, which test_renewals runs through the CLI
+    bundled = yaml.safe_load((PROJ_ROOT / "configs" / "renewals.yaml").read_text())
+    assert configs["renewals"] == {k: bundled[k] for k in configs["renewals"]}
+    commands = [
+        c for kind, text in blocks if kind == "bash" for c in re.findall(r"--config (\S+)", text)
+    ]
+    assert {Path(c).name for c in commands} >= {"kept.yaml", "renewals.yaml"}
+    assert all((PROJ_ROOT / c).is_file() for c in commands if c.startswith("configs/"))

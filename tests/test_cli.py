@@ -6,10 +6,12 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pytest
+import yaml
 
-from retention_lab.data.simulate import read_ground_truth
+from retention_lab.data.simulate import SimulatorSettings, read_ground_truth, simulate
 
-from .conftest import FIXTURES, cli
+from .conftest import FIXTURES, cli, validate_and_run
 
 
 def test_bad_configuration_exits_2_with_the_key_and_no_traceback(tmp_path):
@@ -105,3 +107,33 @@ def test_make_lab_allows_root_only_as_root():
     command = make.stdout.strip().splitlines()[-1]
     assert "jupyter lab" in command
     assert ("--allow-root" in command) == (os.getuid() == 0)
+
+
+@pytest.mark.slow
+def test_a_customers_table_without_segment_validates_and_runs(tmp_path):
+    market = simulate(SimulatorSettings(n_customers=2_000, months=36), random_state=4)
+    market.customers.drop(columns="segment").to_csv(tmp_path / "customers.csv", index=False)
+    config = {
+        "name": "no-segment",
+        "stages": ["data", "survival", "clv"],
+        "data": {
+            "source": "files",
+            "as_of": str(market.as_of),
+            "customers": {"path": "customers.csv"},
+        },
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    validated, run_dir, run = validate_and_run(path, tmp_path)
+    assert "customers=2,000" in validated
+    assert {s["stage"]: s["status"] for s in run["stages"]} == dict.fromkeys(
+        ["data", "survival", "clv"], "succeeded"
+    )
+    survival = json.loads((run_dir / "survival" / "results.json").read_text())["metrics"]
+    assert 0.5 < survival["concordance_held_out"] < 1
+    notebook = (run_dir / "survival" / "01_survival.ipynb").read_text()
+    assert "this dataset has no column segment (covariates)" in notebook  # the stated reason
+    clv = json.loads((run_dir / "clv" / "results.json").read_text())
+    assert clv["metrics"]["total_residual_value"] > 0
+    values = pd.read_parquet(run_dir / "clv" / "values.parquet")
+    assert set(values["segment"]) == {"all"} and len(values) == 2_000

@@ -313,7 +313,17 @@ def test_analyse_values_every_customer_and_checks_the_truth(smoke_tables):
     assert any(f"{len(summary.contractual.values):,} active customers" in s for s in text)
     assert any("not available for this dataset" in s for s in text)
     status = clv.availability(summary)
-    assert status["status"].tolist() == ["computed", "not available for this dataset"]
+    assert status["status"].tolist() == ["computed", "not available for this dataset", "computed"]
+    # one-year contracts by signup year: the sBG model on the customers' own renewals
+    renewals = summary.renewals
+    assert renewals.source.startswith("one-year contracts") and renewals.period_months == 12
+    assert renewals.table["cohort"].nunique() == len(renewals.params) >= 2
+    assert any(s.startswith("Renewal cohorts (one-year contracts") for s in text)
+    # this market's churn probability is one per contract: no heterogeneity to estimate
+    one_renewal = renewals.params["periods"] < 2
+    assert one_renewal.sum() == 1 and renewals.estimates["lower"].isna().all()
+    assert sum("alpha, beta and DERL are not identified" in s for s in text) == 1
+    assert sum("one churn probability fits every customer" in s for s in text) == 2
 
 
 # ------------------------------------------------------- published values
@@ -362,39 +372,6 @@ def test_cdnow_pareto_nbd_reproduces_the_published_estimates():
     model = clv.fit_purchase_model(clv.cdnow_calibration(), kind="pareto_nbd")
     fitted = {k: round(v, 2) for k, v in model.params.items()}
     assert fitted == {"r": 0.55, "alpha": 10.58, "s": 0.61, "beta": 11.67}
-
-
-def test_derl_is_the_discounted_sum_of_future_survival():
-    a, b, n_renewals, d = 0.704, 1.182, 4, 0.10
-    from scipy.special import betaln
-
-    def s(t):
-        return np.exp(betaln(a, b + t) - betaln(a, b))
-
-    n = n_renewals + 1
-    direct = sum(s(n - 1 + t) / s(n - 1) / (1 + d) ** (t - 1) for t in range(1, 4000))
-    assert clv.derl(a, b, n_renewals, d) == pytest.approx(direct, rel=1e-6)
-
-
-@pytest.mark.slow
-def test_sbg_reproduces_fader_hardie_2007():
-    alive = {
-        "regular": [1000, 631, 468, 382, 326, 289, 262, 241],
-        "high end": [1000, 869, 743, 653, 593, 551, 517, 491],
-    }
-    renewals = pd.DataFrame(
-        [(c, t, n) for c, counts in alive.items() for t, n in enumerate(counts)],
-        columns=["cohort", "period", "customers"],
-    )
-    params = clv.fit_renewals(renewals).params.set_index("cohort").round(3)
-    assert params.loc["regular", ["alpha", "beta"]].tolist() == [0.704, 1.182]
-    assert params.loc["high end", ["alpha", "beta"]].tolist() == [0.668, 3.806]
-
-
-def test_renewal_counts_must_not_increase():
-    bad = pd.DataFrame({"cohort": ["x"] * 3, "period": [0, 1, 2], "customers": [10, 8, 9]})
-    with pytest.raises(DataError, match="never increase"):
-        clv.expand_renewals(bad)
 
 
 # ------------------------------------------------------------------ plots

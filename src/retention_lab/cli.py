@@ -308,7 +308,7 @@ def validate(
     as_of: str | None = AS_OF_OPTION,
     notebooks_dir: Path = typer.Option(NOTEBOOKS_DIR, help="Folder of the stage notebooks"),
 ) -> None:
-    """Check a configuration, its stages, its data and its campaign export without running."""
+    """Check a configuration, its stages, its data, campaign export and renewal table."""
     from retention_lab.data import load_tables
     from retention_lab.runner import find_stage_notebooks
 
@@ -321,6 +321,14 @@ def validate(
             from retention_lab.uplift.cases import read_campaign
 
             campaign = f"; {read_campaign(run_config.uplift.campaign)!r}"
+        if run_config.clv.renewals is not None:
+            from retention_lab.clv.renewals import read_renewals
+
+            renewals = read_renewals(run_config.clv.renewals)
+            campaign += (
+                f"; renewals: {renewals['cohort'].nunique()} cohorts, "
+                f"{int(renewals['period'].max()) + 1} periods"
+            )
     except RetentionLabError as error:
         _fail(error)
     typer.echo(f"{config}: valid; {tables!r}{campaign}")

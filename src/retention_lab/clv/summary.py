@@ -25,6 +25,7 @@ from retention_lab.units import DAYS_PER_MONTH
 log = logging.getLogger(__name__)
 
 FAST_CUSTOMERS = 20_000
+NO_SEGMENT = "all"  # the segment of every customer when the customers table has none
 VALUE_COLUMNS = [
     "customer_id",
     "segment",
@@ -58,7 +59,11 @@ NEW_CUSTOMER_COLUMNS = [
 PAYBACK_COLUMNS = ["channel", "month", "cumulative_margin", "acquisition_cost", "net"]
 TRUTH_COLUMNS = ["group", "customers", "fitted", "true", "ratio"]
 RENEWAL_FIT_COLUMNS = ["cohort", "alpha", "beta", "mean_churn", "periods", "active", "derl"]
-RENEWAL_COLUMNS = ["cohort", "period", "customers"]
+RENEWAL_COLUMNS = list(rn.RENEWAL_COLUMNS)
+RENEWAL_CURVE_COLUMNS = [
+    "cohort", "period", "survival", "lower", "upper", "observed", "retention",
+    "observed_retention",
+]  # fmt: skip
 PARAMETER_COLUMNS = ["model", "parameter", "value", "fitted_on"]
 HOLDOUT_COLUMNS = ["frequency", "customers", "actual", "predicted", "model"]
 TRANSACTIONAL_VALUE_COLUMNS = [
@@ -82,10 +87,47 @@ class ContractualValue:
     new_customers: pd.DataFrame = _empty(NEW_CUSTOMER_COLUMNS)
     payback_curves: pd.DataFrame = _empty(PAYBACK_COLUMNS)
     truth_check: pd.DataFrame = _empty(TRUTH_COLUMNS)
-    renewals: pd.DataFrame = _empty(RENEWAL_COLUMNS)
-    renewal_fit: pd.DataFrame = _empty(RENEWAL_FIT_COLUMNS)
     tenure_model: object = field(default=None, repr=False)
     churn_source: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class RenewalValue:
+    """The sBG model on cohorts of renewing contracts: parameters with intervals, curves, DERL.
+
+    ``table`` holds the counts fitted (cohort, period, customers), ``params``
+    the point estimates per cohort, ``estimates`` every quantity with its
+    standard error and 95 % interval, ``curves`` the observed and projected
+    share still active (see :meth:`RenewalFit.projection`). ``discount_rate``
+    is per period of ``period_months``; DERL is in periods.
+    """
+
+    available: bool
+    reason: str = ""
+    source: str = ""
+    period_months: float = 12.0
+    discount_rate: float = 0.10
+    table: pd.DataFrame = _empty(RENEWAL_COLUMNS)
+    params: pd.DataFrame = _empty(RENEWAL_FIT_COLUMNS)
+    estimates: pd.DataFrame = _empty(rn.ESTIMATE_COLUMNS)
+    curves: pd.DataFrame = _empty(RENEWAL_CURVE_COLUMNS)
+    fit: object = field(default=None, repr=False)
+
+    @property
+    def unit(self) -> str:
+        """The renewal period in words, plural: years, months, quarters or periods of n months."""
+        return _PERIOD_NAMES.get(
+            self.period_months, ("", f"periods of {self.period_months:g} months")
+        )[1]
+
+    @property
+    def period_name(self) -> str:
+        """The renewal period in words, singular: year, month, quarter or period."""
+        return _PERIOD_NAMES.get(self.period_months, ("period", ""))[0]
+
+
+_PERIOD_NAMES = {12.0: ("year", "years"), 6.0: ("half-year", "half-years"),
+                 3.0: ("quarter", "quarters"), 1.0: ("month", "months")}  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,15 +154,17 @@ class ClvSummary:
     horizon_months: int
     margin: float
     seconds: float = 0.0
+    renewals: RenewalValue = field(default_factory=lambda: RenewalValue(available=False))
 
     def to_metrics(self) -> dict[str, float]:
         """Headline numbers for MLflow and ``results.json``."""
         m: dict[str, float] = {
-            "customers_valued": float(len(self.values)),
-            "total_value": float(self.values["value"].sum()),
             "discount_rate": self.discount_rate,
             "horizon_months": float(self.horizon_months),
         }
+        if len(self.values):
+            m["customers_valued"] = float(len(self.values))
+            m["total_value"] = float(self.values["value"].sum())
         c = self.contractual
         if c.available:
             v = c.values
@@ -145,6 +189,18 @@ class ClvSummary:
             m["holdout_actual_per_customer"] = float(total["actual"])
             m["total_transactional_value"] = float(t.values["clv"].sum())
             m["mean_p_alive"] = float(t.values["p_alive"].mean())
+        r = self.renewals
+        if r.available:
+            m["renewal_cohorts"] = float(len(r.params))
+            for e in r.estimates.itertuples():
+                key = f"renewal_{e.quantity}.{e.cohort}"
+                m[key] = float(e.estimate)
+                m[f"std_error.{key}"] = float(e.std_error)
+                m[f"lower.{key}"], m[f"upper.{key}"] = float(e.lower), float(e.upper)
+            for c in r.curves[r.curves["period"] > 0].itertuples():
+                key = f"renewal_survival.{c.cohort}.{c.period}"
+                m[key] = float(c.survival)
+                m[f"lower.{key}"], m[f"upper.{key}"] = float(c.lower), float(c.upper)
         return {k: v for k, v in m.items() if np.isfinite(v)}
 
 
@@ -158,7 +214,6 @@ def _weighted(table: pd.DataFrame, column: str) -> float:
 def analyse_contractual(
     customers: pd.DataFrame,
     *,
-    as_of=None,
     transactions: pd.DataFrame | None = None,
     scores: pd.DataFrame | None = None,
     truth=None,
@@ -171,7 +226,6 @@ def analyse_contractual(
     strata: list[str] = ("contract",),
     risk_horizon_months: float = 12.0,
     max_customers: int | None = 200_000,
-    renewal_contract: str = "one-year",
     random_state: int | None = None,
 ) -> ContractualValue:
     """Residual value of active customers, value at risk, new-customer value and payback.
@@ -202,8 +256,8 @@ def analyse_contractual(
         active, model, margin=margins, risk_horizon_months=risk_horizon_months, **opts
     )
     values = ct.value_at_risk(values, scores=scores)
-    if "segment" in active.columns:
-        values.insert(1, "segment", active["segment"].to_numpy())
+    segment = active["segment"].to_numpy() if "segment" in active.columns else NO_SEGMENT
+    values.insert(1, "segment", segment)
     sample = customers
     if max_customers is not None and len(customers) > max_customers:
         sample = customers.sample(n=max_customers, random_state=random_state)
@@ -217,14 +271,6 @@ def analyse_contractual(
             active, true_model, margin=margins, risk_horizon_months=risk_horizon_months, **opts
         )
         truth_check = compare_values(values, true_values, active)
-    renewals = pd.DataFrame(columns=RENEWAL_COLUMNS)
-    renewal_fit = pd.DataFrame(columns=RENEWAL_FIT_COLUMNS)
-    if as_of is not None and "contract" in customers.columns:
-        renewals = rn.renewal_table(customers, as_of=as_of, contract=renewal_contract)
-        usable = renewals.groupby("cohort")["period"].max()
-        renewals = renewals[renewals["cohort"].isin(usable[usable >= 1].index)]
-        if not renewals.empty:
-            renewal_fit = rn.fit_renewals(renewals, discount_rate=discount_rate).params
     return ContractualValue(
         available=True,
         values=values,
@@ -232,15 +278,13 @@ def analyse_contractual(
         new_customers=new.by_group,
         payback_curves=new.payback_curves,
         truth_check=truth_check,
-        renewals=renewals,
-        renewal_fit=renewal_fit,
         tenure_model=model,
         churn_source="survival stage" if scores is not None and len(scores) else "clv model",
     )
 
 
 def _by_segment(values: pd.DataFrame) -> pd.DataFrame:
-    key = values["segment"] if "segment" in values.columns else pd.Series("all", index=values.index)
+    key = values["segment"] if "segment" in values.columns else pd.Series(NO_SEGMENT, values.index)
     table = values.groupby(key.to_numpy()).agg(
         customers=("residual_value", "size"),
         mean_value=("residual_value", "mean"),
@@ -275,6 +319,75 @@ def compare_values(
     out = pd.DataFrame(rows, columns=["group", "customers", "fitted", "true"])
     out["ratio"] = out["fitted"] / out["true"]
     return out
+
+
+# ----------------------------------------------------------------- renewals
+def renewal_input(
+    customers: pd.DataFrame | None, *, as_of=None, source=None, contract: str = "one-year"
+) -> tuple[pd.DataFrame, str, float, str]:
+    """The renewal counts the stage fits: the configured table, else the customers' contracts.
+
+    ``source`` is the configuration's ``clv.renewals`` (read with
+    :func:`~retention_lab.clv.renewals.read_renewals`); without it, customers on
+    ``contract`` are grouped into signup-year cohorts observed at ``as_of``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        cohort, period, customers (empty when there is nothing to fit).
+    origin : str
+        Where the counts come from, in words.
+    period_months : float
+        Length of one renewal period.
+    reason : str
+        Why there is nothing to fit ("" when there is).
+    """
+    if source is not None:
+        return rn.read_renewals(source), "the configured renewal table", source.period_months, ""
+    empty = pd.DataFrame(columns=RENEWAL_COLUMNS)
+    if customers is None or as_of is None or "contract" not in customers.columns:
+        return empty, "", 12.0, "no renewal table (clv.renewals) and no contract type per customer"
+    table = rn.renewal_table(customers, as_of=as_of, contract=contract)
+    usable = table.groupby("cohort")["period"].max()
+    table = table[table["cohort"].isin(usable[usable >= 1].index)]
+    if table.empty:
+        reason = f"no signup-year cohort of {contract} contracts has reached its first renewal"
+        return empty, "", 12.0, reason
+    return table, f"{contract} contracts of the customers table by signup year", 12.0, ""
+
+
+def analyse_renewals(
+    table: pd.DataFrame,
+    *,
+    origin: str = "the renewal table",
+    period_months: float = 12.0,
+    discount_rate: float = 0.10,
+    reason: str = "",
+    random_state: int | None = None,
+) -> RenewalValue:
+    """Fit the sBG model to renewal counts and project each cohort's retention.
+
+    ``discount_rate`` is annual; DERL discounts at its equivalent per period of
+    ``period_months``. The curves reach twice the longest observed period (at
+    least 10 periods). An empty table returns an unavailable result with ``reason``.
+    """
+    check_discount_rate(discount_rate)
+    if table.empty:
+        return RenewalValue(available=False, reason=reason or "no renewal counts")
+    per_period = rn.period_discount_rate(discount_rate, period_months)
+    fit = rn.fit_renewals(table, discount_rate=per_period, random_state=random_state)
+    horizon = max(10, 2 * int(fit.params["periods"].max()))
+    return RenewalValue(
+        available=True,
+        source=origin,
+        period_months=period_months,
+        discount_rate=per_period,
+        table=fit.renewals,
+        params=fit.params,
+        estimates=fit.estimates,
+        curves=fit.projection(horizon),
+        fit=fit,
+    )
 
 
 # ---------------------------------------------------------- transactional
@@ -383,8 +496,10 @@ def value_table(
         transactional value). Churned customers have value 0; columns of a
         part that is unavailable are NaN.
     """
+    if customers is None:  # a run on a renewal table or a campaign export alone
+        customers = pd.DataFrame({"customer_id": pd.Series(dtype=str)})
     base = pd.DataFrame({"customer_id": customers["customer_id"].astype(str).to_numpy()})
-    base["segment"] = customers["segment"].to_numpy() if "segment" in customers else "all"
+    base["segment"] = customers["segment"].to_numpy() if "segment" in customers else NO_SEGMENT
     active = ~customers["churned"].to_numpy(bool) if "churned" in customers else True
     base["active"] = active
     base["tenure_months"] = (
@@ -442,7 +557,6 @@ def analyse(
     progress.step(f"contractual value: tenure model and values of {len(customers):,} customers")
     contractual = analyse_contractual(
         customers,
-        as_of=tables.as_of,
         transactions=tables.transactions,
         scores=scores if cfg.use_survival_scores else None,
         truth=truth,
@@ -481,6 +595,17 @@ def analyse(
         max_customers=max_tx,
         random_state=random_state,
     )
+    table, origin, period_months, reason = renewal_input(
+        customers, as_of=tables.as_of, source=cfg.renewals
+    )
+    renewals = analyse_renewals(
+        table,
+        origin=origin,
+        period_months=period_months,
+        discount_rate=cfg.discount_rate,
+        reason=reason,
+        random_state=random_state,
+    )
     values = value_table(customers, contractual, transactional)
     seconds = time.perf_counter() - t0
     log.info("clv stage computed in %.1f s", seconds)
@@ -492,12 +617,14 @@ def analyse(
         horizon_months=cfg.horizon_months,
         margin=cfg.margin,
         seconds=seconds,
+        renewals=renewals,
     )
 
 
 def findings(summary: ClvSummary, *, currency: str = "USD") -> list[str]:
     """Plain-language sentences with the stage's numbers, money in ``currency``, for the report."""
-    out = []
+    out: list[str] = []
+    missing: list[str] = []  # parts that do not apply, said last
 
     def money(value: float) -> str:
         return fmt.money(value, currency)
@@ -514,12 +641,15 @@ def findings(summary: ClvSummary, *, currency: str = "USD") -> list[str]:
             f"{money(v['residual_value'].mean())} each on average."
         )
         top = c.by_segment.iloc[0]
+        where = (
+            f"; segment '{top['segment']}' holds the most ({money(top['value_at_risk'])}, "
+            f"{top['share_at_risk']:.0%} of its value)"
+            if len(c.by_segment) > 1
+            else ""
+        )
         out.append(
             f"{money(risk)} ({risk / total:.0%}) of that value is at risk of churning within the "
-            f"risk horizon; segment '{top['segment']}' holds the most "
-            f"({money(top['value_at_risk'])}, "
-            f"{top['share_at_risk']:.0%} of its value). Churn probabilities come from the "
-            f"{c.churn_source}."
+            f"risk horizon{where}. Churn probabilities come from the {c.churn_source}."
         )
         out += _new_customer_findings(c.new_customers, summary.horizon_months, money)
         if not c.truth_check.empty:
@@ -530,15 +660,8 @@ def findings(summary: ClvSummary, *, currency: str = "USD") -> list[str]:
                 f"{all_row['ratio'] - 1:+.1%} off in total and at most {worst['ratio'] - 1:+.1%} "
                 f"in one group ({worst['group']})."
             )
-        if not c.renewal_fit.empty:
-            r = c.renewal_fit
-            out.append(
-                f"Yearly renewals of one-year contracts (sBG model, {len(r)} signup cohorts): mean "
-                f"yearly churn {r['mean_churn'].mean():.0%}, an active customer's discounted "
-                f"expected residual lifetime {r['derl'].mean():.1f} years."
-            )
     else:
-        out.append(f"Contractual value: not available for this dataset ({c.reason}).")
+        missing.append(f"Contractual value: not available for this dataset ({c.reason}).")
     t = summary.transactional
     if t.available:
         p = t.parameters.set_index(["model", "parameter"])["value"]
@@ -558,7 +681,73 @@ def findings(summary: ClvSummary, *, currency: str = "USD") -> list[str]:
             f"{t.values['p_alive'].mean():.0%} of them are expected to still be buying."
         )
     else:
-        out.append(f"Non-contractual value: not available for this dataset ({t.reason}).")
+        missing.append(f"Non-contractual value: not available for this dataset ({t.reason}).")
+    r = summary.renewals
+    if r.available:
+        out += renewal_findings(r, annual_rate=summary.discount_rate)
+    else:
+        missing.append(f"Renewal cohorts: not available for this dataset ({r.reason}).")
+    return out + missing
+
+
+MAX_COHORT_FINDINGS = 4
+
+
+def renewal_findings(renewals: RenewalValue, *, annual_rate: float) -> list[str]:
+    """Sentences on the sBG fit: per cohort churn, retention growth and DERL with intervals."""
+    unit, one = renewals.unit, renewals.period_name
+    est = renewals.estimates.set_index(["cohort", "quantity"])
+    params = renewals.params.sort_values("periods", ascending=False, kind="stable")
+    out = [
+        f"Renewal cohorts ({renewals.source}; shifted-beta-geometric model, {len(params)} "
+        f"cohort{'s' if len(params) != 1 else ''}, one renewal per {one}; DERL, the "
+        f"discounted expected residual lifetime, discounted at {annual_rate:.0%} a year)."
+    ]
+
+    def interval(cohort: str, quantity: str, form: str) -> str:
+        row = est.loc[(cohort, quantity)]
+        if not np.isfinite(row["lower"]):
+            return format(row["estimate"], form)
+        return (
+            f"{format(row['estimate'], form)} (95% CI {format(row['lower'], form)} to "
+            f"{format(row['upper'], form)})"
+        )
+
+    observed = renewals.curves.dropna(subset=["observed_retention"])
+    for p in params.head(MAX_COHORT_FINDINGS).itertuples():
+        cohort = str(p.cohort)
+        first = observed.loc[(observed["cohort"] == cohort) & (observed["period"] == 1)]
+        start = "".join(f"{v:.0%} at the first renewal to " for v in first["observed_retention"])
+        observed_n = f"{p.periods} renewal{'s' if p.periods != 1 else ''} observed"
+        if p.periods < 2:
+            out.append(
+                f"Cohort '{cohort}' ({observed_n}, {p.active:,} customers still active): "
+                f"{1 - first['observed_retention'].iloc[0]:.0%} left at the first renewal; one "
+                f"renewal cannot show how churn probabilities differ between customers, so "
+                f"alpha, beta and DERL are not identified."
+            )
+            continue
+        if not np.isfinite(est.loc[(cohort, "alpha"), "lower"]):
+            out.append(
+                f"Cohort '{cohort}' ({observed_n}, {p.active:,} customers still active): one "
+                f"churn probability fits every customer, {p.mean_churn:.0%} per {one} (alpha and "
+                f"beta grow without bound, so they have no interval); DERL {p.derl:.2f} {unit}."
+            )
+            continue
+        out.append(
+            f"Cohort '{cohort}' ({observed_n}, {p.active:,} customers still "
+            f"active): alpha {interval(cohort, 'alpha', '.3f')}, beta "
+            f"{interval(cohort, 'beta', '.3f')}; mean churn probability "
+            f"{interval(cohort, 'mean_churn', '.0%')} per {one}; the renewal rate goes from "
+            f"{start}{interval(cohort, 'next_retention', '.0%')} expected at the next renewal; "
+            f"an active customer's discounted expected residual lifetime is "
+            f"{interval(cohort, 'derl', '.2f')} {unit}."
+        )
+    if len(params) > MAX_COHORT_FINDINGS:
+        out.append(
+            f"{len(params) - MAX_COHORT_FINDINGS} more cohorts are in the table of estimates "
+            f"(DERL from {params['derl'].min():.2f} to {params['derl'].max():.2f} {unit})."
+        )
     return out
 
 
@@ -633,6 +822,7 @@ def availability(summary: ClvSummary) -> pd.DataFrame:
     for part, result in (
         ("contractual value (subscriptions)", summary.contractual),
         ("non-contractual value (purchase log)", summary.transactional),
+        ("renewal cohorts (shifted-beta-geometric)", summary.renewals),
     ):
         status = "computed" if result.available else "not available for this dataset"
         rows.append((part, status, result.reason))

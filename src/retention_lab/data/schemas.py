@@ -41,7 +41,7 @@ COLUMN_TYPES: dict[str, dict[str, tuple[object, bool, bool]]] = {
         "end_date": (DATE, True, True),
         "tenure": (float, False, False),
         "churned": (bool, False, False),
-        "segment": (str, False, True),
+        "segment": (str, False, False),
         "churn_reason": (str, True, False),
         "plan": (str, True, False),
         "contract": (str, True, False),

