@@ -20,6 +20,7 @@ from retention_lab.clv.rfm import (
     rfm_summary,
     validate_transactions,
 )
+from retention_lab.config import ClvConfig
 from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
@@ -547,14 +548,13 @@ def analyse(
     ``fast`` shrinks the samples and fits only the first repeat-purchase model,
     for smoke runs.
     """
-    from retention_lab.config import ClvConfig
-
     cfg = config or ClvConfig()
     t0 = time.perf_counter()
     customers = tables.customers
     max_surv = FAST_CUSTOMERS if fast else cfg.max_survival_customers
     max_tx = FAST_CUSTOMERS if fast else cfg.max_transaction_customers
-    progress.step(f"contractual value: tenure model and values of {len(customers):,} customers")
+    if customers is not None:
+        progress.step(f"contractual value: tenure model and values of {len(customers):,} customers")
     contractual = analyse_contractual(
         customers,
         transactions=tables.transactions,
