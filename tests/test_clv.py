@@ -11,7 +11,7 @@ import pytest
 
 from retention_lab import clv, viz
 from retention_lab.clv import contractual as ct
-from retention_lab.config import parse_config
+from retention_lab.config import ClvConfig, parse_config
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import ConfigError, DataError
@@ -298,7 +298,7 @@ def test_true_tenure_model_reproduces_the_simulated_churn(small_market):
 @pytest.mark.slow
 def test_analyse_values_every_customer_and_checks_the_truth(smoke_tables):
     tables, truth = smoke_tables
-    summary = clv.analyse(tables, truth=truth, fast=True, random_state=1)
+    summary = clv.analyse(tables, config=ClvConfig().fast(), truth=truth, random_state=1)
     values = summary.values
     assert len(values) == len(tables.customers)
     assert list(values.columns) == clv.summary.VALUE_COLUMNS

@@ -82,3 +82,20 @@ def test_tracking_uri_defaults_to_environment_then_local_sqlite(monkeypatch):
     assert config.resolved_tracking_uri() == "http://127.0.0.1:5000"
     assert artifact_root_for("http://127.0.0.1:5000") is None
     assert artifact_root_for("sqlite:////x/mlruns/mlflow.db") == "file:///x/mlruns/artifacts"
+
+
+def test_a_smoke_run_shrinks_each_stage_through_its_settings_fast_variant():
+    config = parse_config(
+        {
+            "name": "x",
+            "plan": {"bootstrap": 500},
+            "clv": {"transaction_models": ["pareto_nbd", "bg_nbd"]},
+        }
+    )
+    assert config.stage_settings("plan").bootstrap == 500  # as configured
+    shrunk = config.stage_settings("plan", fast=True)
+    assert (shrunk.bootstrap, shrunk.budget_curve_points) == (30, 6)
+    assert shrunk.budget == config.plan.budget  # what a smoke run does not shrink is kept
+    assert config.stage_settings("clv", fast=True).transaction_models == ["pareto_nbd"]
+    assert config.stage_settings("uplift", fast=True).folds == 2
+    assert config.stage_settings("monitoring", fast=True) == config.monitor  # nothing to shrink

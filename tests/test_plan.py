@@ -85,9 +85,12 @@ def summary(market):
     data, tables, _ = market
     config = PlanConfig(budget=20_000, capacities={"technician_visit": 30})
     return plan.analyse(
-        tables, inputs=_pooled_inputs(data, tables), config=config, truth=data.truth,
-        fast=True, random_state=0,
-    )  # fmt: skip
+        tables,
+        inputs=_pooled_inputs(data, tables),
+        config=config.fast(),
+        truth=data.truth,
+        random_state=0,
+    )
 
 
 # ---------------------------------------------------------------- allocation
@@ -193,9 +196,12 @@ def test_true_net_value_comes_from_the_simulator_alone(summary, market):
                            scores=inputs.scores, effects=None)  # fmt: skip
     assert summary.effects_source.startswith("uplift stage (cells pooled")
     again = plan.analyse(
-        tables, inputs=rich, config=PlanConfig(budget=20_000, baselines=["nothing"]),
-        truth=data.truth, fast=True, random_state=0,
-    )  # fmt: skip
+        tables,
+        inputs=rich,
+        config=PlanConfig(budget=20_000, baselines=["nothing"]).fast(),
+        truth=data.truth,
+        random_state=0,
+    )
     acts = again.actions
     tv = true_net_values(
         data.truth, cand.set_index("customer_id").loc[acts["customer_id"]].reset_index(),
@@ -283,9 +289,12 @@ def test_findings_are_plain_sentences_with_numbers(summary, market):
 def test_zero_budget_plan_treats_nobody_and_still_reports(market):
     data, tables, inputs = market
     s = plan.analyse(
-        tables, inputs=inputs, config=PlanConfig(budget=0.0, baselines=["random", "nothing"]),
-        truth=None, fast=True, random_state=1,
-    )  # fmt: skip
+        tables,
+        inputs=inputs,
+        config=PlanConfig(budget=0.0, baselines=["random", "nothing"]).fast(),
+        truth=None,
+        random_state=1,
+    )
     assert s.allocation.n_treated == 0 and s.actions.empty
     assert (s.comparison["spent"] == 0).all()
     assert plan.findings(s)
@@ -297,9 +306,11 @@ def test_plan_without_valuable_customers_does_nothing(market):
         values=inputs.values.assign(value=0.0), scores=inputs.scores, effects=None
     )
     s = plan.analyse(
-        tables, inputs=worthless, config=PlanConfig(budget=10_000.0, baselines=["nothing"]),
-        fast=True, random_state=1,
-    )  # fmt: skip
+        tables,
+        inputs=worthless,
+        config=PlanConfig(budget=10_000.0, baselines=["nothing"]).fast(),
+        random_state=1,
+    )
     assert s.allocation.n_treated == 0 and s.actions.empty
 
 
@@ -317,8 +328,7 @@ def test_uplift_effects_are_used_when_given(market):
     s = plan.analyse(
         tables,
         inputs=plan.PlanInputs(inputs.values, inputs.scores, effects),
-        config=PlanConfig(budget=5_000.0, baselines=["nothing"], exact_max_customers=0),
-        fast=True,
+        config=PlanConfig(budget=5_000.0, baselines=["nothing"], exact_max_customers=0).fast(),
         random_state=1,
     )
     assert s.effects_source == "uplift stage"
@@ -348,18 +358,21 @@ def test_missing_upstream_outputs_name_the_stage_to_run(tmp_path):
 def test_plan_with_a_huge_budget_or_a_closed_instrument(market):
     data, tables, inputs = market
     rich = plan.analyse(
-        tables, inputs=inputs, config=PlanConfig(budget=1e9, baselines=["best_single"]),
-        fast=True, random_state=1,
-    )  # fmt: skip
+        tables,
+        inputs=inputs,
+        config=PlanConfig(budget=1e9, baselines=["best_single"]).fast(),
+        random_state=1,
+    )
     assert rich.allocation.method == "none needed" and rich.allocation.gap == 0.0
     assert 0 < rich.allocation.cost < 1e9
     closed = plan.analyse(
-        tables, inputs=inputs,
+        tables,
+        inputs=inputs,
         config=PlanConfig(
             budget=1e9, capacities={"technician_visit": 0}, baselines=["best_single"]
-        ),
-        fast=True, random_state=1,
-    )  # fmt: skip
+        ).fast(),
+        random_state=1,
+    )
     assert "technician_visit" in set(rich.actions["instrument"])
     assert "technician_visit" not in set(closed.actions["instrument"])
     assert closed.by_instrument.set_index("instrument").loc["technician_visit", "customers"] == 0
@@ -440,9 +453,12 @@ def null_market():
 def test_plan_on_a_market_where_nothing_helps_treats_almost_nobody(null_market):
     data, tables, inputs = null_market
     s = plan.analyse(
-        tables, inputs=inputs, config=PlanConfig(budget=20_000, baselines=["nothing"]),
-        truth=data.truth, fast=True, random_state=0,
-    )  # fmt: skip
+        tables,
+        inputs=inputs,
+        config=PlanConfig(budget=20_000, baselines=["nothing"]).fast(),
+        truth=data.truth,
+        random_state=0,
+    )
     assert s.effects_source.startswith("uplift stage (cells pooled")
     assert s.allocation.n_treated <= 0.01 * len(s.candidates)
     comp = s.comparison.set_index("policy")
@@ -452,9 +468,12 @@ def test_plan_on_a_market_where_nothing_helps_treats_almost_nobody(null_market):
 def test_plan_without_a_binding_capacity_gets_most_of_the_oracles_value(market):
     data, tables, _ = market
     s = plan.analyse(
-        tables, inputs=_pooled_inputs(data, tables), config=PlanConfig(budget=20_000),
-        truth=data.truth, fast=True, random_state=0,
-    )  # fmt: skip
+        tables,
+        inputs=_pooled_inputs(data, tables),
+        config=PlanConfig(budget=20_000).fast(),
+        truth=data.truth,
+        random_state=0,
+    )
     truth = s.comparison.set_index("policy")["true_net_value"]
     for name in plan.BASELINES:
         assert truth["plan"] > truth[name], name

@@ -411,14 +411,14 @@ def test_outcome_that_never_varies_is_rejected():
     frame = _toy().assign(outcome=1)
     data = up.from_frame(frame, control="none")
     with pytest.raises(DataError, match="column 'outcome'.*never|column 'outcome'.*varies"):
-        up.analyse(data, fast=True)
+        up.analyse(data, config=UpliftConfig().fast())
 
 
 def test_missing_control_arm_is_rejected():
     frame = _toy(arms=("a", "b"))
     data = up.from_frame(frame, control="none")
     with pytest.raises(DataError, match="column 'treatment': a control arm labelled 'none'"):
-        up.analyse(data, fast=True)
+        up.analyse(data, config=UpliftConfig().fast())
 
 
 def test_fewer_rows_than_folds_is_rejected():
@@ -462,7 +462,7 @@ def test_unknown_learner_and_unfitted_model_are_clear():
 def test_weak_learners_warn(small):
     _, data = small
     with pytest.warns(StatisticalWarning, match="better than random"):
-        up.analyse(data, fast=True, random_state=1)
+        up.analyse(data, config=UpliftConfig().fast(), random_state=1)
 
 
 # --------------------------------------------------------------------- direct use
@@ -505,7 +505,7 @@ def test_campaign_export_runs_through_the_configuration(tmp_path, market):
     assert direct.strata == ["segment", "problem"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        result = up.analyse(direct, config=config.uplift, fast=True, random_state=0)
+        result = up.analyse(direct, config=config.uplift.fast(), random_state=0)
     assert result.available and result.n_randomised == len(export)
     assert set(result.ate_table()["instrument"]) == set(export["arm"]) - {"holdout"}
     effects = up.plan_effects(result, direct)

@@ -82,6 +82,12 @@ def artifact_root_for(tracking_uri: str) -> str | None:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # what a smoke run (``retention-lab run --fast``) shrinks: field -> its value there
+    FAST: ClassVar[dict[str, Any]] = {}
+
+    def fast(self):
+        """These settings as a smoke run uses them: ``FAST`` over the configured values."""
+        return self.model_copy(update=self.FAST)
 
 
 class TrackingConfig(_Section):
@@ -195,6 +201,15 @@ class RenewalSource(ExportSource):
 
 class ClvConfig(_Section):
     """Customer lifetime value (stage 03_clv); keys match ``clv.analyse``."""
+
+    FAST: ClassVar[dict[str, Any]] = {
+        "max_survival_customers": 20_000,
+        "max_transaction_customers": 20_000,
+    }
+
+    def fast(self) -> ClvConfig:
+        """A smoke run's settings: smaller samples and only the first repeat-purchase model."""
+        return super().fast().model_copy(update={"transaction_models": self.transaction_models[:1]})
 
     discount_rate: float = Field(
         0.10, ge=0, lt=1, description="Annual discount rate of future margins, in [0, 1)"
@@ -333,6 +348,14 @@ class CampaignSource(ExportSource):
 class UpliftConfig(_Section):
     """Uplift modelling of retention instruments (stage 02_uplift); see ``uplift.analyse``."""
 
+    FAST: ClassVar[dict[str, Any]] = {
+        "max_iter": 40,
+        "learning_rate": 0.15,
+        "folds": 2,
+        "n_bootstrap": 40,
+        "max_train_cases": 20_000,
+    }
+
     horizon_months: int = Field(
         6,
         ge=1,
@@ -434,6 +457,8 @@ _FLAT_CAMPAIGN_KEYS = {
 
 class PlanConfig(_Section):
     """Retention plan (stage 04_plan); keys match ``plan.analyse``."""
+
+    FAST: ClassVar[dict[str, Any]] = {"bootstrap": 30, "budget_curve_points": 6}
 
     budget: float = Field(
         20_000.0, ge=0, description="Total retention budget for the plan, in currency units"
@@ -582,6 +607,11 @@ class RunConfig(_Section):
         """The tables a stage reads itself, by key path: ``uplift.campaign``, ``clv.renewals``."""
         found = {"uplift.campaign": self.uplift.campaign, "clv.renewals": self.clv.renewals}
         return {key: source for key, source in found.items() if source is not None}
+
+    def stage_settings(self, stage: str, *, fast: bool = False) -> _Section:
+        """A stage's section (``monitoring`` reads ``monitor``), shrunk when ``fast``."""
+        section = getattr(self, "monitor" if stage == "monitoring" else stage)
+        return section.fast() if fast else section
 
     def resolved_tracking_uri(self) -> str:
         """The tracking URI this run logs to."""

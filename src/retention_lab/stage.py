@@ -88,6 +88,11 @@ class StageContext:
     logged_by_runner: bool = False
 
     @property
+    def settings(self):
+        """The stage's section of the configuration, as a smoke run shrinks it when ``fast``."""
+        return self.config.stage_settings(self.name, fast=self.fast)
+
+    @property
     def stage_dir(self) -> Path:
         """The folder of this stage inside the run folder."""
         path = self.run_dir / self.name

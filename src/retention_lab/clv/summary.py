@@ -25,7 +25,6 @@ from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 
-FAST_CUSTOMERS = 20_000
 NO_SEGMENT = "all"  # the segment of every customer when the customers table has none
 VALUE_COLUMNS = [
     "customer_id",
@@ -540,19 +539,17 @@ def analyse(
     config=None,
     scores: pd.DataFrame | None = None,
     truth=None,
-    fast: bool = False,
     random_state: int | None = None,
 ) -> ClvSummary:
     """Run the CLV stage on the canonical tables with the ``clv`` section of a run configuration.
 
-    ``fast`` shrinks the samples and fits only the first repeat-purchase model,
-    for smoke runs.
+    A smoke run passes ``ClvConfig.fast()``: smaller samples and only the first
+    repeat-purchase model.
     """
     cfg = config or ClvConfig()
     t0 = time.perf_counter()
     customers = tables.customers
-    max_surv = FAST_CUSTOMERS if fast else cfg.max_survival_customers
-    max_tx = FAST_CUSTOMERS if fast else cfg.max_transaction_customers
+    max_surv, max_tx = cfg.max_survival_customers, cfg.max_transaction_customers
     if customers is not None:
         progress.step(f"contractual value: tenure model and values of {len(customers):,} customers")
     contractual = analyse_contractual(
@@ -585,7 +582,7 @@ def analyse(
         unavailable_reason=skip,
         customers=customers if tables.has_dates else None,
         as_of=tables.as_of,
-        models=list(cfg.transaction_models[:1] if fast else cfg.transaction_models),
+        models=list(cfg.transaction_models),
         discount_rate=cfg.discount_rate,
         horizon_months=cfg.horizon_months,
         margin=cfg.margin,

@@ -204,7 +204,6 @@ def analyse(
     truth=None,
     value_months: int = 60,
     annual_discount: float = 0.10,
-    fast: bool = False,
     random_state: int | None = None,
 ) -> PlanSummary:
     """Run the plan stage: candidates, effects, threats, playbook, allocation, baselines.
@@ -227,13 +226,12 @@ def analyse(
         The simulator's ground truth, or None for real data.
     value_months, annual_discount
         Horizon and discount rate of the customer value (the clv stage's); the
-        truth values each arm's margin over them.
-    fast
-        Fewer bootstrap resamples and budget-curve points (for tests).
+        truth values each arm's margin over them. A smoke run passes
+        ``PlanConfig.fast()`` (fewer bootstrap resamples and budget-curve points).
     """
     rng = np.random.default_rng(random_state)
     notes: list[str] = []
-    n_boot = 30 if fast else config.bootstrap
+    n_boot = config.bootstrap
     values = inputs.values.assign(customer_id=inputs.values["customer_id"].astype(str))
     values = values.assign(value=values[config.value_basis].astype(float))
     cand = pin.candidates(
@@ -335,7 +333,7 @@ def analyse(
         randomised, values, costs, instruments, model, config, allocation, choices, rule,
         most_used, best_single, len(cand), n_boot, rng, boot_models, inputs.pooled,
     )  # fmt: skip
-    points = 6 if fast else config.budget_curve_points
+    points = config.budget_curve_points
     top = max(config.budget * 2, 1.0)
     curve = budget_curve(
         net, cost, np.linspace(0.0, top, points), capacity=capacity,

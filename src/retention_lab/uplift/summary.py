@@ -27,14 +27,6 @@ from retention_lab.uplift.learners import UpliftModel, fit_learners
 
 log = logging.getLogger(__name__)
 
-FAST = {
-    "max_iter": 40,
-    "learning_rate": 0.15,
-    "folds": 2,
-    "n_bootstrap": 40,
-    "max_train_cases": 20_000,
-}
-
 
 def _empty(columns):
     return pd.DataFrame(columns=list(columns))
@@ -359,7 +351,6 @@ def analyse(
     data: UpliftInput,
     *,
     config=None,
-    fast: bool = False,
     random_state: int | None = None,
 ) -> UpliftSummary:
     """Run the whole uplift analysis.
@@ -377,9 +368,8 @@ def analyse(
     data
         From :func:`~retention_lab.uplift.prepare`, :func:`case_table` or :func:`from_frame`.
     config : UpliftConfig, optional
-        The configuration's ``uplift`` section (defaults when omitted).
-    fast
-        Small models and bootstraps (tests, smoke runs).
+        The configuration's ``uplift`` section (defaults when omitted); a smoke
+        run passes ``UpliftConfig.fast()`` (small models and bootstraps).
 
     Returns
     -------
@@ -388,7 +378,7 @@ def analyse(
     """
     if not data.available:
         return UpliftSummary(available=False, reason=data.reason, source=data.source)
-    cfg = (config or UpliftConfig()).model_copy(update=FAST if fast else {})
+    cfg = config or UpliftConfig()
     with threadpool_limits(cfg.threads):
         return _analyse(data, cfg, random_state)
 
