@@ -36,11 +36,9 @@ from retention_lab.data.schemas import TABLES
 from retention_lab.data.simulate import SimulatorSettings
 from retention_lab.data.spark import SparkSettings
 from retention_lab.errors import DataError, DataProblem
-from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 
-TENURE_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": DAYS_PER_MONTH, "years": 365.25}
 DATE_COLUMNS = {
     "customers": ("signup_date", "end_date"),
     "problems": ("date",),
