@@ -39,7 +39,7 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def telco() -> pd.DataFrame:
-    """The 7,043 Telco customers with their tenure in months, as the bundled configuration reads them."""
+    """The 7,043 Telco customers, tenure in months, as the bundled configuration reads them."""
     config = load_config(CONFIGS_DIR / "telco.yaml")
     return load_tables(config.data, random_state=0)[0].customers
 
