@@ -121,7 +121,9 @@ class DataConfig(BaseModel):
     interventions: TableSource | None = Field(None, description="Retention cases (optional)")
     transactions: TableSource | None = Field(None, description="Payments/purchases (optional)")
     tenure_unit: Literal["days", "weeks", "months", "years"] = Field(
-        "months", description="Unit of an aggregated customers table's tenure column"
+        "months",
+        description="Unit of an aggregated customers table's tenure column; the survival "
+        "stage reports tenures (tables, figures, findings, results.json) in it",
     )
     contractual: bool = Field(
         True,

@@ -145,8 +145,15 @@ class SurvivalSummary:
     def in_unit(self, table: str) -> pd.DataFrame:
         """The table ``table`` (median, retention, km, hazard or rmst) in the declared unit.
 
-        Tenures are converted and their ``*_months`` columns renamed ``*_<unit>``
-        (``median_days``); hazards are per customer-``unit``.
+        Tenures are converted and their ``*_months`` columns renamed ``*_<unit>``;
+        hazards are per customer-``unit``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns of the table, ``median_months``, ``max_followup_months``,
+            ``horizon_months``, ``time_months``, ``tau_months``, ``rmst_months`` and
+            ``difference_months`` named for the unit (``median_days``, ``horizon_days``...).
         """
         return self.unit.table(getattr(self, table), **TENURE_COLUMNS[table])
 
