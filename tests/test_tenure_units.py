@@ -92,6 +92,8 @@ def test_medians_and_retention_in_days_are_the_months_figures_times_30_4375(runs
         np.testing.assert_allclose(ret_d[column], ret_m[column], rtol=1e-12)
     rmst_m, rmst_d = months.in_unit("rmst"), days.in_unit("rmst")
     np.testing.assert_allclose(rmst_d["rmst_days"], rmst_m["rmst_months"] * DAYS_PER_MONTH)
+    aft_m, aft_d = months.in_unit("aft"), days.in_unit("aft")
+    np.testing.assert_allclose(aft_d["median_days"], aft_m["median_months"] * DAYS_PER_MONTH)
     hazard_m, hazard_d = months.in_unit("hazard"), days.in_unit("hazard")
     np.testing.assert_allclose(hazard_d["hazard"], hazard_m["hazard"] / DAYS_PER_MONTH)
 
@@ -167,6 +169,12 @@ def test_a_days_declared_run_records_its_unit_in_results_json(telco, tmp_path):
               "--fast", tmp_path=tmp_path)  # fmt: skip
     assert ran.returncode == 0, ran.stderr[-3000:]
     results = json.loads(next(reports.glob("*/survival/results.json")).read_text())
+    page = next(reports.glob("*/survival/survival.html")).read_text()
+    for column in ("median_days", "horizon_days", "rmst_days", "time_days"):  # median, retention,
+        assert f">{column}</th>" in page  # restricted mean, Brier tables
+    # tenures in months are left only in the scores table, as its contract declares it
+    left = re.findall(r">(\w+_months)</th>", page)
+    assert set(left) == {"tenure_months", "horizon_months", "expected_remaining_months"}
     assert results["tags"]["tenure_unit"] == "days"
     assert {"retention_90d", "retention_365d", "brier_365d"} <= set(results["metrics"])
     assert not any(k.startswith("retention_") and "m" in k for k in results["metrics"])

@@ -70,6 +70,8 @@ TENURE_COLUMNS = {
     "median": {"tenures": ["median_months", "lower", "upper", "max_followup_months"]},
     "retention": {"tenures": ["horizon_months"]},
     "km": {"tenures": ["time_months"]},
+    "aft": {"tenures": ["median_months"]},
+    "brier": {"tenures": ["time_months"]},
     "hazard": {"tenures": ["time_months"], "rates": ["hazard", "lower", "upper"]},
     "rmst": {
         "tenures": [
@@ -143,7 +145,10 @@ class SurvivalSummary:
     unit: TenureUnit = field(default_factory=TenureUnit)
 
     def in_unit(self, table: str) -> pd.DataFrame:
-        """The table ``table`` (median, retention, km, hazard or rmst) in the declared unit.
+        """A table of the report in the declared unit.
+
+        ``table`` is median, retention, km, hazard, rmst, aft (``aft.table``) or
+        brier (``validation.brier``).
 
         Tenures are converted and their ``*_months`` columns renamed ``*_<unit>``;
         hazards are per customer-``unit``.
@@ -155,7 +160,9 @@ class SurvivalSummary:
             ``horizon_months``, ``time_months``, ``tau_months``, ``rmst_months`` and
             ``difference_months`` named for the unit (``median_days``, ``horizon_days``...).
         """
-        return self.unit.table(getattr(self, table), **TENURE_COLUMNS[table])
+        nested = {"aft": self.aft.table, "brier": self.validation.brier}
+        frame = nested[table] if table in nested else getattr(self, table)
+        return self.unit.table(frame, **TENURE_COLUMNS[table])
 
     @property
     def hazard_ratios(self) -> pd.DataFrame:
