@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from retention_lab import survival
+from retention_lab import monitor, survival
 from retention_lab.config import CONFIGS_DIR, load_config
 from retention_lab.data import load_tables
 from retention_lab.data.loaders import derive_tenure
@@ -180,3 +180,21 @@ def test_a_days_declared_run_records_its_unit_in_results_json(telco, tmp_path):
     assert not any(k.startswith("retention_") and "m" in k for k in results["metrics"])
     assert any(f.endswith(" days.") and f.startswith("Share still retained")
                for f in results["findings"])  # fmt: skip
+
+
+def test_the_monitor_reads_tenures_in_the_declared_unit():
+    metrics = {
+        "median_tenure_days": 900.0,
+        "median_tenure_lower": 850.0,
+        "median_tenure_upper": 950.0,
+        "retention_365d": 0.8,
+    }
+    q = monitor.survival_quantities(metrics, {}).set_index("quantity")
+    assert q.loc["median tenure", ["estimate", "unit"]].tolist() == [900.0, "days"]
+    assert q.loc["median tenure", "se"] == pytest.approx(100.0 / (2 * 1.959964), rel=1e-6)
+    assert q.loc["retention at 365 days", "estimate"] == 0.8
+    months = monitor.survival_quantities({"median_tenure_months": 30.0, "retention_12m": 0.7}, {})
+    assert months.set_index("quantity")["unit"].to_dict() == {
+        "median tenure": "months",
+        "retention at 12 months": "share",
+    }
