@@ -132,6 +132,11 @@ class SurvivalConfig(_Section):
     horizons_months: list[float] = Field(
         [3, 6, 12, 24], description="Tenures at which retention and the Brier score are reported"
     )
+    horizons: list[float] | None = Field(
+        None,
+        description="The same tenures in the declared data.tenure_unit (e.g. [30, 90, 365] for "
+        "days); replaces horizons_months when given",
+    )
     score_horizon_months: float = Field(
         12.0, gt=0, description="Planning horizon of the churn scores of active customers, months"
     )

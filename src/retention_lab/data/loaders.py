@@ -24,14 +24,13 @@ from retention_lab.data.schemas import (
     is_aggregated,
     validate_table,
 )
-from retention_lab.data.sources import TENURE_UNIT_DAYS, read_tables_from
+from retention_lab.data.sources import read_tables_from
 from retention_lab.errors import DataError
+from retention_lab.units import DAYS_PER_MONTH, TENURE_UNIT_DAYS
 
 if TYPE_CHECKING:
     from retention_lab.data.simulate import GroundTruth
     from retention_lab.data.sources import DataConfig
-
-DAYS_PER_MONTH = TENURE_UNIT_DAYS["months"]
 
 
 @dataclass(frozen=True)

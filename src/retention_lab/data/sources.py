@@ -36,11 +36,9 @@ from retention_lab.data.schemas import TABLES
 from retention_lab.data.simulate import SimulatorSettings
 from retention_lab.data.spark import SparkSettings
 from retention_lab.errors import DataError, DataProblem
-from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 
-TENURE_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": DAYS_PER_MONTH, "years": 365.25}
 DATE_COLUMNS = {
     "customers": ("signup_date", "end_date"),
     "problems": ("date",),
@@ -123,7 +121,9 @@ class DataConfig(BaseModel):
     interventions: TableSource | None = Field(None, description="Retention cases (optional)")
     transactions: TableSource | None = Field(None, description="Payments/purchases (optional)")
     tenure_unit: Literal["days", "weeks", "months", "years"] = Field(
-        "months", description="Unit of an aggregated customers table's tenure column"
+        "months",
+        description="Unit of an aggregated customers table's tenure column; the survival "
+        "stage reports tenures (tables, figures, findings, results.json) in it",
     )
     contractual: bool = Field(
         True,

@@ -29,7 +29,7 @@ import pandas as pd
 from retention_lab.contract import monitored_tables
 from retention_lab.formatting import MONEY_UNIT as MONEY
 from retention_lab.stage import RunOutputs
-from retention_lab.units import Z95
+from retention_lab.units import TENURE_UNIT_DAYS, Z95
 
 QUANTITY_COLUMNS = [
     "stage",
@@ -106,9 +106,11 @@ def survival_quantities(
         quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
     """
     rows = []
+    # tenures are in the unit the data declared, which the metric names carry
+    unit = next((u for u in TENURE_UNIT_DAYS if f"median_tenure_{u}" in metrics), "months")
     med, lo, hi = (
         metrics.get(k)
-        for k in ("median_tenure_months", "median_tenure_lower", "median_tenure_upper")
+        for k in (f"median_tenure_{unit}", "median_tenure_lower", "median_tenure_upper")
     )
     if med is not None and np.isfinite(med):
         ok = lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi)
@@ -124,18 +126,19 @@ def survival_quantities(
                 lower=lo if ok else np.nan,
                 upper=hi if ok else np.nan,
                 n=metrics.get("n_customers", np.nan),
-                unit="months",
+                unit=unit,
             )
         )
     for key, value in sorted(metrics.items()):
-        match = re.fullmatch(r"retention_([0-9.]+)m", key)
+        match = re.fullmatch(r"retention_([0-9.]+)([dwmy])", key)
         if match:
+            words = next(u for u in TENURE_UNIT_DAYS if u[0] == match.group(2))
             lo, hi = metrics.get(f"{key}_lower", np.nan), metrics.get(f"{key}_upper", np.nan)
             rows.append(
                 _row(
                     "survival",
                     "survival",
-                    f"retention at {match.group(1)} months",
+                    f"retention at {match.group(1)} {words}",
                     "all",
                     value,
                     se=(hi - lo) / (2 * Z95) if hi > lo else np.nan,

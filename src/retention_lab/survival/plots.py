@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from retention_lab.labels import capitalised, label
+from retention_lab.units import TenureUnit, tenure_unit
 from retention_lab.viz import _no_data, _require_columns
 
 
@@ -28,11 +29,16 @@ def plot_km(
     km: pd.DataFrame,
     *,
     grouping: str = "all",
-    at_risk_every: float = 12.0,
+    unit: TenureUnit | str = "months",
+    at_risk_every: float | None = None,
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """Kaplan-Meier curves of one grouping with 95% bands and at-risk counts under the axis."""
+    """Kaplan-Meier curves of one grouping with 95% bands and at-risk counts under the axis.
+
+    Tenure (``time_months``) is drawn in ``unit``; ``at_risk_every`` is in ``unit``
+    (default: every 12 months).
+    """
     _require_columns(
         km, ["grouping", "group", "time_months", "survival", "lower", "upper", "at_risk"], "plot_km"
     )
@@ -45,14 +51,17 @@ def plot_km(
     data = km[km["grouping"] == grouping]
     if data.empty:
         return _no_data(ax, title)
-    ticks = np.arange(0.0, data["time_months"].max() + 1e-9, at_risk_every)
+    unit = tenure_unit(unit)
+    every = unit.from_months(12.0) if at_risk_every is None else at_risk_every
+    ticks = np.arange(0.0, unit.from_months(data["time_months"].max()) + 1e-9, every)
     groups = list(dict.fromkeys(data["group"]))
     for i, (group, g) in enumerate(data.groupby("group", sort=False)):
-        (line,) = ax.step(g["time_months"], g["survival"], where="post", label=str(group))
+        time = unit.from_months(g["time_months"])
+        (line,) = ax.step(time, g["survival"], where="post", label=str(group))
         ax.fill_between(
-            g["time_months"], g["lower"], g["upper"], step="post", alpha=0.2, color=line.get_color()
+            time, g["lower"], g["upper"], step="post", alpha=0.2, color=line.get_color()
         )
-        counts = np.interp(ticks, g["time_months"], g["at_risk"], right=0).astype(int)
+        counts = np.interp(ticks, time, g["at_risk"], right=0).astype(int)
         for t, n in zip(ticks, counts, strict=True):
             ax.annotate(
                 f"{n:,}",
@@ -73,16 +82,24 @@ def plot_km(
         fontsize=7,
         ha="right",
     )
-    ax.set(title=title, xlabel="Tenure (months)", ylabel="Share retained", ylim=(0, 1.02))
+    ax.set(title=title, xlabel=f"Tenure ({unit.name})", ylabel="Share retained", ylim=(0, 1.02))
     if len(groups) > 1:
         ax.legend(title=grouping.replace("_", " "), fontsize=8)
     return ax
 
 
 def plot_hazard(
-    hazard: pd.DataFrame, *, grouping: str = "all", title: str | None = None, ax: Axes | None = None
+    hazard: pd.DataFrame,
+    *,
+    grouping: str = "all",
+    unit: TenureUnit | str = "months",
+    title: str | None = None,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Smoothed churn hazard over tenure with 95% bands (renewal spikes, early-life risk)."""
+    """Smoothed churn hazard over tenure with 95% bands (renewal spikes, early-life risk).
+
+    Tenure is drawn in ``unit`` and the hazard per customer-``unit``.
+    """
     _require_columns(
         hazard, ["grouping", "group", "time_months", "hazard", "lower", "upper"], "plot_hazard"
     )
@@ -95,10 +112,17 @@ def plot_hazard(
     data = hazard[hazard["grouping"] == grouping]
     if data.empty:
         return _no_data(ax, title)
+    unit = tenure_unit(unit)
+    data = unit.table(data, tenures=["time_months"], rates=["hazard", "lower", "upper"])
+    time = f"time_{unit.name}"
     for group, g in data.groupby("group", sort=False):
-        (line,) = ax.plot(g["time_months"], g["hazard"], label=str(group))
-        ax.fill_between(g["time_months"], g["lower"], g["upper"], alpha=0.2, color=line.get_color())
-    ax.set(title=title, xlabel="Tenure (months)", ylabel="Churn hazard (per customer-month)")
+        (line,) = ax.plot(g[time], g["hazard"], label=str(group))
+        ax.fill_between(g[time], g["lower"], g["upper"], alpha=0.2, color=line.get_color())
+    ax.set(
+        title=title,
+        xlabel=f"Tenure ({unit.name})",
+        ylabel=f"Churn hazard (per customer-{unit.singular})",
+    )
     if data["group"].nunique() > 1:
         ax.legend(title=grouping.replace("_", " "), fontsize=8)
     return ax
@@ -109,13 +133,15 @@ def plot_cif(
     *,
     grouping: str = "all",
     group: str = "all",
+    unit: TenureUnit | str = "months",
     title: str | None = None,
     reasons: Sequence[str] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Cumulative incidence of churn by reason (competing risks), stacked to show the total.
 
-    ``reasons`` fixes the stacking order and colours (default: largest first).
+    ``reasons`` fixes the stacking order and colours (default: largest first);
+    tenure is drawn in ``unit``.
     """
     _require_columns(cif, ["grouping", "group", "churn_reason", "time_months", "cif"], "plot_cif")
     ax = _axes(ax)
@@ -130,14 +156,18 @@ def plot_cif(
     )
     order = list(reasons) if reasons else list(wide.iloc[-1].sort_values(ascending=False).index)
     wide = wide.reindex(columns=order, fill_value=0.0)
-    ax.stackplot(wide.index, *[wide[c] for c in order], labels=order, alpha=0.8)
-    ax.set(title=title, xlabel="Tenure (months)", ylabel="Share of customers churned")
+    unit = tenure_unit(unit)
+    time = unit.from_months(wide.index.to_numpy(float))
+    ax.stackplot(time, *[wide[c] for c in order], labels=order, alpha=0.8)
+    ax.set(title=title, xlabel=f"Tenure ({unit.name})", ylabel="Share of customers churned")
     ax.legend(title="reason", fontsize=8, loc="upper left")
     return ax
 
 
-def plot_cif_panels(cif: pd.DataFrame, *, grouping: str = "segment") -> Figure:
-    """One stacked cumulative-incidence panel per level of ``grouping`` (shared axes)."""
+def plot_cif_panels(
+    cif: pd.DataFrame, *, grouping: str = "segment", unit: TenureUnit | str = "months"
+) -> Figure:
+    """One stacked cumulative-incidence panel per level of ``grouping`` (shared axes, ``unit``)."""
     _require_columns(
         cif, ["grouping", "group", "churn_reason", "time_months", "cif"], "plot_cif_panels"
     )
@@ -160,6 +190,7 @@ def plot_cif_panels(cif: pd.DataFrame, *, grouping: str = "segment") -> Figure:
             cif,
             grouping=grouping,
             group=group,
+            unit=unit,
             title=f"{grouping.replace('_', ' ')}: {group}",
             reasons=reasons,
             ax=ax,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from retention_lab import progress
+from retention_lab import progress, units
 from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.labels import label
 from retention_lab.survival import descriptive as desc
@@ -41,6 +41,7 @@ from retention_lab.survival.threats import (
     threat_table,
 )
 from retention_lab.survival.validation import Validation, compare_to_truth, validate
+from retention_lab.units import TenureUnit
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,27 @@ EMPTY_RMST = pd.DataFrame(
         "difference_upper",
     ]
 )
+# the columns of a summary's tables that hold tenures (months) and rates per customer-month,
+# shown in the declared tenure unit by ``SurvivalSummary.in_unit``
+TENURE_COLUMNS = {
+    "median": {"tenures": ["median_months", "lower", "upper", "max_followup_months"]},
+    "retention": {"tenures": ["horizon_months"]},
+    "km": {"tenures": ["time_months"]},
+    "aft": {"tenures": ["median_months"]},
+    "brier": {"tenures": ["time_months"]},
+    "hazard": {"tenures": ["time_months"], "rates": ["hazard", "lower", "upper"]},
+    "rmst": {
+        "tenures": [
+            "tau_months",
+            "rmst_months",
+            "lower",
+            "upper",
+            "difference_months",
+            "difference_lower",
+            "difference_upper",
+        ]
+    },
+}
 EMPTY_REASONS = pd.DataFrame(columns=["churn_reason", "churned", "share_of_churn"])
 EMPTY_THREATS = pd.DataFrame(
     columns=[
@@ -92,6 +114,10 @@ class SurvivalSummary:
     ``threats`` its ranking of problem types; ``validation`` the held-out checks;
     ``scores`` one row per active customer; ``truth`` estimated vs true hazard
     ratios (empty on real data); ``timings`` seconds per step.
+
+    Tables hold tenures in months; ``unit`` is the unit the user declared
+    (``data.tenure_unit``), in which :meth:`in_unit`, :meth:`to_metrics` and
+    :func:`findings` report them (the scores keep the months of their contract).
     """
 
     n_customers: int
@@ -116,6 +142,27 @@ class SurvivalSummary:
     scores: pd.DataFrame
     truth: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    unit: TenureUnit = field(default_factory=TenureUnit)
+
+    def in_unit(self, table: str) -> pd.DataFrame:
+        """A table of the report in the declared unit.
+
+        ``table`` is median, retention, km, hazard, rmst, aft (``aft.table``) or
+        brier (``validation.brier``).
+
+        Tenures are converted and their ``*_months`` columns renamed ``*_<unit>``;
+        hazards are per customer-``unit``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns of the table, ``median_months``, ``max_followup_months``,
+            ``horizon_months``, ``time_months``, ``tau_months``, ``rmst_months`` and
+            ``difference_months`` named for the unit (``median_days``, ``horizon_days``...).
+        """
+        nested = {"aft": self.aft.table, "brier": self.validation.brier}
+        frame = nested[table] if table in nested else getattr(self, table)
+        return self.unit.table(frame, **TENURE_COLUMNS[table])
 
     @property
     def hazard_ratios(self) -> pd.DataFrame:
@@ -137,28 +184,34 @@ class SurvivalSummary:
         """Headline numbers for MLflow and ``results.json``.
 
         Only finite numbers are returned: a median tenure (or CI bound) the data do
-        not reach is left out and ``median_reached`` is 0.
+        not reach is left out and ``median_reached`` is 0. Tenures are in the
+        declared unit, which the names carry: ``median_tenure_months`` and
+        ``retention_12m`` for months, ``median_tenure_days`` and ``retention_365.25d``
+        for days (and so on for the Brier scores at the same horizons); the score
+        horizon's metrics stay in months, as the scores table.
         """
-        med = self._overall(self.median).iloc[0]
+        u = self.unit
+        med = self._overall(self.in_unit("median")).iloc[0]
         m = {
             "n_customers": float(self.n_customers),
             "n_churned": float(self.n_churned),
             "n_active": float(self.n_active),
-            "median_tenure_months": float(med["median_months"]),
+            f"median_tenure_{u.name}": float(med[f"median_{u.name}"]),
             "median_tenure_lower": float(med["lower"]),
             "median_tenure_upper": float(med["upper"]),
         }
         for r in self._overall(self.retention).itertuples():
-            m[f"retention_{r.horizon_months:g}m"] = float(r.retention)
-            m[f"retention_{r.horizon_months:g}m_lower"] = float(r.lower)
-            m[f"retention_{r.horizon_months:g}m_upper"] = float(r.upper)
+            key = f"retention_{u.from_months(r.horizon_months):g}{u.letter}"
+            m[key] = float(r.retention)
+            m[f"{key}_lower"] = float(r.lower)
+            m[f"{key}_upper"] = float(r.upper)
         v = self.validation
         m["concordance_held_out"] = v.concordance
         m["concordance_in_sample"] = self.cox.concordance_in_sample
         if np.isfinite(v.ici):
             m.update({"calibration_ici": v.ici, "calibration_e50": v.e50})
         for r in v.brier.itertuples():
-            m[f"brier_{r.time_months:g}m"] = float(r.brier)
+            m[f"brier_{u.from_months(r.time_months):g}{u.letter}"] = float(r.brier)
         m["ph_violations"] = float(
             (~self.ph["proportional"] & (self.ph["in_model_as"] == "covariate")).sum()
         )
@@ -174,7 +227,7 @@ class SurvivalSummary:
             )
         if len(self.truth):
             m["truth_coverage"] = float(self.truth["covered"].mean())
-        m["median_reached"] = float(np.isfinite(m["median_tenure_months"]))
+        m["median_reached"] = float(np.isfinite(m[f"median_tenure_{u.name}"]))
         return {k: v for k, v in m.items() if np.isfinite(v)}
 
 
@@ -187,6 +240,7 @@ def analyse(
     strata: Sequence[str] = ("contract",),
     groups: Sequence[str] = ("segment", "contract", COHORT),
     horizons_months: Sequence[float] = (3, 6, 12, 24),
+    horizons: Sequence[float] | None = None,
     score_horizon_months: float = 12.0,
     rmst_months: float = 24.0,
     problem_window_days: float = 91.0,
@@ -198,6 +252,7 @@ def analyse(
     max_ph_customers: int | None = 20_000,
     max_validation_customers: int | None = 200_000,
     truth=None,
+    tenure_unit: TenureUnit | str = "months",
     fast: bool = False,
     random_state: int | None = None,
 ) -> SurvivalSummary:
@@ -205,7 +260,10 @@ def analyse(
 
     ``interventions`` (optional) lets the problem model give treated problem
     windows their own hazard ratios. ``truth`` is the simulator's ``GroundTruth``
-    (or None on real data). ``fast``
+    (or None on real data). ``tenure_unit`` is the unit the summary reports
+    tenures in (the declared ``data.tenure_unit``); every ``*_months`` option
+    stays in months; ``horizons``, when given, are the retention horizons in
+    ``tenure_unit`` and replace ``horizons_months``. ``fast``
     caps every model sample at a few thousand customers, for smoke tests. The
     ``max_*`` options cap the customers a model is fitted on (a random sample,
     stratified by strata and churn status; None = all); descriptive statistics
@@ -232,6 +290,9 @@ def analyse(
             max_ph_customers,
             max_validation_customers,
         ) = (min(c or FAST_CAP, FAST_CAP) for c in caps)
+    unit = units.tenure_unit(tenure_unit)
+    if horizons is not None:
+        horizons_months = [unit.to_months(h) for h in horizons]
     rng = make_rng(random_state)
     timings: dict[str, float] = {}
 
@@ -371,6 +432,7 @@ def analyse(
         scores=scores,
         truth=truth_table,
         timings=timings,
+        unit=unit,
     )
 
 
@@ -408,11 +470,11 @@ def _available(customers: pd.DataFrame, **lists: Sequence[str]) -> list[list[str
 
 
 def _bound(x: float) -> str:
-    return f"{x:.1f}" if np.isfinite(x) else "not reached"
+    return f"{x:,.1f}" if np.isfinite(x) else "not reached"
 
 
-def _months(x: float) -> str:
-    return f"{x:.1f} months"
+def _tenure(x: float, unit: TenureUnit) -> str:
+    return f"{x:,.1f} {unit.name}"
 
 
 POOR_CALIBRATION_ICI = 0.05  # mean absolute error of churn probabilities that calls for a warning
@@ -424,50 +486,53 @@ def findings(result: SurvivalSummary, *, labels: Mapping[str, str] | None = None
     Terms and levels read as ``retention_lab.labels.label`` words them, with
     ``labels`` (the configuration's ``report.labels``) first.
     """
-    out = []
-    med = result.median[result.median["grouping"] == desc.ALL].iloc[0]
-    if np.isfinite(med["median_months"]):
+    out, u = [], result.unit
+    median = result.in_unit("median")
+    med = median[median["grouping"] == desc.ALL].iloc[0]
+    if np.isfinite(med[f"median_{u.name}"]):
         out.append(
-            f"Half of the customers leave within {_months(med['median_months'])} "
+            f"Half of the customers leave within {_tenure(med[f'median_{u.name}'], u)} "
             f"(95% CI {_bound(med['lower'])} to {_bound(med['upper'])}); "
             f"{result.n_churned:,} of {result.n_customers:,} customers have churned."
         )
     else:
         out.append(
             f"More than half of the customers are still retained after "
-            f"{_months(med['max_followup_months'])}, the longest tenure observed, so the median "
+            f"{_tenure(med[f'max_followup_{u.name}'], u)}, the longest tenure observed, so the "
+            "median "
             f"tenure is not reached; {result.n_churned:,} of {result.n_customers:,} have churned."
         )
-    ret = result.retention[result.retention["grouping"] == desc.ALL]
+    retention = result.in_unit("retention")
+    ret = retention[retention["grouping"] == desc.ALL]
+    horizon = f"horizon_{u.name}"
     if len(ret):
-        parts = [f"{r.retention:.0%} after {r.horizon_months:g}" for r in ret.itertuples()]
-        out.append("Share still retained: " + ", ".join(parts) + " months.")
-    seg = result.median[result.median["grouping"] == "segment"]
-    rm = result.rmst[result.rmst["grouping"] == "segment"] if len(result.rmst) else pd.DataFrame()
+        parts = [f"{r.retention:.0%} after {getattr(r, horizon):g}" for r in ret.itertuples()]
+        out.append("Share still retained: " + ", ".join(parts) + f" {u.name}.")
+    seg = median[median["grouping"] == "segment"]
+    rmst = result.in_unit("rmst")
+    rm = rmst[rmst["grouping"] == "segment"]
+    mean, tau = f"rmst_{u.name}", f"tau_{u.name}"
     if len(rm) > 1:
-        best, worst = rm.loc[rm["rmst_months"].idxmax()], rm.loc[rm["rmst_months"].idxmin()]
+        best, worst = rm.loc[rm[mean].idxmax()], rm.loc[rm[mean].idxmin()]
         out.append(
-            f"Within the first {best['tau_months']:g} months, {label(best['group'], labels)} "
-            f"customers stay {best['rmst_months'] - worst['rmst_months']:.1f} months longer on "
+            f"Within the first {best[tau]:g} {u.name}, {label(best['group'], labels)} "
+            f"customers stay {best[mean] - worst[mean]:,.1f} {u.name} longer on "
             f"average than {label(worst['group'], labels)} customers "
-            f"({best['rmst_months']:.1f} vs {worst['rmst_months']:.1f})."
+            f"({best[mean]:,.1f} vs {worst[mean]:,.1f})."
         )
     elif len(seg) > 1:
         out.append(
-            f"Median tenure by segment ranges from {seg['median_months'].min():.1f} to "
-            f"{seg['median_months'].max():.1f} months."
+            f"Median tenure by segment ranges from {seg[f'median_{u.name}'].min():,.1f} to "
+            f"{seg[f'median_{u.name}'].max():,.1f} {u.name}."
         )
-    haz = (
-        result.hazard[(result.hazard["grouping"] != desc.ALL)]
-        if len(result.hazard)
-        else pd.DataFrame()
-    )
+    hazard = result.in_unit("hazard")
+    haz = hazard[hazard["grouping"] != desc.ALL]
     if len(haz):
         peak = haz.loc[haz["hazard"].idxmax()]
         out.append(
-            f"The churn risk peaks at {peak['time_months']:.1f} months of tenure for "
+            f"The churn risk peaks at {_tenure(peak[f'time_{u.name}'], u)} of tenure for "
             f"{label(peak['grouping'], labels)} {label(peak['group'], labels)} "
-            f"({peak['hazard']:.1%} per month)."
+            f"({peak['hazard']:.1%} per {u.singular})."
         )
     if len(result.threats):
         top = result.threats.iloc[0]
