@@ -50,8 +50,8 @@ def test_the_report_names_the_stale_estimates_and_the_stages_to_rerun(runs):
     results = json.loads((runs[1] / "monitoring" / "results.json").read_text())
     assert results["metrics"]["previous_runs"] == 1 and results["metrics"]["flags"] >= 3
     text = " ".join(results["findings"])
-    assert "Stale: Problems per 1,000 customer-months (problem_type=competitor_offer)" in text
-    assert "(instrument=discount, problem_type=" in text
+    assert "Stale: Problems per 1,000 customer-months (Problem type: competitor offer)" in text
+    assert "(Instrument: discount, Problem type: " in text
     assert "Rerun with fresh data (since 2022-01-01): survival, uplift" in text
     html = (runs[1] / "monitoring" / "monitoring.html").read_text()
     flags_section = html[html.index('id="Flags,-ranked-by-impact-on-the-plan"') :]

@@ -108,11 +108,16 @@ def test_duplicate_customer_ids(raw):
 
 
 def test_missing_required_column(raw):
-    raw["customers"] = raw["customers"].drop(columns="segment")
+    raw["problems"] = raw["problems"].drop(columns="problem_type")
     with pytest.raises(
-        DataError, match=r"customers.csv: column 'segment': required column is missing"
+        DataError, match=r"problems.csv: column 'problem_type': required column is missing"
     ):
         validate(raw)
+
+
+def test_segment_is_optional(raw):
+    raw["customers"] = raw["customers"].drop(columns="segment")
+    assert "segment" not in validate(raw).customers.columns
 
 
 def test_unknown_customer_in_an_event_table(raw):

@@ -248,12 +248,12 @@ def test_spark_udf_scores_equal_in_process(spark, scorers, name, tmp_path):
     model_uri = scoring.log_scorer(uri, run_id, scorer, name, customers)
     frame = spark.createDataFrame(customers[scorer.input_columns])
     stage = StageContext(name="plan", config=parse_config({"name": "s"}), run_dir=tmp_path)
-    scoring.score_in_spark(
-        model_uri, frame, tmp_path / "stage" / f"{name}.parquet", scorer=scorer, as_of="2023-01-01"
-    )
-    assert (tmp_path / "stage" / f"{name}.parquet" / "as_of=2023-01-01").is_dir()
+    producer = {"scores": "survival", "values": "clv", "effects": "uplift"}[name]
+    path = tmp_path / producer / f"{name}.parquet"  # where the producing stage saves it
+    scoring.score_in_spark(model_uri, frame, path, scorer=scorer, as_of="2023-01-01")
+    assert (path / "as_of=2023-01-01").is_dir()
     keys = ["customer_id", "instrument"] if name == "effects" else ["customer_id"]
-    got = stage.read_output("stage", name).sort_values(keys, ignore_index=True)
+    got = stage.read_output(producer, name).sort_values(keys, ignore_index=True)
     want = scorer.in_process(customers[scorer.input_columns])
     want = want.sort_values(keys, ignore_index=True)
     assert list(got.columns) == list(want.columns)
