@@ -13,6 +13,11 @@ import numpy as np
 import pandas as pd
 
 DO_NOTHING = "do nothing"
+THREAT_COLUMNS = [
+    "problem_type", "value_lost", "value_lower", "value_upper", "hazard_ratio", "hr_lower",
+    "hr_upper", "share_of_churn", "attributable_churn", "attributable_lower",
+    "attributable_upper", "value_per_churn", "rank",
+]  # fmt: skip
 
 
 def threat_table(threats: pd.DataFrame | None, tables, *, values: pd.DataFrame) -> pd.DataFrame:
@@ -29,18 +34,18 @@ def threat_table(threats: pd.DataFrame | None, tables, *, values: pd.DataFrame) 
     Returns
     -------
     pandas.DataFrame
-        problem_type, hazard_ratio, hr_lower, hr_upper, attributable_churn,
-        attributable_lower, attributable_upper, share_of_churn, value_per_churn,
-        value_lost, value_lower, value_upper, rank (by value lost). Empty when
-        the survival stage gave no threats.
+        problem_type, value_lost, value_lower, value_upper (what a manager
+        ranks by, first), hazard_ratio, hr_lower, hr_upper, share_of_churn,
+        attributable_churn, attributable_lower, attributable_upper,
+        value_per_churn, rank (by value lost). Empty when the survival stage
+        gave no threats.
     """
     kept = [
         "problem_type", "hazard_ratio", "hr_lower", "hr_upper", "attributable_churn",
         "attributable_lower", "attributable_upper", "share_of_churn",
     ]  # fmt: skip
-    money = ["value_per_churn", "value_lost", "value_lower", "value_upper", "rank"]
     if threats is None or threats.empty:
-        return pd.DataFrame(columns=kept + money)
+        return pd.DataFrame(columns=THREAT_COLUMNS)
     table = threats[kept].assign(problem_type=threats["problem_type"].astype(str))
     table["value_per_churn"] = table["problem_type"].map(_value_per_churn(tables, values))
     table["value_per_churn"] = table["value_per_churn"].fillna(_mean_value(values))
@@ -50,7 +55,7 @@ def threat_table(threats: pd.DataFrame | None, tables, *, values: pd.DataFrame) 
         table[bound] = table[column] * table["value_per_churn"]
     table = table.sort_values("value_lost", ascending=False, ignore_index=True)
     table["rank"] = np.arange(1, len(table) + 1)
-    return table
+    return table[THREAT_COLUMNS]
 
 
 def _mean_value(values: pd.DataFrame) -> float:
