@@ -116,7 +116,25 @@ class RunnerConfig(_Section):
 
 
 class SurvivalConfig(_Section):
-    """Survival analysis of customer tenure (stage 01_survival); keys match ``survival.analyse``."""
+    """Survival analysis of customer tenure (stage 01_survival): ``survival.analyse``'s settings."""
+
+    # a smoke run caps every model sample at a few thousand customers
+    FAST: ClassVar[dict[str, Any]] = dict.fromkeys(
+        (
+            "max_cox_customers",
+            "max_problem_customers",
+            "max_aft_customers",
+            "max_ph_customers",
+            "max_validation_customers",
+        ),
+        5_000,
+    )
+
+    def fast(self) -> SurvivalConfig:
+        """A smoke run's settings: each model sample capped at ``FAST`` (a smaller cap stays)."""
+        return self.model_copy(
+            update={key: min(getattr(self, key) or cap, cap) for key, cap in self.FAST.items()}
+        )
 
     covariates: list[str] = Field(
         ["segment", "plan", "channel", "age", "data_usage_gb"],
@@ -205,7 +223,7 @@ class RenewalSource(ExportSource):
 
 
 class ClvConfig(_Section):
-    """Customer lifetime value (stage 03_clv); keys match ``clv.analyse``."""
+    """Customer lifetime value (stage 03_clv): ``clv.analyse``'s settings."""
 
     FAST: ClassVar[dict[str, Any]] = {
         "max_survival_customers": 20_000,
@@ -279,7 +297,7 @@ class ClvConfig(_Section):
 
 
 class MonitorConfig(_Section):
-    """Run-over-run monitoring (stage 05_monitoring): ``monitor.analyse`` and ``input_profile``."""
+    """Run-over-run monitoring (stage 05_monitoring): ``monitor.analyse``'s settings."""
 
     n_runs: int = Field(
         6, ge=2, le=50, description="Runs in the trend, the current one included (at least 2)"
@@ -351,7 +369,7 @@ class CampaignSource(ExportSource):
 
 
 class UpliftConfig(_Section):
-    """Uplift modelling of retention instruments (stage 02_uplift); see ``uplift.analyse``."""
+    """Uplift modelling of retention instruments (stage 02_uplift): ``uplift.analyse``'s settings."""
 
     FAST: ClassVar[dict[str, Any]] = {
         "max_iter": 40,
@@ -461,7 +479,7 @@ _FLAT_CAMPAIGN_KEYS = {
 
 
 class PlanConfig(_Section):
-    """Retention plan (stage 04_plan); keys match ``plan.analyse``."""
+    """Retention plan (stage 04_plan): ``plan.analyse``'s settings."""
 
     FAST: ClassVar[dict[str, Any]] = {"bootstrap": 30, "budget_curve_points": 6}
 

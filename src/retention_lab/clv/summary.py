@@ -20,7 +20,6 @@ from retention_lab.clv.rfm import (
     rfm_summary,
     validate_transactions,
 )
-from retention_lab.config import ClvConfig
 from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
@@ -533,29 +532,31 @@ def value_table(
     return base[VALUE_COLUMNS]
 
 
-def analyse(
-    tables,
-    *,
-    config=None,
-    scores: pd.DataFrame | None = None,
-    truth=None,
-    random_state: int | None = None,
-) -> ClvSummary:
-    """Run the CLV stage on the canonical tables with the ``clv`` section of a run configuration.
+def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> ClvSummary:
+    """Run the CLV stage on the canonical tables.
 
-    A smoke run passes ``ClvConfig.fast()``: smaller samples and only the first
-    repeat-purchase model.
+    Parameters
+    ----------
+    tables
+        The run's canonical tables (customers, transactions).
+    inputs : pandas.DataFrame or None
+        The survival stage's churn scores (``read_scores``), used for the churn
+        probability when ``settings.use_survival_scores``; None fits a tenure model here.
+    settings : ClvConfig
+        The configuration's ``clv`` section; a smoke run passes ``ClvConfig.fast()``
+        (smaller samples and only the first repeat-purchase model).
+    truth
+        The simulator's ground truth, or None for real data.
     """
-    cfg = config or ClvConfig()
+    cfg = settings
     t0 = time.perf_counter()
     customers = tables.customers
-    max_surv, max_tx = cfg.max_survival_customers, cfg.max_transaction_customers
     if customers is not None:
         progress.step(f"contractual value: tenure model and values of {len(customers):,} customers")
     contractual = analyse_contractual(
         customers,
         transactions=tables.transactions,
-        scores=scores if cfg.use_survival_scores else None,
+        scores=inputs if cfg.use_survival_scores else None,
         truth=truth,
         discount_rate=cfg.discount_rate,
         horizon_months=cfg.horizon_months,
@@ -564,34 +565,10 @@ def analyse(
         covariates=cfg.covariates,
         strata=cfg.strata,
         risk_horizon_months=cfg.risk_horizon_months,
-        max_customers=max_surv,
+        max_customers=cfg.max_survival_customers,
         random_state=random_state,
     )
-    transactions = tables.transactions
-    skip = ""
-    if cfg.non_contractual == "never":
-        skip = "switched off in the configuration (clv.non_contractual: never)"
-    elif cfg.non_contractual == "auto" and contractual.available and transactions is not None:
-        skip = (
-            "the transactions are subscription bills, which follow the contract; the contractual "
-            "value applies (set clv.non_contractual: always to fit them anyway)"
-        )
-    progress.step("repeat-purchase models" + (": not fitted" if skip else ""))
-    transactional = analyse_transactions(
-        None if skip else transactions,
-        unavailable_reason=skip,
-        customers=customers if tables.has_dates else None,
-        as_of=tables.as_of,
-        models=list(cfg.transaction_models),
-        discount_rate=cfg.discount_rate,
-        horizon_months=cfg.horizon_months,
-        margin=cfg.margin,
-        time_unit_days=cfg.time_unit_days,
-        holdout_months=cfg.holdout_months,
-        priors=cfg.priors,
-        max_customers=max_tx,
-        random_state=random_state,
-    )
+    transactional = _repeat_purchases(tables, contractual, cfg, random_state)
     table, origin, period_months, reason = renewal_input(
         customers, as_of=tables.as_of, source=cfg.renewals
     )
@@ -615,6 +592,35 @@ def analyse(
         margin=cfg.margin,
         seconds=seconds,
         renewals=renewals,
+    )
+
+
+def _repeat_purchases(tables, contractual, cfg, random_state):
+    """The repeat-purchase models of the transactions, unless the contract's value applies."""
+    transactions = tables.transactions
+    skip = ""
+    if cfg.non_contractual == "never":
+        skip = "switched off in the configuration (clv.non_contractual: never)"
+    elif cfg.non_contractual == "auto" and contractual.available and transactions is not None:
+        skip = (
+            "the transactions are subscription bills, which follow the contract; the contractual "
+            "value applies (set clv.non_contractual: always to fit them anyway)"
+        )
+    progress.step("repeat-purchase models" + (": not fitted" if skip else ""))
+    return analyse_transactions(
+        None if skip else transactions,
+        unavailable_reason=skip,
+        customers=tables.customers if tables.has_dates else None,
+        as_of=tables.as_of,
+        models=list(cfg.transaction_models),
+        discount_rate=cfg.discount_rate,
+        horizon_months=cfg.horizon_months,
+        margin=cfg.margin,
+        time_unit_days=cfg.time_unit_days,
+        holdout_months=cfg.holdout_months,
+        priors=cfg.priors,
+        max_customers=cfg.max_transaction_customers,
+        random_state=random_state,
     )
 
 

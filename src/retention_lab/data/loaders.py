@@ -44,6 +44,9 @@ class Tables:
     transactions: pd.DataFrame | None = None
     files: dict[str, str] = field(default_factory=dict)
     stored_fingerprint: str = ""  # set when read back from a run folder, see ``fingerprint``
+    # the unit tenures are reported in: the declared data.tenure_unit for an aggregated
+    # customers table (tenure and a churn flag, no dates), else months
+    tenure_unit: str = "months"
 
     @property
     def has_dates(self) -> bool:
@@ -139,7 +142,13 @@ def validate_tables(
             expected=f"at least one churned customer by as_of ({as_of_ts.date()}): there are "
             "no churn events at all, so no survival or value model can be fitted",
         )
-    return Tables(as_of=as_of_ts.date(), files=files, **valid)
+    dated = "signup_date" in valid["customers"].columns
+    return Tables(
+        as_of=as_of_ts.date(),
+        files=files,
+        tenure_unit="months" if dated else tenure_unit,
+        **valid,
+    )
 
 
 def snapshot(raw: dict[str, pd.DataFrame | None], as_of: date) -> dict[str, pd.DataFrame | None]:
@@ -209,6 +218,7 @@ def write_tables(tables: Tables, directory: str | Path) -> None:
         "has_dates": tables.has_dates,
         "fingerprint": fingerprint(tables),
         "files": tables.files,
+        "tenure_unit": tables.tenure_unit,
     }
     (directory / "tables.json").write_text(json.dumps(meta, indent=2))
 
@@ -223,6 +233,7 @@ def read_tables(directory: str | Path) -> Tables:
         as_of=date.fromisoformat(meta["as_of"]),
         files=meta.get("files", {}),
         stored_fingerprint=meta.get("fingerprint", ""),
+        tenure_unit=meta.get("tenure_unit", "months"),
         **frames,
     )
 

@@ -48,6 +48,9 @@ class PlanInputs:
     effects: pd.DataFrame | None
     threats: pd.DataFrame | None = None
     pooled: pd.DataFrame | None = None
+    # the horizon (months) and annual discount rate the clv stage valued customers over
+    value_months: int = field(kw_only=True)
+    annual_discount: float = field(kw_only=True)
 
 
 def read_inputs(stage, *, effects_source: str | None = None) -> PlanInputs:
@@ -81,7 +84,15 @@ def read_inputs(stage, *, effects_source: str | None = None) -> PlanInputs:
             pooled = stage.read_output("uplift", "pooled_effects")
         except MissingStageOutput:
             log.info("no pooled cell effects in this run: the plan uses the learners' effects")
-    return PlanInputs(values=values, scores=scores, effects=effects, threats=threats, pooled=pooled)
+    return PlanInputs(
+        values=values,
+        scores=scores,
+        effects=effects,
+        threats=threats,
+        pooled=pooled,
+        value_months=stage.config.clv.horizon_months,
+        annual_discount=stage.config.clv.discount_rate,
+    )
 
 
 @dataclass(frozen=True)
@@ -196,42 +207,32 @@ def _reason(row) -> str:
     )
 
 
-def analyse(
-    tables,
-    *,
-    inputs: PlanInputs,
-    config,
-    truth=None,
-    value_months: int = 60,
-    annual_discount: float = 0.10,
-    random_state: int | None = None,
-) -> PlanSummary:
+def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> PlanSummary:
     """Run the plan stage: candidates, effects, threats, playbook, allocation, baselines.
 
     The plan acts on the expected net value in money (retention gain x the
     customer's value - cost) with one risk rule: an instrument is given only
     where the probability that its net value is positive is at least
-    ``config.min_probability``. Effects come from the uplift stage's pooled
+    ``settings.min_probability``. Effects come from the uplift stage's pooled
     cells when present, else its learners, else the plan's own model.
 
     Parameters
     ----------
     tables
         The run's canonical tables (customers, problems, interventions).
-    inputs
-        The earlier stages' outputs (``read_inputs``).
-    config
-        The ``plan`` section of the run configuration (``PlanConfig``).
+    inputs : PlanInputs
+        The earlier stages' outputs (``read_inputs``), with the horizon and
+        discount rate of the customer value (the clv stage's); the truth values
+        each arm's margin over them.
+    settings : PlanConfig
+        The configuration's ``plan`` section; a smoke run passes
+        ``PlanConfig.fast()`` (fewer bootstrap resamples and budget-curve points).
     truth
         The simulator's ground truth, or None for real data.
-    value_months, annual_discount
-        Horizon and discount rate of the customer value (the clv stage's); the
-        truth values each arm's margin over them. A smoke run passes
-        ``PlanConfig.fast()`` (fewer bootstrap resamples and budget-curve points).
     """
+    config = settings
     rng = np.random.default_rng(random_state)
     notes: list[str] = []
-    n_boot = config.bootstrap
     values = inputs.values.assign(customer_id=inputs.values["customer_id"].astype(str))
     values = values.assign(value=values[config.value_basis].astype(float))
     cand = pin.candidates(
@@ -250,30 +251,10 @@ def analyse(
     if unknown:
         notes.append(f"capacities for unknown instruments {unknown} were ignored")
     capacity = np.array([float(config.capacities.get(a, np.inf)) for a in instruments])
-    # effects on the candidates: the uplift stage's pooled cells, or the plan's own model with
-    # bootstrap bands (``n_boot`` refits, fitted only when the pooled cells are missing)
-    own_bands = inputs.pooled is None or inputs.pooled.empty
-    boot_models = [
-        pin.EffectModel(config.effect_model_c).fit(
-            randomised.iloc[rng.integers(0, len(randomised), len(randomised))]
-        )
-        for _ in progress.each(range(n_boot if own_bands else 0), "effect model bootstrap")
-    ]
-    if inputs.effects is not None and inputs.effects.empty:
-        notes.append("the uplift stage's effects table is empty; the plan used its own model")
+    boot_models = _bootstrap_models(randomised, inputs, config, rng, notes)
     value = cand["value"].to_numpy(float)
     cost = pin.cost_matrix(cand, costs, instruments)
-    if inputs.pooled is not None and len(inputs.pooled):
-        source = "uplift stage (cells pooled within each instrument, spread by churn risk)"
-        effect, effect_std = pin.spread_by_risk(
-            *pin.pooled_matrix(inputs.pooled, cand, instruments), cand
-        )
-    elif inputs.effects is not None and len(inputs.effects):
-        source = "uplift stage"
-        effect, effect_std = pin.effect_matrix(inputs.effects, cand, instruments)
-    else:
-        source = "plan effect model (randomised cases)"
-        effect, effect_std = _model_effects(model, boot_models, cand, instruments)
+    source, effect, effect_std = _candidate_effects(inputs, cand, instruments, model, boot_models)
     net = effect * value[:, None] - cost
     allowed = pin.net_value_probability(effect, effect_std, value, cost) >= config.min_probability
     net = np.where(allowed, net, np.minimum(net, 0.0))
@@ -292,9 +273,111 @@ def analyse(
     true_effect = true_net = None
     if truth is not None and len(cand):
         true_effect, true_net = _truth(
-            truth, cand, instruments, config.horizon_months, value_months, annual_discount
+            truth, cand, instruments, config.horizon_months, inputs.value_months,
+            inputs.annual_discount,
+        )  # fmt: skip
+    baselines = _baselines(
+        tables, cases, cand, instruments, effect, value, cost, capacity, config, rng,
+        random_state,
+    )  # fmt: skip
+    choices = {"plan": choice, **baselines.choices}
+    if true_net is not None:
+        choices["oracle"] = allocate(
+            true_net, cost, budget=config.budget, capacity=capacity,
+            exact_max_customers=config.exact_max_customers,
+        ).choice  # fmt: skip
+    rows = []
+    for name, ch in choices.items():
+        totals = ev.policy_totals(ch, effect, value, cost, true_effect, true_net)
+        rows.append({"policy": name, "label": ev.LABELS[name], **totals})
+    progress.step(f"off-policy evaluation on {len(randomised):,} randomised cases")
+    ope = _off_policy(
+        randomised, values, costs, instruments, model, config, allocation, choices,
+        baselines.rule, baselines.most_used, baselines.best_single, len(cand), config.bootstrap,
+        rng, boot_models, inputs.pooled,
+    )  # fmt: skip
+    curve = budget_curve(
+        net, cost, np.linspace(0.0, max(config.budget * 2, 1.0), config.budget_curve_points),
+        capacity=capacity, exact_max_customers=min(config.exact_max_customers, 5_000),
+        random_state=random_state,
+    )  # fmt: skip
+    cand = cand.assign(
+        instrument=np.where(
+            choice >= 0, np.asarray(instruments, object)[np.maximum(choice, 0)], None
         )
-    # baselines at the same budget
+    )
+    return PlanSummary(
+        budget=float(config.budget),
+        instruments=instruments,
+        min_probability=float(config.min_probability),
+        effects_source=source,
+        candidates=cand,
+        costs=costs,
+        threats=threat_table(inputs.threats, tables, values=values),
+        playbook=playbook(cells) if len(cells) else pd.DataFrame(),
+        allocation=allocation,
+        actions=_actions(cand, choice, effect, effect_std, cost, instruments),
+        comparison=pd.DataFrame(rows),
+        off_policy=ope,
+        budget_curve=curve,
+        by_instrument=_by_instrument(choice, effect, value, cost, instruments, capacity),
+        notes=notes,
+    )
+
+
+def _bootstrap_models(randomised, inputs, config, rng, notes) -> list[pin.EffectModel]:
+    """The plan's own model refitted on ``config.bootstrap`` resamples of the randomised cases.
+
+    Fitted only when the uplift stage's pooled cells are missing (they carry their own bands).
+    """
+    own_bands = inputs.pooled is None or inputs.pooled.empty
+    boot_models = [
+        pin.EffectModel(config.effect_model_c).fit(
+            randomised.iloc[rng.integers(0, len(randomised), len(randomised))]
+        )
+        for _ in progress.each(
+            range(config.bootstrap if own_bands else 0), "effect model bootstrap"
+        )
+    ]
+    if inputs.effects is not None and inputs.effects.empty:
+        notes.append("the uplift stage's effects table is empty; the plan used its own model")
+    return boot_models
+
+
+def _candidate_effects(inputs, cand, instruments, model, boot_models):
+    """Each candidate's effect of each instrument and its standard error, and where it came from.
+
+    The uplift stage's pooled cells (spread by churn risk) when present, else its
+    learners' effects table, else the plan's own model with bootstrap bands.
+    """
+    if inputs.pooled is not None and len(inputs.pooled):
+        source = "uplift stage (cells pooled within each instrument, spread by churn risk)"
+        effect, effect_std = pin.spread_by_risk(
+            *pin.pooled_matrix(inputs.pooled, cand, instruments), cand
+        )
+    elif inputs.effects is not None and len(inputs.effects):
+        source = "uplift stage"
+        effect, effect_std = pin.effect_matrix(inputs.effects, cand, instruments)
+    else:
+        source = "plan effect model (randomised cases)"
+        effect, effect_std = _model_effects(model, boot_models, cand, instruments)
+    return source, effect, effect_std
+
+
+@dataclass(frozen=True)
+class _Baselines:
+    """The targeting rules the plan is compared with, and what the off-policy check needs."""
+
+    choices: dict[str, np.ndarray]
+    rule: ev.StatusQuoRule | None
+    most_used: str
+    best_single: str
+
+
+def _baselines(
+    tables, cases, cand, instruments, effect, value, cost, capacity, config, rng, random_state
+) -> _Baselines:
+    """Each configured baseline's choice of instrument per candidate at the plan's budget."""
     most_used = (
         tables.interventions["instrument"].astype(str).loc[lambda s: s.isin(instruments)].mode()
     )
@@ -304,9 +387,8 @@ def analyse(
     if "status_quo" in config.baselines:
         rule = ev.StatusQuoRule(random_state=random_state)
         rule.fit(cases, arms=[pin.CONTROL, *instruments])
-    choices = {"plan": choice}
-    for name in config.baselines:
-        choices[name] = ev.baseline_choice(
+    choices = {
+        name: ev.baseline_choice(
             name,
             candidates=cand,
             instruments=instruments,
@@ -318,52 +400,9 @@ def analyse(
             rule=rule,
             rng=rng,
         )
-    if true_net is not None:
-        choices["oracle"] = allocate(
-            true_net, cost, budget=config.budget, capacity=capacity,
-            exact_max_customers=config.exact_max_customers,
-        ).choice  # fmt: skip
-    rows = []
-    for name, ch in choices.items():
-        totals = ev.policy_totals(ch, effect, value, cost, true_effect, true_net)
-        rows.append({"policy": name, "label": ev.LABELS[name], **totals})
-    comparison = pd.DataFrame(rows)
-    progress.step(f"off-policy evaluation on {len(randomised):,} randomised cases")
-    ope = _off_policy(
-        randomised, values, costs, instruments, model, config, allocation, choices, rule,
-        most_used, best_single, len(cand), n_boot, rng, boot_models, inputs.pooled,
-    )  # fmt: skip
-    points = config.budget_curve_points
-    top = max(config.budget * 2, 1.0)
-    curve = budget_curve(
-        net, cost, np.linspace(0.0, top, points), capacity=capacity,
-        exact_max_customers=min(config.exact_max_customers, 5_000), random_state=random_state,
-    )  # fmt: skip
-    cand = cand.assign(
-        instrument=np.where(
-            choice >= 0, np.asarray(instruments, object)[np.maximum(choice, 0)], None
-        )
-    )
-    actions = _actions(cand, choice, effect, effect_std, cost, instruments)
-    by_instrument = _by_instrument(choice, effect, value, cost, instruments, capacity)
-    threats = threat_table(inputs.threats, tables, values=values)
-    return PlanSummary(
-        budget=float(config.budget),
-        instruments=instruments,
-        min_probability=float(config.min_probability),
-        effects_source=source,
-        candidates=cand,
-        costs=costs,
-        threats=threats,
-        playbook=playbook(cells) if len(cells) else pd.DataFrame(),
-        allocation=allocation,
-        actions=actions,
-        comparison=comparison,
-        off_policy=ope,
-        budget_curve=curve,
-        by_instrument=by_instrument,
-        notes=notes,
-    )
+        for name in config.baselines
+    }
+    return _Baselines(choices, rule, most_used, best_single)
 
 
 def _model_effects(model, boot_models, frame, instruments) -> tuple[np.ndarray, np.ndarray]:

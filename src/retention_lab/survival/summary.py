@@ -45,7 +45,6 @@ from retention_lab.units import TenureUnit
 
 log = logging.getLogger(__name__)
 
-FAST_CAP = 5_000
 EMPTY_CIF = pd.DataFrame(
     columns=["grouping", "group", "churn_reason", "time_months", "cif", "lower", "upper"]
 )
@@ -231,180 +230,64 @@ class SurvivalSummary:
         return {k: v for k, v in m.items() if np.isfinite(v)}
 
 
-def analyse(
-    customers: pd.DataFrame,
-    problems: pd.DataFrame | None = None,
-    interventions: pd.DataFrame | None = None,
-    *,
-    covariates: Sequence[str] = ("segment", "plan", "channel", "age", "data_usage_gb"),
-    strata: Sequence[str] = ("contract",),
-    groups: Sequence[str] = ("segment", "contract", COHORT),
-    horizons_months: Sequence[float] = (3, 6, 12, 24),
-    horizons: Sequence[float] | None = None,
-    score_horizon_months: float = 12.0,
-    rmst_months: float = 24.0,
-    problem_window_days: float = 91.0,
-    hazard_bandwidth_months: float = 1.0,
-    test_share: float = 0.3,
-    max_cox_customers: int | None = 200_000,
-    max_problem_customers: int | None = 300_000,
-    max_aft_customers: int | None = 30_000,
-    max_ph_customers: int | None = 20_000,
-    max_validation_customers: int | None = 200_000,
-    truth=None,
-    tenure_unit: TenureUnit | str = "months",
-    fast: bool = False,
-    random_state: int | None = None,
-) -> SurvivalSummary:
+def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> SurvivalSummary:
     """Run the whole survival analysis of customer tenure.
 
-    ``interventions`` (optional) lets the problem model give treated problem
-    windows their own hazard ratios. ``truth`` is the simulator's ``GroundTruth``
-    (or None on real data). ``tenure_unit`` is the unit the summary reports
-    tenures in (the declared ``data.tenure_unit``); every ``*_months`` option
-    stays in months; ``horizons``, when given, are the retention horizons in
-    ``tenure_unit`` and replace ``horizons_months``. ``fast``
-    caps every model sample at a few thousand customers, for smoke tests. The
-    ``max_*`` options cap the customers a model is fitted on (a random sample,
-    stratified by strata and churn status; None = all); descriptive statistics
-    and scores always use every customer.
+    Parameters
+    ----------
+    tables
+        The run's canonical tables (a ``Tables``): ``customers`` is required;
+        ``problems`` feeds the problem model and ``interventions`` (optional)
+        gives treated problem windows their own hazard ratios. Tenures are
+        reported in ``tables.tenure_unit`` (the declared ``data.tenure_unit``).
+    inputs
+        None: the survival stage reads no earlier stage's outputs.
+    settings
+        The configuration's ``survival`` section (``SurvivalConfig``); a smoke
+        run passes ``SurvivalConfig.fast()`` (every model sample capped). Every
+        ``*_months`` option stays in months; ``horizons``, when given, are the
+        retention horizons in the tenure unit. The ``max_*`` options cap the
+        customers a model is fitted on (a random sample, stratified by strata and
+        churn status); descriptive statistics and scores always use every customer.
+    truth
+        The simulator's ``GroundTruth``, or None on real data.
     """
-    customers = with_cohort(customers)
+    if inputs is not None:
+        raise TypeError("the survival stage reads no earlier stage's outputs: pass inputs=None")
+    s = settings
+    customers = with_cohort(tables.customers)
     covariates, strata, groups = _available(
-        customers, covariates=covariates, strata=strata, groups=groups
+        customers, covariates=s.covariates, strata=s.strata, groups=s.groups
     )
     check_customers(customers, columns=[*covariates, *strata, *groups])
     require_events(customers, what="analyse survival")
-    if fast:
-        caps = [
-            max_cox_customers,
-            max_problem_customers,
-            max_aft_customers,
-            max_ph_customers,
-            max_validation_customers,
-        ]
-        (
-            max_cox_customers,
-            max_problem_customers,
-            max_aft_customers,
-            max_ph_customers,
-            max_validation_customers,
-        ) = (min(c or FAST_CAP, FAST_CAP) for c in caps)
-    unit = units.tenure_unit(tenure_unit)
-    if horizons is not None:
-        horizons_months = [unit.to_months(h) for h in horizons]
+    unit = units.tenure_unit(getattr(tables, "tenure_unit", "months"))
+    horizons = s.horizons_months if s.horizons is None else [unit.to_months(h) for h in s.horizons]
+    timed = _Timer(len(customers))
+    described = _describe(customers, groups, strata, horizons, s, timed)
     rng = make_rng(random_state)
-    timings: dict[str, float] = {}
-
-    def timed(name, fn, *args, **kwargs):
-        progress.step(f"{name.replace('_', ' ')} on {len(customers):,} customers")
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        timings[name] = time.perf_counter() - start
-        log.info("survival: %s took %.1f s", name, timings[name])
-        return out
-
-    by = [None, *groups]
-    median = timed("median", _stack, desc.median_tenure, customers, by)
-    retention = timed(
-        "retention", _stack, desc.retention_at, customers, by, horizons=horizons_months
-    )
-    km = timed("kaplan_meier", _stack, desc.km_table, customers, by)
-    logrank, pairwise = timed("logrank", desc.logrank_tests, customers, by=groups)
-    hazard = timed(
-        "hazard",
-        _stack,
-        desc.hazard_table,
-        customers,
-        [None, *strata],
-        bandwidth_months=hazard_bandwidth_months,
-    )
-    rmst = (
-        timed("rmst", _stack, desc.rmst_table, customers, groups, tau_months=rmst_months)
-        if groups
-        else EMPTY_RMST
-    )
-    cif, reasons = EMPTY_CIF, EMPTY_REASONS
-    if "churn_reason" in customers.columns:
-        by_reason = [None, *(["segment"] if "segment" in customers.columns else [])]
-        cif = timed("cumulative_incidence", _stack, cumulative_incidence, customers, by_reason)
-        reasons = reason_table(cif, customers, horizons=horizons_months)
-    cox = timed(
-        "cox",
-        fit_cox,
-        customers,
-        covariates=covariates,
-        strata=strata,
-        max_customers=max_cox_customers,
-        random_state=rng,
-    )
-    ph = timed(
-        "ph_test",
-        ph_test,
-        customers,
-        covariates=covariates,
-        strata=strata,
-        max_customers=max_ph_customers,
-        random_state=rng,
-    )
-    if (~ph["proportional"] & (ph["in_model_as"] == "covariate")).any():
-        bad = ph.loc[~ph["proportional"] & (ph["in_model_as"] == "covariate"), "covariate"].tolist()
-        warnings.warn(
-            f"proportional hazards is rejected for {bad}; see the remedy column of the PH "
-            "test table",
-            StatisticalWarning,
-            stacklevel=2,
-        )
-    aft = timed(
-        "aft",
-        fit_aft,
-        customers,
-        covariates=covariates,
-        strata=strata,
-        max_customers=max_aft_customers,
-        random_state=rng,
-    )
-    problem_cox, threats = None, EMPTY_THREATS
-    if problems is not None and len(problems):
-        problem_cox = timed(
-            "problem_cox",
-            fit_problem_cox,
-            customers,
-            problems,
-            covariates=covariates,
-            strata=strata,
-            window_days=problem_window_days,
-            interventions=interventions,
-            references=cox.design.references,
-            max_customers=max_problem_customers,
-            random_state=rng,
-        )
-        hr = problem_cox.hazard_ratios
-        problem_hr = hr[hr["kind"].isin(["problem", "problem_treated"])]
-        exposed = timed(
-            "exposure",
-            events_while_exposed,
-            customers,
-            mark_treated(problems, interventions),
-            window_days=problem_window_days,
-            problem_types=[term[len("problem[") : -1] for term in problem_hr["term"]],
-        )
-        threats = threat_table(problem_hr, exposed, n_churned=int(customers[EVENT].sum()))
+    models = _fit_models(customers, covariates, strata, s, rng, timed)
+    problem_cox, threats = _problem_model(
+        customers, tables.problems, tables.interventions, covariates, strata, models["cox"], s,
+        rng, timed,
+    )  # fmt: skip
     validation = timed(
         "validation",
         validate,
         customers,
         covariates=covariates,
         strata=strata,
-        horizon_months=score_horizon_months,
-        brier_times=[h for h in horizons_months if h < customers[DURATION].max()],
-        test_share=test_share,
-        max_customers=max_validation_customers,
+        horizon_months=s.score_horizon_months,
+        brier_times=[h for h in horizons if h < customers[DURATION].max()],
+        test_share=s.test_share,
+        max_customers=s.max_validation_customers,
         random_state=rng,
     )
-    scores = timed("scores", score_active, cox, customers, horizon_months=score_horizon_months)
+    scores = timed(
+        "scores", score_active, models["cox"], customers, horizon_months=s.score_horizon_months
+    )
     truth_table = compare_to_truth(
-        problem_cox or cox,
+        problem_cox or models["cox"],
         getattr(truth, "log_hazard_ratios", None),
         getattr(truth, "problem_log_hazard_ratios", None),
     )
@@ -413,27 +296,117 @@ def analyse(
         n_customers=len(customers),
         n_churned=n_churned,
         n_active=len(customers) - n_churned,
-        horizon_months=float(score_horizon_months),
-        median=median,
-        retention=retention,
-        km=km,
-        logrank=logrank,
-        logrank_pairwise=pairwise,
-        hazard=hazard,
-        rmst=rmst,
-        cif=cif,
-        reasons=reasons,
-        cox=cox,
-        ph=ph,
-        aft=aft,
+        horizon_months=float(s.score_horizon_months),
+        **described,
+        **models,
         problem_cox=problem_cox,
         threats=threats,
         validation=validation,
         scores=scores,
         truth=truth_table,
-        timings=timings,
+        timings=timed.timings,
         unit=unit,
     )
+
+
+class _Timer:
+    """Run a step with a progress line and record its seconds under its name."""
+
+    def __init__(self, n_customers: int):
+        self.n_customers = n_customers
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, name, fn, *args, **kwargs):
+        progress.step(f"{name.replace('_', ' ')} on {self.n_customers:,} customers")
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.timings[name] = time.perf_counter() - start
+        log.info("survival: %s took %.1f s", name, self.timings[name])
+        return out
+
+
+def _describe(customers, groups, strata, horizons, s, timed) -> dict[str, pd.DataFrame]:
+    """The descriptive tables: medians, retention, Kaplan-Meier, log-rank, hazard, RMST, CIF."""
+    by = [None, *groups]
+    out = {
+        "median": timed("median", _stack, desc.median_tenure, customers, by),
+        "retention": timed(
+            "retention", _stack, desc.retention_at, customers, by, horizons=horizons
+        ),
+        "km": timed("kaplan_meier", _stack, desc.km_table, customers, by),
+    }
+    out["logrank"], out["logrank_pairwise"] = timed(
+        "logrank", desc.logrank_tests, customers, by=groups
+    )
+    out["hazard"] = timed(
+        "hazard",
+        _stack,
+        desc.hazard_table,
+        customers,
+        [None, *strata],
+        bandwidth_months=s.hazard_bandwidth_months,
+    )
+    out["rmst"] = (
+        timed("rmst", _stack, desc.rmst_table, customers, groups, tau_months=s.rmst_months)
+        if groups
+        else EMPTY_RMST
+    )
+    out["cif"], out["reasons"] = EMPTY_CIF, EMPTY_REASONS
+    if "churn_reason" in customers.columns:
+        by_reason = [None, *(["segment"] if "segment" in customers.columns else [])]
+        out["cif"] = timed(
+            "cumulative_incidence", _stack, cumulative_incidence, customers, by_reason
+        )
+        out["reasons"] = reason_table(out["cif"], customers, horizons=horizons)
+    return out
+
+
+def _fit_models(customers, covariates, strata, s, rng, timed) -> dict:
+    """The Cox model, its proportional-hazards test (warning on a violation) and the AFT models."""
+    model = {"covariates": covariates, "strata": strata, "random_state": rng}
+    cox = timed("cox", fit_cox, customers, max_customers=s.max_cox_customers, **model)
+    ph = timed("ph_test", ph_test, customers, max_customers=s.max_ph_customers, **model)
+    violated = ~ph["proportional"] & (ph["in_model_as"] == "covariate")
+    if violated.any():
+        bad = ph.loc[violated, "covariate"].tolist()
+        warnings.warn(
+            f"proportional hazards is rejected for {bad}; see the remedy column of the PH "
+            "test table",
+            StatisticalWarning,
+            stacklevel=3,
+        )
+    aft = timed("aft", fit_aft, customers, max_customers=s.max_aft_customers, **model)
+    return {"cox": cox, "ph": ph, "aft": aft}
+
+
+def _problem_model(customers, problems, interventions, covariates, strata, cox, s, rng, timed):
+    """The problem events as time-varying covariates and the threat table they rank."""
+    if problems is None or not len(problems):
+        return None, EMPTY_THREATS
+    problem_cox = timed(
+        "problem_cox",
+        fit_problem_cox,
+        customers,
+        problems,
+        covariates=covariates,
+        strata=strata,
+        window_days=s.problem_window_days,
+        interventions=interventions,
+        references=cox.design.references,
+        max_customers=s.max_problem_customers,
+        random_state=rng,
+    )
+    hr = problem_cox.hazard_ratios
+    problem_hr = hr[hr["kind"].isin(["problem", "problem_treated"])]
+    exposed = timed(
+        "exposure",
+        events_while_exposed,
+        customers,
+        mark_treated(problems, interventions),
+        window_days=s.problem_window_days,
+        problem_types=[term[len("problem[") : -1] for term in problem_hr["term"]],
+    )
+    return problem_cox, threat_table(problem_hr, exposed, n_churned=int(customers[EVENT].sum()))
 
 
 def _stack(function, customers: pd.DataFrame, groupings: Sequence[str | None], **kwargs):

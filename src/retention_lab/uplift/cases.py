@@ -418,12 +418,15 @@ def read_campaign(source, *, database: str | None = None, base_dir: str | None =
     )
 
 
-def prepare(tables, *, config, truth=None) -> UpliftInput:
-    """The stage's cases: the campaign export when configured, else the canonical adapter."""
-    if config.campaign is not None:
-        return read_campaign(config.campaign)
+def prepare(tables, *, settings, truth=None) -> UpliftInput:
+    """The stage's cases: the campaign export when configured, else the canonical adapter.
+
+    ``settings`` is the configuration's ``uplift`` section (``UpliftConfig``).
+    """
+    if settings.campaign is not None:
+        return read_campaign(settings.campaign)
     return case_table(
-        tables, horizon_months=config.horizon_months, features=config.features, truth=truth
+        tables, horizon_months=settings.horizon_months, features=settings.features, truth=truth
     )
 
 

@@ -13,7 +13,6 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from retention_lab import progress
-from retention_lab.config import UpliftConfig
 from retention_lab.errors import StatisticalWarning
 from retention_lab.labels import capitalised, label
 from retention_lab.uplift import design
@@ -22,7 +21,7 @@ from retention_lab.uplift import evaluation as ev
 from retention_lab.uplift import hazard as hz
 from retention_lab.uplift import observational as obs
 from retention_lab.uplift import pooling as po
-from retention_lab.uplift.cases import UpliftInput
+from retention_lab.uplift.cases import UpliftInput, prepare
 from retention_lab.uplift.learners import UpliftModel, fit_learners
 
 log = logging.getLogger(__name__)
@@ -347,12 +346,7 @@ def _split(data: UpliftInput, test_share: float, rng: np.random.Generator) -> np
     return test
 
 
-def analyse(
-    data: UpliftInput,
-    *,
-    config=None,
-    random_state: int | None = None,
-) -> UpliftSummary:
+def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> UpliftSummary:
     """Run the whole uplift analysis.
 
     Steps: design checks (arm sizes, balance, cross-fitted propensity with
@@ -365,25 +359,32 @@ def analyse(
 
     Parameters
     ----------
-    data
-        From :func:`~retention_lab.uplift.prepare`, :func:`case_table` or :func:`from_frame`.
-    config : UpliftConfig, optional
-        The configuration's ``uplift`` section (defaults when omitted); a smoke
-        run passes ``UpliftConfig.fast()`` (small models and bootstraps).
+    tables
+        The run's canonical tables; only read when ``inputs`` is None.
+    inputs : UpliftInput or None
+        The prepared cases (:func:`~retention_lab.uplift.prepare`, :func:`case_table`
+        or :func:`from_frame`); None prepares them from ``tables`` (or the
+        configured campaign export) here.
+    settings : UpliftConfig
+        The configuration's ``uplift`` section; a smoke run passes
+        ``UpliftConfig.fast()`` (small models and bootstraps).
+    truth
+        The simulator's ground truth, used only when the cases are prepared here.
 
     Returns
     -------
     UpliftSummary
-        Unavailable (``available=False``) when ``data`` is.
+        Unavailable (``available=False``) when the cases are.
     """
+    data = prepare(tables, settings=settings, truth=truth) if inputs is None else inputs
     if not data.available:
         return UpliftSummary(available=False, reason=data.reason, source=data.source)
-    cfg = config or UpliftConfig()
-    with threadpool_limits(cfg.threads):
-        return _analyse(data, cfg, random_state)
+    with threadpool_limits(settings.threads):
+        return _analyse(data, settings, random_state)
 
 
 def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
+    """The available cases' analysis: design, average effects, hazards, individual effects."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(random_state)
     design.check_input(data, folds=cfg.folds)
@@ -404,121 +405,189 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
     keep = ~prop["trimmed"].to_numpy()
     rand = data.randomised()
     rule = ~rand
-    arms = design.arm_sizes(data)
     bal = design.balance(data, propensity=prop)
-    overlap = design.overlap_table(data, prop)
-    trimmed_share = float((~keep & rule).sum() / rule.sum()) if rule.any() else 0.0
-
-    outcomes = [data.outcome_col] + ([data.revenue_col] if data.revenue_col else [])
-    pooled = _empty(po.POOLED_COLUMNS)
-    ate_parts, matrix_parts, diag_parts = [], [], []
     costs = ef.mean_costs(data)
-    for outcome in progress.each(outcomes, "average effects, effect matrix and pooling"):
-        is_rev = outcome == data.revenue_col
-        dim = ef.difference_in_means(
-            data.cases[rand],
-            treatment_col=data.treatment_col,
-            outcome_col=outcome,
-            control=data.control,
-        )
-        dim = dim.merge(ef.true_effects(data, mask=rand, revenue=is_rev), how="left")
-        ate_parts.append(dim)
-        if rule.any():
-            naive = ef.difference_in_means(
-                data.cases[rule & keep],
-                treatment_col=data.treatment_col,
-                outcome_col=outcome,
-                control=data.control,
-                estimator="naive",
-                population="rule",
-            )
-            naive = naive.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
-            ate_parts.append(naive)
-        mu = ef.outcome_predictions(
-            data, outcome, keep=keep, folds=cfg.folds, random_state=rng.integers(2**31), **params
-        )
-        scores = ef.aipw_scores(data, outcome, mu, prop)
-        if not is_rev and data.strata and data.outcome_type == "binary":  # retention scale
-            pooled = po.pooled_effects(data, scores, prop, keep=keep, min_cases=cfg.min_cell_cases)
-        if rule.any():
-            dr = ef.aipw_effects(
-                data, scores, mask=rule & keep, outcome_col=outcome, population="rule"
-            )
-            dr = dr.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
-            ate_parts.append(dr)
-            adjusted = obs.adjusted_effects(data, outcome, mu, prop, mask=rule & keep)
-            adjusted = adjusted.merge(
-                ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left"
-            )
-            ate_parts.append(adjusted)
-            binary = data.outcome_type == "binary" and not is_rev
-            diag_parts.append(
-                obs.diagnostics(
-                    data,
-                    outcome,
-                    dr,
-                    scores,
-                    prop,
-                    bal,
-                    mask=rule & keep,
-                    trim_bounds=tuple(cfg.trim_bounds),
-                    binary=binary,
-                )
-            )
-            alld = ef.aipw_effects(data, scores, mask=keep, outcome_col=outcome, population="all")
-            alld = alld.merge(ef.true_effects(data, mask=keep, revenue=is_rev), how="left")
-            ate_parts.append(alld)
-        if data.strata:
-            cell = ef.aipw_effects(
-                data,
-                scores,
-                mask=keep,
-                outcome_col=outcome,
-                by=data.strata,
-                min_cases=cfg.min_cell_cases,
-                population="all",
-            )
-            cell = cell.merge(
-                ef.true_effects(data, mask=keep, by=data.strata, revenue=is_rev), how="left"
-            )
-            matrix_parts.append(cell)
-            rcell = ef.difference_in_means(
-                data.cases[rand],
-                treatment_col=data.treatment_col,
-                outcome_col=outcome,
-                control=data.control,
-                by=data.strata,
-                min_cases=cfg.min_cell_cases,
-            )
-            rcell = rcell.merge(
-                ef.true_effects(data, mask=rand, by=data.strata, revenue=is_rev), how="left"
-            )
-            matrix_parts.append(rcell)
-    ate = pd.concat([p for p in ate_parts if not p.empty] or ate_parts, ignore_index=True)
-    if "true_effect" not in ate.columns:
-        ate["true_effect"] = np.nan
-    matrix = (
-        pd.concat([p for p in matrix_parts if not p.empty] or matrix_parts, ignore_index=True)
-        if matrix_parts
-        else _empty([*data.strata, *ef.EFFECT_COLUMNS])
-    )
-    if not matrix.empty:
-        matrix["cost_per_saved"] = np.where(
-            matrix["outcome"] == data.outcome_col, ef.cost_per_saved(matrix, costs), np.nan
-        )
-        if data.revenue_col:
-            key = [*data.strata, "instrument", "estimator"]
-            rev = matrix[matrix["outcome"] == data.revenue_col][[*key, "effect"]].rename(
-                columns={"effect": "revenue_effect"}
-            )
-            matrix = matrix.merge(rev, on=key, how="left")
-        else:
-            matrix["revenue_effect"] = np.nan
+    average = _average_effects(data, cfg, rng, params, prop, keep, bal, costs)
     progress.step("instrument hazard ratios")
     hazard = hz.instrument_hazard_ratios(
         data, window_months=cfg.hazard_window_months, recent_months=cfg.recent_months
     )
-    # ------------------------------------------------------- individual effects
+    individual = _individual_effects(data, cfg, rng, params, prop, keep)
+    seconds = time.perf_counter() - t0
+    log.info("uplift analysis of %d cases in %.1f s", len(data.cases), seconds)
+    return UpliftSummary(
+        available=True,
+        source=data.source,
+        n_cases=len(data.cases),
+        n_randomised=int(rand.sum()),
+        trimmed_share=float((~keep & rule).sum() / rule.sum()) if rule.any() else 0.0,
+        control=data.control,
+        outcome=data.outcome_col,
+        outcome_type=data.outcome_type,
+        revenue_outcome=data.revenue_col,
+        arm_sizes=design.arm_sizes(data),
+        balance=bal,
+        overlap=design.overlap_table(data, prop),
+        hazard_ratios=hazard,
+        costs=costs,
+        **average,
+        **individual,
+        features=list(data.features),
+        strata=list(data.strata),
+        seconds=seconds,
+    )
+
+
+def _average_effects(data, cfg, rng, params, prop, keep, bal, costs) -> dict:
+    """Average effects, the effect matrix by strata, pooled cells and observational checks.
+
+    Returns
+    -------
+    dict
+        ``ate``, ``effect_matrix``, ``pooled`` and ``observational`` of ``UpliftSummary``.
+    """
+    outcomes = [data.outcome_col] + ([data.revenue_col] if data.revenue_col else [])
+    pooled = _empty(po.POOLED_COLUMNS)
+    ate_parts, matrix_parts, diag_parts = [], [], []
+    for outcome in progress.each(outcomes, "average effects, effect matrix and pooling"):
+        mu = ef.outcome_predictions(
+            data, outcome, keep=keep, folds=cfg.folds, random_state=rng.integers(2**31), **params
+        )
+        scores = ef.aipw_scores(data, outcome, mu, prop)
+        is_rev = outcome == data.revenue_col
+        if not is_rev and data.strata and data.outcome_type == "binary":  # retention scale
+            pooled = po.pooled_effects(data, scores, prop, keep=keep, min_cases=cfg.min_cell_cases)
+        ate_parts += _randomised_and_naive(data, outcome, keep)
+        if (~data.randomised()).any():
+            ate, diag = _rule_effects(data, outcome, cfg, mu, scores, prop, keep, bal)
+            ate_parts += ate
+            diag_parts.append(diag)
+        if data.strata:
+            matrix_parts += _cell_effects(data, outcome, cfg, scores, keep)
+    ate = pd.concat([p for p in ate_parts if not p.empty] or ate_parts, ignore_index=True)
+    if "true_effect" not in ate.columns:
+        ate["true_effect"] = np.nan
+    return {
+        "ate": ate,
+        "effect_matrix": _matrix(data, matrix_parts, costs),
+        "pooled": pooled,
+        "observational": (
+            pd.concat(diag_parts, ignore_index=True)
+            if diag_parts
+            else _empty(obs.DIAGNOSTIC_COLUMNS)
+        ),
+    }
+
+
+def _randomised_and_naive(data, outcome, keep) -> list[pd.DataFrame]:
+    """Difference in means on the randomised cases, and the naive one on the rule-assigned."""
+    rand = data.randomised()
+    rule = ~rand
+    is_rev = outcome == data.revenue_col
+    dim = ef.difference_in_means(
+        data.cases[rand],
+        treatment_col=data.treatment_col,
+        outcome_col=outcome,
+        control=data.control,
+    )
+    parts = [dim.merge(ef.true_effects(data, mask=rand, revenue=is_rev), how="left")]
+    if rule.any():
+        naive = ef.difference_in_means(
+            data.cases[rule & keep],
+            treatment_col=data.treatment_col,
+            outcome_col=outcome,
+            control=data.control,
+            estimator="naive",
+            population="rule",
+        )
+        parts.append(
+            naive.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
+        )
+    return parts
+
+
+def _rule_effects(data, outcome, cfg, mu, scores, prop, keep, bal):
+    """AIPW and adjusted effects on the rule-assigned cases, their diagnostics, AIPW on all."""
+    rule = ~data.randomised()
+    is_rev = outcome == data.revenue_col
+    dr = ef.aipw_effects(data, scores, mask=rule & keep, outcome_col=outcome, population="rule")
+    dr = dr.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
+    adjusted = obs.adjusted_effects(data, outcome, mu, prop, mask=rule & keep)
+    adjusted = adjusted.merge(ef.true_effects(data, mask=rule & keep, revenue=is_rev), how="left")
+    diag = obs.diagnostics(
+        data,
+        outcome,
+        dr,
+        scores,
+        prop,
+        bal,
+        mask=rule & keep,
+        trim_bounds=tuple(cfg.trim_bounds),
+        binary=data.outcome_type == "binary" and not is_rev,
+    )
+    alld = ef.aipw_effects(data, scores, mask=keep, outcome_col=outcome, population="all")
+    alld = alld.merge(ef.true_effects(data, mask=keep, revenue=is_rev), how="left")
+    return [dr, adjusted, alld], diag
+
+
+def _cell_effects(data, outcome, cfg, scores, keep) -> list[pd.DataFrame]:
+    """AIPW effects on all cases and differences in means on the randomised, per stratum cell."""
+    rand = data.randomised()
+    is_rev = outcome == data.revenue_col
+    cell = ef.aipw_effects(
+        data,
+        scores,
+        mask=keep,
+        outcome_col=outcome,
+        by=data.strata,
+        min_cases=cfg.min_cell_cases,
+        population="all",
+    )
+    cell = cell.merge(ef.true_effects(data, mask=keep, by=data.strata, revenue=is_rev), how="left")
+    rcell = ef.difference_in_means(
+        data.cases[rand],
+        treatment_col=data.treatment_col,
+        outcome_col=outcome,
+        control=data.control,
+        by=data.strata,
+        min_cases=cfg.min_cell_cases,
+    )
+    rcell = rcell.merge(
+        ef.true_effects(data, mask=rand, by=data.strata, revenue=is_rev), how="left"
+    )
+    return [cell, rcell]
+
+
+def _matrix(data, matrix_parts, costs) -> pd.DataFrame:
+    """The effect matrix with the cost per customer saved and the revenue effect of each cell."""
+    if not matrix_parts:
+        return _empty([*data.strata, *ef.EFFECT_COLUMNS])
+    matrix = pd.concat([p for p in matrix_parts if not p.empty] or matrix_parts, ignore_index=True)
+    if matrix.empty:
+        return matrix
+    matrix["cost_per_saved"] = np.where(
+        matrix["outcome"] == data.outcome_col, ef.cost_per_saved(matrix, costs), np.nan
+    )
+    if data.revenue_col:
+        key = [*data.strata, "instrument", "estimator"]
+        rev = matrix[matrix["outcome"] == data.revenue_col][[*key, "effect"]].rename(
+            columns={"effect": "revenue_effect"}
+        )
+        return matrix.merge(rev, on=key, how="left")
+    matrix["revenue_effect"] = np.nan
+    return matrix
+
+
+def _individual_effects(data, cfg, rng, params, prop, keep) -> dict:
+    """Learners fitted on the training cases, evaluated and chosen on held-out randomised ones.
+
+    Returns
+    -------
+    dict
+        ``models``, ``learner_metrics``, ``curves``, ``money_metrics``,
+        ``money_curves``, ``calibration``, ``chosen``, ``truth_check`` and
+        ``notes`` of ``UpliftSummary``.
+    """
     test = _split(data, cfg.test_share, rng)
     notes = []
     if not test.any():  # learners are judged on held-out randomised cases only
@@ -526,8 +595,7 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             "Individual effects were not modelled: no case was randomised, and the learners "
             "are only evaluated (and chosen) on held-out randomised cases."
         )
-    train = keep & ~test
-    train_idx = np.flatnonzero(train)
+    train_idx = np.flatnonzero(keep & ~test)
     if cfg.max_train_cases and len(train_idx) > cfg.max_train_cases:
         train_idx = np.sort(rng.choice(train_idx, size=cfg.max_train_cases, replace=False))
     models = fit_learners(
@@ -546,41 +614,16 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
     test_cases = data.cases[test].reset_index(drop=True)
     progress.step(f"evaluating the learners on {len(test_cases):,} held-out randomised cases")
     preds = {k: m.predict(test_cases) for k, m in models.items()}
+    arms = dict(treatment_col=data.treatment_col, control=data.control)
     metrics, curves = ev.evaluate(
         test_cases,
         preds,
-        treatment_col=data.treatment_col,
         outcome_col=data.outcome_col,
-        control=data.control,
         n_bootstrap=cfg.n_bootstrap,
         random_state=rng.integers(2**31),
+        **arms,
     )
-    money_seed = rng.integers(2**31)
-    money_metrics, money_curves = _empty(ev.METRIC_COLUMNS), _empty(ev.CURVE_COLUMNS)
-    if data.revenue_col and data.cost_col:
-        money = ev.net_revenue(
-            test_cases,
-            treatment_col=data.treatment_col,
-            control=data.control,
-            revenue_col=data.revenue_col,
-            cost_col=data.cost_col,
-        )
-        money_metrics, money_curves = ev.evaluate(
-            test_cases.assign(net_revenue=money),
-            preds,
-            treatment_col=data.treatment_col,
-            outcome_col="net_revenue",
-            control=data.control,
-            n_bootstrap=cfg.n_bootstrap,
-            random_state=money_seed,
-        )
-    calib = ev.calibration(
-        test_cases,
-        preds,
-        treatment_col=data.treatment_col,
-        outcome_col=data.outcome_col,
-        control=data.control,
-    )
+    money_metrics, money_curves = _money_evaluation(data, test_cases, preds, cfg, rng)
     chosen = ev.choose_learners(metrics)
     truth_check = _empty(
         ["instrument", "learner", "pehe", "correlation", "true_gain_top", "true_gain_random"]
@@ -596,45 +639,41 @@ def _analyse(data: UpliftInput, cfg, random_state) -> UpliftSummary:
             "zero on the held-out randomised cases); use the average effect for these "
             "instruments or collect more randomised cases",
             StatisticalWarning,
-            stacklevel=2,
+            stacklevel=4,
         )
-    seconds = time.perf_counter() - t0
-    log.info("uplift analysis of %d cases in %.1f s", len(data.cases), seconds)
-    return UpliftSummary(
-        available=True,
-        source=data.source,
-        n_cases=len(data.cases),
-        n_randomised=int(rand.sum()),
-        trimmed_share=trimmed_share,
+    return {
+        "models": models,
+        "learner_metrics": metrics,
+        "curves": curves,
+        "money_metrics": money_metrics,
+        "money_curves": money_curves,
+        "calibration": ev.calibration(test_cases, preds, outcome_col=data.outcome_col, **arms),
+        "chosen": chosen,
+        "truth_check": truth_check,
+        "notes": notes,
+    }
+
+
+def _money_evaluation(data, test_cases, preds, cfg, rng):
+    """Qini and uplift curves of net revenue (revenue - cost), when the cases carry both."""
+    money_seed = rng.integers(2**31)
+    if not (data.revenue_col and data.cost_col):
+        return _empty(ev.METRIC_COLUMNS), _empty(ev.CURVE_COLUMNS)
+    money = ev.net_revenue(
+        test_cases,
+        treatment_col=data.treatment_col,
         control=data.control,
-        outcome=data.outcome_col,
-        outcome_type=data.outcome_type,
-        revenue_outcome=data.revenue_col,
-        arm_sizes=arms,
-        balance=bal,
-        overlap=overlap,
-        ate=ate,
-        effect_matrix=matrix,
-        hazard_ratios=hazard,
-        pooled=pooled,
-        learner_metrics=metrics,
-        curves=curves,
-        money_metrics=money_metrics,
-        money_curves=money_curves,
-        calibration=calib,
-        chosen=chosen,
-        truth_check=truth_check,
-        costs=costs,
-        models=models,
-        observational=(
-            pd.concat(diag_parts, ignore_index=True)
-            if diag_parts
-            else _empty(obs.DIAGNOSTIC_COLUMNS)
-        ),
-        features=list(data.features),
-        notes=notes,
-        strata=list(data.strata),
-        seconds=seconds,
+        revenue_col=data.revenue_col,
+        cost_col=data.cost_col,
+    )
+    return ev.evaluate(
+        test_cases.assign(net_revenue=money),
+        preds,
+        treatment_col=data.treatment_col,
+        outcome_col="net_revenue",
+        control=data.control,
+        n_bootstrap=cfg.n_bootstrap,
+        random_state=money_seed,
     )
 
 
