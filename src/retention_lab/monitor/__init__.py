@@ -9,7 +9,8 @@ The stage's library (``notebooks/05_monitoring.ipynb`` calls it):
 - quantities: ``run_quantities`` turns a run's metrics and tables into one long table;
 - compare: ``compare_quantities``, ``compare_distributions``, ``psi``, ``holm``,
   ``flag_changes`` (the flag rule), ``trends``, ``rank_flags``;
-- the whole stage: ``analyse`` -> ``MonitorSummary`` and ``findings``.
+- the whole stage: ``read_inputs`` -> ``MonitorInputs``, ``analyse`` ->
+  ``MonitorSummary`` and ``findings``.
 """
 
 from retention_lab.monitor.compare import (
@@ -34,15 +35,18 @@ from retention_lab.monitor.quantities import (
 )
 from retention_lab.monitor.summary import (
     HEADLINE_FAMILIES,
+    MonitorInputs,
     MonitorSummary,
     analyse,
     describe,
     findings,
+    read_inputs,
 )
 
 __all__ = [
     "HEADLINE_FAMILIES",
     "QUANTITY_COLUMNS",
+    "MonitorInputs",
     "MonitorSummary",
     "RunOutputs",
     "analyse",
@@ -58,6 +62,7 @@ __all__ = [
     "profile_quantities",
     "psi",
     "rank_flags",
+    "read_inputs",
     "run_quantities",
     "survival_quantities",
     "trends",

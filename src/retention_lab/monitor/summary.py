@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ from retention_lab.monitor.compare import (
     rank_flags,
     trends,
 )
+from retention_lab.monitor.profile import PROFILE_COLUMNS, input_profile
 from retention_lab.monitor.quantities import (
     MONEY,
     QUANTITY_COLUMNS,
@@ -26,6 +27,7 @@ from retention_lab.monitor.quantities import (
     run_quantities,
 )
 
+PROFILE_KEY = ("monitoring", "input_profile")
 # which stages hold estimates that a change in a family of quantities makes stale
 RERUN = {
     "survival": ("survival", "clv", "plan"),
@@ -74,6 +76,10 @@ class MonitorSummary:
     trends: pd.DataFrame
     stages: tuple[str, ...] = ()
     missing: list[str] = field(default_factory=list)
+    # this run's input profile, saved for the next run to compare with
+    input_profile: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=PROFILE_COLUMNS)
+    )
 
     @property
     def has_history(self) -> bool:
@@ -226,21 +232,60 @@ def _missing(current: RunOutputs, quantities: pd.DataFrame, stages: Sequence[str
     return out
 
 
-def analyse(
-    current: RunOutputs,
-    previous: Sequence[RunOutputs] = (),
-    *,
-    n_runs: int = 6,
-    alpha: float = 0.05,
-    psi_threshold: float = 0.1,
-    max_untested_change: float = 0.25,
-    stages: Sequence[str] = (),
-) -> MonitorSummary:
+@dataclass(frozen=True)
+class MonitorInputs:
+    """The runs the monitor compares: this one and earlier ones, newest first.
+
+    ``stages`` are the stages this run was configured to run (a stage that did
+    not run is said to be missing, not stale).
+    """
+
+    current: RunOutputs
+    previous: Sequence[RunOutputs] = ()
+    stages: Sequence[str] = ()
+
+
+def read_inputs(stage, *, as_of) -> MonitorInputs:
+    """This run's finished stages and the earlier runs of the experiment, from the stage context.
+
+    ``as_of`` is the data's snapshot date; ``stage.settings.n_runs`` bounds the earlier runs read.
+    """
+    return MonitorInputs(
+        current=stage.this_run(as_of=str(as_of)),
+        previous=stage.earlier_runs(max_runs=stage.settings.n_runs),
+        stages=tuple(stage.config.stages),
+    )
+
+
+def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> MonitorSummary:
     """Compare the current run with the previous one and the trend of the last ``n_runs``.
 
-    ``previous`` are earlier runs, newest first (``StageContext.earlier_runs``).
+    Parameters
+    ----------
+    tables
+        This run's canonical tables: their input profile (``input_profile`` with
+        ``settings.features`` and ``settings.recent_months``) joins the current
+        run's outputs; None compares the runs' saved outputs only.
+    inputs : MonitorInputs
+        The current run and earlier ones, newest first (``read_inputs``).
+    settings : MonitorConfig
+        The configuration's ``monitor`` section (``n_runs``, ``alpha``,
+        ``psi_threshold``, ``max_untested_change``).
+    truth, random_state
+        Unused: the comparison is deterministic and needs no ground truth; kept
+        so that every stage's ``analyse`` has the same shape.
+
     Flag rule: see ``retention_lab.monitor.compare``.
     """
+    current, previous, stages = inputs.current, list(inputs.previous), inputs.stages
+    profile = pd.DataFrame(columns=PROFILE_COLUMNS)
+    if tables is not None and tables.customers is not None:
+        profile = input_profile(
+            tables, features=settings.features, recent_months=settings.recent_months
+        )
+        current = replace(current, tables={**current.tables, PROFILE_KEY: profile})
+    n_runs, alpha = settings.n_runs, settings.alpha
+    psi_threshold, max_untested_change = settings.psi_threshold, settings.max_untested_change
     runs = [*reversed(list(previous)[: max(n_runs - 1, 1)]), current]
     history = _stack(runs)
     cur_q = history.loc[history["current"]]
@@ -284,6 +329,7 @@ def analyse(
         trends=trend,
         stages=tuple(stages),
         missing=_missing(current, cur_q, stages),
+        input_profile=profile,
     )
 
 
