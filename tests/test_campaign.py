@@ -28,7 +28,7 @@ from .conftest import SMOKE_CONFIG, cli, validate_and_run
 def _analyse(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        return up.analyse(data, config=UpliftConfig().fast(), random_state=0)
+        return up.analyse(None, data, UpliftConfig().fast(), random_state=0)
 
 
 def _campaign_config(folder, frame, *, name="campaign.csv", **campaign):
@@ -110,14 +110,14 @@ def test_a_control_coded_0_in_a_float_column_is_found_and_values_map(tmp_path):
         values={"outcome": {"yes": 1, "no": 0}, "treatment": {1: "discount", 2: "call", 0: "none"}},
         control="none",
     )
-    data = up.prepare(None, config=section)
+    data = up.prepare(None, settings=section)
     assert data.arms == ["none", "call", "discount"]
     assert data.features == ["segment", "tenure_months", "monthly_fee", "complaints", "how"]
     # without a values mapping the control label 0 still finds the 0.0 of the float column
     section = _campaign_config(tmp_path, export, columns={"treatment": "arm", "outcome": "stayed",
                                "customer_id": "client"}, values={"outcome": {"yes": 1, "no": 0}},
                                control=0)  # fmt: skip
-    data = up.prepare(None, config=section)
+    data = up.prepare(None, settings=section)
     assert data.control == "0" and data.arms == ["0", "1", "2"]
     truth = sim.true_effects()
     ate = _analyse(data).ate_table().set_index("instrument")
@@ -130,7 +130,7 @@ def test_mapping_errors_name_the_file_column_and_rows(tmp_path):
         tmp_path, frame, values={"treatment": {"control": "none", "discount": "d"}}
     )
     with pytest.raises(DataError, match=r"campaign.csv: column 'treatment': .* break one of the "):
-        up.prepare(None, config=section)
+        up.prepare(None, settings=section)
     with pytest.raises(ConfigError, match="assignment mixed needs columns"):
         parse_config(
             {"name": "c", "uplift": {"campaign": {"path": "x.csv", "assignment": "mixed"}}}
@@ -147,7 +147,7 @@ def test_mapping_errors_name_the_file_column_and_rows(tmp_path):
         columns={"treatment": "arm", "assignment": "assignment"},
     )
     with pytest.raises(DataError, match="column 'assignment': .*random or rule"):
-        up.prepare(None, config=section)
+        up.prepare(None, settings=section)
 
 
 # ------------------------------------------------------------------- continuous outcomes
@@ -176,7 +176,7 @@ def test_continuous_campaign_through_the_configuration_reports_in_its_unit(tmp_p
         assignment="mixed",
         columns={"treatment": "arm", "assignment": "assignment"},
     )
-    data = up.prepare(None, config=section)
+    data = up.prepare(None, settings=section)
     result = _analyse(data)
     truth = sim.true_effects()
     rnd = result.ate_table().query("estimator == 'difference_in_means'").set_index("instrument")
@@ -290,7 +290,7 @@ def test_the_readme_examples_validate_and_load_as_they_say(tmp_path, monkeypatch
         result = cli("validate", "--config", str(path), tmp_path=tmp_path)
         assert result.returncode == 0, result.stderr
         if "campaign" in config.get("uplift", {}):
-            data = up.prepare(None, config=load_config(path).uplift)
+            data = up.prepare(None, settings=load_config(path).uplift)
             counts = (data.outcome_type, int(data.randomised().sum()), len(data.cases))
             shapes[config["name"]] = counts
     assert shapes == {

@@ -298,7 +298,7 @@ def test_true_tenure_model_reproduces_the_simulated_churn(small_market):
 @pytest.mark.slow
 def test_analyse_values_every_customer_and_checks_the_truth(smoke_tables):
     tables, truth = smoke_tables
-    summary = clv.analyse(tables, config=ClvConfig().fast(), truth=truth, random_state=1)
+    summary = clv.analyse(tables, None, ClvConfig().fast(), truth=truth, random_state=1)
     values = summary.values
     assert len(values) == len(tables.customers)
     assert list(values.columns) == clv.summary.VALUE_COLUMNS

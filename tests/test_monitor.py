@@ -112,6 +112,12 @@ def outputs(
 STAGES = ["data", "survival", "uplift", "clv", "plan", "monitoring"]
 
 
+def compare(current, previous, settings: MonitorConfig | None = None) -> monitor.MonitorSummary:
+    """The monitor on saved outputs only (no tables), this run against ``previous``."""
+    inputs = monitor.MonitorInputs(current, previous, STAGES)
+    return monitor.analyse(None, inputs, settings or MonitorConfig())
+
+
 def test_run_quantities_read_every_stage_with_its_scale():
     q = monitor.run_quantities(outputs("2024-01-01"))
     assert set(q["family"]) == {
@@ -171,7 +177,7 @@ def test_a_recent_hazard_ratio_is_compared_with_the_previous_runs_estimate_on_al
     # the previous run's recent estimate moved by chance (-0.5): the reference stays -0.8
     previous.tables[("uplift", "instrument_hazard_ratios")] = instrument_hazards(-0.5)
     current = outputs("2024-02-01", recent_discount=-0.3)
-    summary = monitor.analyse(current, [previous], stages=STAGES)
+    summary = compare(current, [previous])
     (flag,) = summary.flags.to_dict("records")
     assert flag["group"] == "instrument=discount|problem_type=competitor_offer"
     assert flag["previous"] == pytest.approx(np.exp(-0.8))  # all cases, not the recent -0.5
@@ -184,7 +190,7 @@ def test_a_recent_hazard_ratio_is_compared_with_the_previous_runs_estimate_on_al
 
 
 def test_first_run_says_there_is_nothing_to_compare():
-    summary = monitor.analyse(outputs("2024-01-01"), [], stages=STAGES)
+    summary = compare(outputs("2024-01-01"), [])
     assert not summary.has_history and summary.flags.empty
     assert summary.to_metrics()["previous_runs"] == 0.0
     (finding,) = monitor.findings(summary)
@@ -193,7 +199,7 @@ def test_first_run_says_there_is_nothing_to_compare():
 
 
 def test_unchanged_runs_raise_no_flag():
-    summary = monitor.analyse(outputs("2024-02-01"), [outputs("2024-01-01")], stages=STAGES)
+    summary = compare(outputs("2024-02-01"), [outputs("2024-01-01")])
     assert summary.comparison["tested"].sum() >= 8
     assert summary.flags.empty
     assert any("No statistically meaningful change" in f for f in monitor.findings(summary))
@@ -201,7 +207,7 @@ def test_unchanged_runs_raise_no_flag():
 
 def test_shifted_estimates_are_flagged_ranked_and_name_the_stage_to_rerun():
     current = outputs("2024-02-01", hr_shift=0.5, discount=0.04)
-    summary = monitor.analyse(current, [outputs("2024-01-01")], stages=STAGES)
+    summary = compare(current, [outputs("2024-01-01")])
     flagged = set(summary.flags["group"])
     assert flagged == {
         "problem=competitor_offer",
@@ -241,7 +247,7 @@ def test_a_flag_on_an_instrument_the_plan_uses_is_ranked_by_the_plans_value():
             "expected_saved_value": [3000.0, 5000.0, 700.0],
         }
     )
-    summary = monitor.analyse(current, [outputs("2024-01-01")], stages=STAGES)
+    summary = compare(current, [outputs("2024-01-01")])
     ranked = summary.flags.set_index("group")
     effect = ranked.loc["instrument=discount|problem_type=competitor_offer|segment=mass"]
     # the plan expects 3,000 from discounts against competitor offers in the mass segment
@@ -275,9 +281,7 @@ def test_the_current_run_is_read_from_its_folder_with_its_plan_for_the_ranking(t
 
 
 def test_a_large_move_without_a_ci_is_listed_not_flagged():
-    summary = monitor.analyse(
-        outputs("2024-02-01", retention=0.5), [outputs("2024-01-01")], stages=STAGES
-    )
+    summary = compare(outputs("2024-02-01", retention=0.5), [outputs("2024-01-01")])
     assert summary.flags.empty
     (row,) = summary.large_untested.to_dict("records")
     assert row["quantity"] == "retention at 12 months"
@@ -440,8 +444,7 @@ def flagged_after(tracking_uri, before, after, config: MonitorConfig, experiment
         tables={("monitoring", "input_profile"): profile(after),
                 ("uplift", "instrument_hazard_ratios"): hazards(after)["instrument_hazard_ratios"]},
     )  # fmt: skip
-    summary = monitor.analyse(current, previous, n_runs=config.n_runs, alpha=config.alpha,
-                              psi_threshold=config.psi_threshold, stages=STAGES)  # fmt: skip
+    summary = compare(current, previous, config)
     return summary
 
 
@@ -490,7 +493,7 @@ def test_history_panels_label_each_family_and_draw_the_biggest_moves_first():
     from retention_lab import viz
 
     runs = [outputs("2024-01-01"), outputs("2024-02-01", recent_discount=-0.2)]
-    summary = monitor.analyse(runs[1], [runs[0]], stages=STAGES)
+    summary = compare(runs[1], [runs[0]])
     fig = viz.plot_monitor_panels(
         summary.history, families=monitor.HEADLINE_FAMILIES, currency="USD"
     )

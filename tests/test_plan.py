@@ -10,7 +10,7 @@ import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from retention_lab import plan
-from retention_lab.config import PlanConfig
+from retention_lab.config import ClvConfig, PlanConfig
 from retention_lab.data.loaders import Tables
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import MissingStageOutput
@@ -19,6 +19,12 @@ from retention_lab.plan.knapsack import NOTHING, allocate, fill_in_order, is_fea
 from retention_lab.stage import StageContext
 
 from .conftest import make_config
+
+# the customer value's horizon and discount rate, as the clv stage's defaults compute it
+VALUE = {
+    "value_months": ClvConfig().horizon_months,
+    "annual_discount": ClvConfig().discount_rate,
+}
 
 
 # ------------------------------------------------------------------ fixtures
@@ -77,7 +83,7 @@ def market():
             "p_churn_horizon": np.where(active["contract"] == "month-to-month", 0.3, 0.1),
         }
     )
-    return data, tables, plan.PlanInputs(values=values, scores=scores, effects=None)
+    return data, tables, plan.PlanInputs(values=values, scores=scores, effects=None, **VALUE)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +92,8 @@ def summary(market):
     config = PlanConfig(budget=20_000, capacities={"technician_visit": 30})
     return plan.analyse(
         tables,
-        inputs=_pooled_inputs(data, tables),
-        config=config.fast(),
+        _pooled_inputs(data, tables),
+        config.fast(),
         truth=data.truth,
         random_state=0,
     )
@@ -192,20 +198,21 @@ def test_true_net_value_comes_from_the_simulator_alone(summary, market):
     data, tables, inputs = market
     cand = summary.candidates
     # valuing every customer at ten times the value must not change the truth
-    rich = plan.PlanInputs(values=inputs.values.assign(value=inputs.values["value"] * 10),
-                           scores=inputs.scores, effects=None)  # fmt: skip
+    rich = dataclasses.replace(
+        inputs, values=inputs.values.assign(value=inputs.values["value"] * 10)
+    )
     assert summary.effects_source.startswith("uplift stage (cells pooled")
     again = plan.analyse(
         tables,
-        inputs=rich,
-        config=PlanConfig(budget=20_000, baselines=["nothing"]).fast(),
+        rich,
+        PlanConfig(budget=20_000, baselines=["nothing"]).fast(),
         truth=data.truth,
         random_state=0,
     )
     acts = again.actions
     tv = true_net_values(
         data.truth, cand.set_index("customer_id").loc[acts["customer_id"]].reset_index(),
-        acts["problem_type"].to_numpy(), value_months=60, annual_discount=0.10,
+        acts["problem_type"].to_numpy(), **VALUE,
     )  # fmt: skip
     chosen = tv[tv["arm"].to_numpy() == np.repeat(acts["instrument"].to_numpy(), 6)]
     comp = again.comparison.set_index("policy")
@@ -232,9 +239,7 @@ def test_the_plan_uses_the_best_cell_to_its_capacity_and_gains_by_truth(summary,
     used = acts[acts["instrument"] == "technician_visit"]
     assert len(used) == 30 and (used["problem_type"] == "network").all()
     cand = summary.candidates.set_index("customer_id").loc[acts["customer_id"]].reset_index()
-    tv = true_net_values(
-        data.truth, cand, acts["problem_type"].to_numpy(), value_months=60, annual_discount=0.1
-    )
+    tv = true_net_values(data.truth, cand, acts["problem_type"].to_numpy(), **VALUE)
     chosen = tv[tv["arm"].to_numpy() == np.repeat(acts["instrument"].to_numpy(), 6)]
     visits = chosen["arm"].to_numpy() == "technician_visit"
     assert (chosen.loc[visits, "net_value"] > 0).mean() > 0.8
@@ -290,8 +295,8 @@ def test_zero_budget_plan_treats_nobody_and_still_reports(market):
     data, tables, inputs = market
     s = plan.analyse(
         tables,
-        inputs=inputs,
-        config=PlanConfig(budget=0.0, baselines=["random", "nothing"]).fast(),
+        inputs,
+        PlanConfig(budget=0.0, baselines=["random", "nothing"]).fast(),
         truth=None,
         random_state=1,
     )
@@ -302,13 +307,11 @@ def test_zero_budget_plan_treats_nobody_and_still_reports(market):
 
 def test_plan_without_valuable_customers_does_nothing(market):
     data, tables, inputs = market
-    worthless = plan.PlanInputs(
-        values=inputs.values.assign(value=0.0), scores=inputs.scores, effects=None
-    )
+    worthless = dataclasses.replace(inputs, values=inputs.values.assign(value=0.0))
     s = plan.analyse(
         tables,
-        inputs=worthless,
-        config=PlanConfig(budget=10_000.0, baselines=["nothing"]).fast(),
+        worthless,
+        PlanConfig(budget=10_000.0, baselines=["nothing"]).fast(),
         random_state=1,
     )
     assert s.allocation.n_treated == 0 and s.actions.empty
@@ -327,8 +330,8 @@ def test_uplift_effects_are_used_when_given(market):
     )
     s = plan.analyse(
         tables,
-        inputs=plan.PlanInputs(inputs.values, inputs.scores, effects),
-        config=PlanConfig(budget=5_000.0, baselines=["nothing"], exact_max_customers=0).fast(),
+        dataclasses.replace(inputs, effects=effects),
+        PlanConfig(budget=5_000.0, baselines=["nothing"], exact_max_customers=0).fast(),
         random_state=1,
     )
     assert s.effects_source == "uplift stage"
@@ -359,16 +362,16 @@ def test_plan_with_a_huge_budget_or_a_closed_instrument(market):
     data, tables, inputs = market
     rich = plan.analyse(
         tables,
-        inputs=inputs,
-        config=PlanConfig(budget=1e9, baselines=["best_single"]).fast(),
+        inputs,
+        PlanConfig(budget=1e9, baselines=["best_single"]).fast(),
         random_state=1,
     )
     assert rich.allocation.method == "none needed" and rich.allocation.gap == 0.0
     assert 0 < rich.allocation.cost < 1e9
     closed = plan.analyse(
         tables,
-        inputs=inputs,
-        config=PlanConfig(
+        inputs,
+        PlanConfig(
             budget=1e9, capacities={"technician_visit": 0}, baselines=["best_single"]
         ).fast(),
         random_state=1,
@@ -437,7 +440,7 @@ def _pooled_inputs(data, tables):
             "p_churn_horizon": np.where(active["contract"] == "month-to-month", 0.3, 0.1),
         }
     )
-    return plan.PlanInputs(values=values, scores=scores, effects=None, pooled=pooled)
+    return plan.PlanInputs(values=values, scores=scores, effects=None, pooled=pooled, **VALUE)
 
 
 @pytest.fixture(scope="module")
@@ -454,8 +457,8 @@ def test_plan_on_a_market_where_nothing_helps_treats_almost_nobody(null_market):
     data, tables, inputs = null_market
     s = plan.analyse(
         tables,
-        inputs=inputs,
-        config=PlanConfig(budget=20_000, baselines=["nothing"]).fast(),
+        inputs,
+        PlanConfig(budget=20_000, baselines=["nothing"]).fast(),
         truth=data.truth,
         random_state=0,
     )
@@ -469,8 +472,8 @@ def test_plan_without_a_binding_capacity_gets_most_of_the_oracles_value(market):
     data, tables, _ = market
     s = plan.analyse(
         tables,
-        inputs=_pooled_inputs(data, tables),
-        config=PlanConfig(budget=20_000).fast(),
+        _pooled_inputs(data, tables),
+        PlanConfig(budget=20_000).fast(),
         truth=data.truth,
         random_state=0,
     )

@@ -4,6 +4,7 @@ degenerate inputs, and recovery of the simulator's true hazard ratios."""
 from __future__ import annotations
 
 import warnings
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,8 @@ from lifelines.datasets import load_rossi
 from lifelines.statistics import logrank_test
 
 import retention_lab.survival as sv
-from retention_lab.data.loaders import derive_tenure
+from retention_lab.config import SurvivalConfig
+from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.labels import label
@@ -48,6 +50,11 @@ def rossi() -> pd.DataFrame:
 def small_sim():
     data = simulate(SimulatorSettings(n_customers=4000, months=48), random_state=11)
     return derive_tenure(data.customers, data.as_of), data.problems, data.truth
+
+
+def tables_of(customers, problems=None) -> Tables:
+    """The tables the survival stage reads (it does not read ``as_of``: tenures are derived)."""
+    return Tables(customers=customers, problems=problems, as_of=date(2024, 1, 1))
 
 
 def exponential(rng, n, rate, censor_at=None):
@@ -359,7 +366,11 @@ class TestDegenerateInputs:
         with pytest.raises(DataError, match="column 'churned'.*all 200 customers are censored"):
             sv.fit_cox(frame, covariates=["plan"], strata=[])
         with pytest.raises(DataError, match="at least one churned customer"):
-            sv.analyse(frame, covariates=["plan"], strata=[], groups=["plan"])
+            sv.analyse(
+                tables_of(frame),
+                None,
+                SurvivalConfig(covariates=["plan"], strata=[], groups=["plan"]),
+            )
         km = sv.km_table(frame)  # documented: the curve stays at 1
         assert (km["survival"] == 1).all()
         assert np.isinf(sv.median_tenure(frame).loc[0, "median_months"])
@@ -417,7 +428,13 @@ def test_analyse_gives_metrics_findings_and_one_score_per_active_customer(small_
     customers, problems, truth = small_sim
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        result = sv.analyse(customers, problems, covariates=COVARIATES, truth=truth, random_state=0)
+        result = sv.analyse(
+            tables_of(customers, problems),
+            None,
+            SurvivalConfig(covariates=COVARIATES),
+            truth=truth,
+            random_state=0,
+        )
     metrics = result.to_metrics()
     for key in (
         "median_tenure_months",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -19,9 +20,9 @@ import pytest
 import yaml
 
 from retention_lab import monitor, survival
-from retention_lab.config import CONFIGS_DIR, load_config
+from retention_lab.config import CONFIGS_DIR, SurvivalConfig, load_config
 from retention_lab.data import load_tables
-from retention_lab.data.loaders import derive_tenure
+from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.errors import StatisticalWarning
 from retention_lab.units import DAYS_PER_MONTH, TenureUnit
 
@@ -32,9 +33,8 @@ SETTINGS = {
     "covariates": ["segment", "monthly_fee"],
     "strata": ["contract"],
     "groups": ["segment", "contract"],
-    "fast": True,
-    "random_state": 5,
 }
+AS_OF = date(2018, 1, 1)
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +47,24 @@ def telco() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def runs(telco) -> dict[str, survival.SurvivalSummary]:
     """The survival stage on Telco declared in months, and on the same tenures given in days."""
-    days = derive_tenure(
-        telco.assign(tenure=telco["tenure"] * DAYS_PER_MONTH), pd.Timestamp("2018-01-01"),
+    days_customers = derive_tenure(
+        telco.assign(tenure=telco["tenure"] * DAYS_PER_MONTH), pd.Timestamp(AS_OF),
         tenure_unit="days",
     )  # fmt: skip
+    in_months = SurvivalConfig(**SETTINGS, horizons_months=HORIZONS_MONTHS).fast()
+    in_days = SurvivalConfig(**SETTINGS, horizons=[h * DAYS_PER_MONTH for h in HORIZONS_MONTHS])
     with warnings.catch_warnings():  # Telco's fee and segment fail the PH test: stated, known
         warnings.simplefilter("ignore", StatisticalWarning)
-        months = survival.analyse(telco, horizons_months=HORIZONS_MONTHS, **SETTINGS)
-        in_days = survival.analyse(
-            days,
-            horizons=[h * DAYS_PER_MONTH for h in HORIZONS_MONTHS],
-            tenure_unit="days",
-            **SETTINGS,
+        months = survival.analyse(
+            Tables(customers=telco, as_of=AS_OF), None, in_months, random_state=5
         )
-    return {"months": months, "days": in_days}
+        days = survival.analyse(
+            Tables(customers=days_customers, as_of=AS_OF, tenure_unit="days"),
+            None,
+            in_days.fast(),
+            random_state=5,
+        )
+    return {"months": months, "days": days}
 
 
 def test_the_tenure_unit_converts_and_names_columns():

@@ -49,7 +49,7 @@ def summary(market):
     _, _, data = market
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        return up.analyse(data, config=UpliftConfig(), random_state=0)
+        return up.analyse(None, data, UpliftConfig(), random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -411,14 +411,14 @@ def test_outcome_that_never_varies_is_rejected():
     frame = _toy().assign(outcome=1)
     data = up.from_frame(frame, control="none")
     with pytest.raises(DataError, match="column 'outcome'.*never|column 'outcome'.*varies"):
-        up.analyse(data, config=UpliftConfig().fast())
+        up.analyse(None, data, UpliftConfig().fast())
 
 
 def test_missing_control_arm_is_rejected():
     frame = _toy(arms=("a", "b"))
     data = up.from_frame(frame, control="none")
     with pytest.raises(DataError, match="column 'treatment': a control arm labelled 'none'"):
-        up.analyse(data, config=UpliftConfig().fast())
+        up.analyse(None, data, UpliftConfig().fast())
 
 
 def test_fewer_rows_than_folds_is_rejected():
@@ -431,7 +431,7 @@ def test_fewer_rows_than_folds_is_rejected():
     )
     data = up.from_frame(frame, control="none")
     with pytest.raises(DataError, match="cross-fitting"):
-        up.analyse(data, config=UpliftConfig(folds=3))
+        up.analyse(None, data, UpliftConfig(folds=3))
     with pytest.raises(DataError, match="at least 3 rows for 3-fold cross-fitting"):
         up.design.fold_ids(np.array(["a", "b"]), 3, 0)
 
@@ -441,7 +441,7 @@ def test_missing_interventions_gives_a_documented_empty_result(small):
     bare = Tables(customers=tables.customers, as_of=tables.as_of)
     data = up.case_table(bare)
     assert not data.available
-    result = up.analyse(data)
+    result = up.analyse(None, data, UpliftConfig())
     assert not result.available and result.to_metrics() == {}
     assert up.findings(result)[0].startswith("Uplift analysis not available for this dataset")
     assert up.plan_effects(result, data, bare).empty
@@ -462,7 +462,7 @@ def test_unknown_learner_and_unfitted_model_are_clear():
 def test_weak_learners_warn(small):
     _, data = small
     with pytest.warns(StatisticalWarning, match="better than random"):
-        up.analyse(data, config=UpliftConfig().fast(), random_state=1)
+        up.analyse(None, data, UpliftConfig().fast(), random_state=1)
 
 
 # --------------------------------------------------------------------- direct use
@@ -495,7 +495,7 @@ def test_campaign_export_runs_through_the_configuration(tmp_path, market):
             },
         }
     )
-    direct = up.prepare(None, config=config.uplift)
+    direct = up.prepare(None, settings=config.uplift)
     assert direct.source == "campaign" and direct.features == [
         "segment",
         "tenure",
@@ -505,7 +505,7 @@ def test_campaign_export_runs_through_the_configuration(tmp_path, market):
     assert direct.strata == ["segment", "problem"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        result = up.analyse(direct, config=config.uplift.fast(), random_state=0)
+        result = up.analyse(None, direct, config.uplift.fast(), random_state=0)
     assert result.available and result.n_randomised == len(export)
     assert set(result.ate_table()["instrument"]) == set(export["arm"]) - {"holdout"}
     effects = up.plan_effects(result, direct)
@@ -559,7 +559,7 @@ def test_every_figure_has_a_title_and_labelled_axes(summary):
 def test_figures_of_an_unavailable_result_say_so():
     import matplotlib.pyplot as plt
 
-    for fig in _figures(up.analyse(up.unavailable("no interventions"))):
+    for fig in _figures(up.analyse(None, up.unavailable("no interventions"), UpliftConfig())):
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert "Not available for this dataset" in texts
         plt.close(fig)

@@ -369,7 +369,7 @@ class CampaignSource(ExportSource):
 
 
 class UpliftConfig(_Section):
-    """Uplift modelling of retention instruments (stage 02_uplift): ``uplift.analyse``'s settings."""
+    """Uplift modelling of instruments (stage 02_uplift): ``uplift.analyse``'s settings."""
 
     FAST: ClassVar[dict[str, Any]] = {
         "max_iter": 40,

@@ -246,7 +246,7 @@ class MonitorInputs:
 
 
 def read_inputs(stage, *, as_of) -> MonitorInputs:
-    """This run's finished stages and the earlier runs of the experiment, from the stage context.
+    """Read this run's finished stages and the experiment's earlier runs from the stage context.
 
     ``as_of`` is the data's snapshot date; ``stage.settings.n_runs`` bounds the earlier runs read.
     """

@@ -16,7 +16,6 @@ from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.labels import label
 from retention_lab.survival import descriptive as desc
 from retention_lab.survival._prep import (
-    COHORT,
     DURATION,
     EVENT,
     check_customers,
