@@ -190,3 +190,53 @@ def test_a_stage_in_a_run_imports_neither_mlflow_nor_pandera(tmp_path, config_fi
     assert json.loads(done.stdout.splitlines()[-1]) == []  # the runner logs; tables are valid
     assert [folder for _, folder in read_artifacts(run_dir, "survival")] == ["tables", "figures"]
     assert read_results(run_dir, "survival")["metrics"]["n"] > 0
+
+
+STAGE_PACKAGES = ("survival", "uplift", "clv", "plan", "monitor")
+
+
+@pytest.mark.parametrize("package", STAGE_PACKAGES)
+def test_every_stage_entry_point_has_the_one_shape(package):
+    """``analyse(tables, inputs, settings, *, truth=None, random_state=None)`` and ``findings``."""
+    import importlib
+    import inspect
+
+    stage = importlib.import_module(f"retention_lab.{package}")
+    positional, keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+    shape = [
+        (p.name, p.kind, p.default) for p in inspect.signature(stage.analyse).parameters.values()
+    ]
+    assert shape == [
+        ("tables", positional, inspect.Parameter.empty),
+        ("inputs", positional, inspect.Parameter.empty),
+        ("settings", positional, inspect.Parameter.empty),
+        ("truth", keyword, None),
+        ("random_state", keyword, None),
+    ]
+    # findings(result, *, wording...): one result in, every other argument keyword-only
+    first, *wording = inspect.signature(stage.findings).parameters.values()
+    assert first.kind == positional and first.default is inspect.Parameter.empty
+    assert all(p.kind == keyword and p.default is not p.empty for p in wording)
+
+
+@pytest.mark.parametrize("package", STAGE_PACKAGES)
+def test_every_stage_settings_section_has_a_smoke_variant_of_its_own_type(package):
+    config = make_config()
+    section = config.stage_settings("monitoring" if package == "monitor" else package)
+    fast = config.stage_settings("monitoring" if package == "monitor" else package, fast=True)
+    assert type(fast) is type(section)
+    # what a smoke run shrinks is declared once, on the section (FAST), and the variant obeys it
+    for key, value in type(section).FAST.items():
+        assert getattr(fast, key) <= value, key
+    unchanged = set(type(section).model_fields) - set(type(section).FAST) - {"transaction_models"}
+    assert {k: getattr(fast, k) for k in unchanged} == {k: getattr(section, k) for k in unchanged}
+
+
+def test_a_survival_smoke_run_caps_each_model_sample_and_keeps_a_smaller_cap():
+    from retention_lab.config import SurvivalConfig
+
+    fast = SurvivalConfig(max_ph_customers=1_000, max_cox_customers=None).fast()
+    assert fast.max_ph_customers == 1_000  # smaller than the smoke cap: kept
+    assert fast.max_cox_customers == fast.max_aft_customers == 5_000  # None (all) is capped too
+    assert fast.max_validation_customers == fast.max_problem_customers == 5_000
+    assert SurvivalConfig().covariates == fast.covariates  # nothing else changes
