@@ -62,19 +62,15 @@ def upstream(config_path: Path, seed: int, cache: Path, reuse: bool) -> dict:
         return pickle.loads(file.read_bytes())
     config = load_config(config_path).model_copy(update={"seed": seed})
     tables, truth = load_tables(config.data, random_state=seed)
-    s = config.survival
     surv = rl.survival.analyse(
-        tables.customers, tables.problems, tables.interventions,
-        **s.model_dump(), truth=truth, random_state=seed + 1,
-    )  # fmt: skip
-    cases = rl.uplift.prepare(tables, config=config.uplift, truth=truth)
+        tables, None, config.survival, truth=truth, random_state=seed + 1
+    )
+    cases = rl.uplift.prepare(tables, settings=config.uplift, truth=truth)
     t0 = time.perf_counter()
-    up = rl.uplift.analyse(cases, config=config.uplift, random_state=seed + 2)
+    up = rl.uplift.analyse(tables, cases, config.uplift, random_state=seed + 2)
     uplift_seconds = time.perf_counter() - t0
     effects = rl.uplift.plan_effects(up, cases, tables)
-    clv = rl.clv.analyse(
-        tables, config=config.clv, scores=surv.scores, truth=truth, random_state=seed + 3
-    )
+    clv = rl.clv.analyse(tables, surv.scores, config.clv, truth=truth, random_state=seed + 3)
     out = {
         "config": config,
         "tables": tables,
@@ -97,16 +93,15 @@ def decide(up: dict, seed: int):
 
     config = up["config"]
     inputs = rl.plan.PlanInputs(
-        values=up["values"], scores=up["scores"], effects=up["effects"], pooled=up["pooled"]
-    )
-    return rl.plan.analyse(
-        up["tables"],
-        inputs=inputs,
-        config=config.plan,
-        truth=up["truth"],
+        values=up["values"],
+        scores=up["scores"],
+        effects=up["effects"],
+        pooled=up["pooled"],
         value_months=config.clv.horizon_months,
         annual_discount=config.clv.discount_rate,
-        random_state=seed + 4,
+    )
+    return rl.plan.analyse(
+        up["tables"], inputs, config.plan, truth=up["truth"], random_state=seed + 4
     )
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from retention_lab import monitor, tracking
-from retention_lab.config import RunConfig
+from retention_lab.config import MonitorConfig, RunConfig
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.stage import StageContext
@@ -151,7 +151,8 @@ def main() -> None:
         tables={(stage, name): table for stage, named in saved.items()
                 for name, table in named.items()} | {("monitoring", "input_profile"): profile},
     )  # fmt: skip
-    summary = monitor.analyse(current, earlier, n_runs=args.runs + 1)
+    inputs = monitor.MonitorInputs(current, earlier)
+    summary = monitor.analyse(None, inputs, MonitorConfig(n_runs=args.runs + 1))
     t_analyse = time.perf_counter() - t0 - t_profile - t_history
     total = time.perf_counter() - t0
     print(

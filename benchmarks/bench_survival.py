@@ -48,11 +48,12 @@ def _run_stage(folder: Path, seed: int, full: bool) -> dict:
     import pandas as pd
 
     import retention_lab.survival as sv
-    from retention_lab.data.loaders import derive_tenure
+    from retention_lab.data.loaders import Tables, derive_tenure
 
     rss_start = _peak_rss_gb()
     customers = pd.read_parquet(folder / "customers.parquet")
-    customers = derive_tenure(customers, pd.Timestamp((folder / "as_of.txt").read_text()))
+    as_of = pd.Timestamp((folder / "as_of.txt").read_text())
+    customers = derive_tenure(customers, as_of)
     problems = pd.read_parquet(folder / "problems.parquet")
     interventions = pd.read_parquet(folder / "interventions.parquet")
     rss_loaded = _peak_rss_gb()
@@ -68,9 +69,10 @@ def _run_stage(folder: Path, seed: int, full: bool) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = sv.analyse(
-            customers, problems, interventions, **settings.model_dump(), random_state=seed
+        tables = Tables(
+            customers=customers, problems=problems, interventions=interventions, as_of=as_of
         )
+        result = sv.analyse(tables, None, settings, random_state=seed)
     wall = time.perf_counter() - t0
     return {
         "customers": len(customers),

@@ -74,7 +74,7 @@ def run(directory: Path, threads: int) -> dict:
     t_cases = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = up.analyse(data, config=config, random_state=0)
+        summary = up.analyse(tables, data, config, random_state=0)
     t_analyse = time.perf_counter()
     effects = up.plan_effects(summary, data, tables)
     t_plan = time.perf_counter()
