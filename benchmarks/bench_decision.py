@@ -62,9 +62,7 @@ def upstream(config_path: Path, seed: int, cache: Path, reuse: bool) -> dict:
         return pickle.loads(file.read_bytes())
     config = load_config(config_path).model_copy(update={"seed": seed})
     tables, truth = load_tables(config.data, random_state=seed)
-    surv = rl.survival.analyse(
-        tables, None, config.survival, truth=truth, random_state=seed + 1
-    )
+    surv = rl.survival.analyse(tables, None, config.survival, truth=truth, random_state=seed + 1)
     cases = rl.uplift.prepare(tables, settings=config.uplift, truth=truth)
     t0 = time.perf_counter()
     up = rl.uplift.analyse(tables, cases, config.uplift, random_state=seed + 2)
