@@ -210,29 +210,117 @@ def _reason(row) -> str:
 def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> PlanSummary:
     """Run the plan stage: candidates, effects, threats, playbook, allocation, baselines.
 
-    The plan acts on the expected net value in money (retention gain x the
-    customer's value - cost) with one risk rule: an instrument is given only
-    where the probability that its net value is positive is at least
-    ``settings.min_probability``. Effects come from the uplift stage's pooled
-    cells when present, else its learners, else the plan's own model.
+    The plan acts on the expected net value in money (retention gain x value - cost)
+    with one risk rule: an instrument is given only where P(net value > 0) is at least
+    ``settings.min_probability``. Effects come from the uplift stage's pooled cells when
+    present, else its learners, else the plan's own model.
 
     Parameters
     ----------
     tables
         The run's canonical tables (customers, problems, interventions).
     inputs : PlanInputs
-        The earlier stages' outputs (``read_inputs``), with the horizon and
-        discount rate of the customer value (the clv stage's); the truth values
-        each arm's margin over them.
+        The earlier stages' outputs (``read_inputs``) and the clv stage's value horizon
+        and discount rate, over which the truth values each arm's margin.
     settings : PlanConfig
-        The configuration's ``plan`` section; a smoke run passes
-        ``PlanConfig.fast()`` (fewer bootstrap resamples and budget-curve points).
+        The ``plan`` section; a smoke run passes ``PlanConfig.fast()`` (fewer resamples).
     truth
         The simulator's ground truth, or None for real data.
     """
-    config = settings
     rng = np.random.default_rng(random_state)
     notes: list[str] = []
+    values, cand, cases, costs = _frames(tables, inputs, settings)
+    randomised = cases[cases["assignment"] == "random"].reset_index(drop=True)
+    model = pin.EffectModel(settings.effect_model_c).fit(randomised)
+    instruments, capacity = _instruments(model, costs, settings, notes)
+    boot_models = _bootstrap_models(randomised, inputs, settings, rng, notes)
+    value = cand["value"].to_numpy(float)
+    cost = pin.cost_matrix(cand, costs, instruments)
+    source, effect, effect_std = _candidate_effects(inputs, cand, instruments, model, boot_models)
+    net = _net_values(effect, effect_std, value, cost, settings.min_probability)
+    cells = _cells(randomised, model, boot_models, values, costs, instruments, inputs.pooled)
+    progress.step(f"allocating the budget over {len(cand):,} candidates")
+    allocation = allocate(
+        net, cost, budget=settings.budget, capacity=capacity,
+        exact_max_customers=settings.exact_max_customers, random_state=random_state,
+    )  # fmt: skip
+    choice = allocation.choice
+    true_effect, true_net = _truth(truth, cand, instruments, settings.horizon_months, inputs)
+    baselines = _baselines(
+        tables, cases, cand, instruments, effect, value, cost, capacity, settings, rng,
+        random_state, true_net,
+    )  # fmt: skip
+    choices = {"plan": choice, **baselines.choices}
+    comparison = pd.DataFrame(
+        {"policy": name, "label": ev.LABELS[name],
+         **ev.policy_totals(ch, effect, value, cost, true_effect, true_net)}
+        for name, ch in choices.items()
+    )  # fmt: skip
+    progress.step(f"off-policy evaluation on {len(randomised):,} randomised cases")
+    ope = _off_policy(
+        randomised, values, costs, instruments, model, settings, allocation, choices,
+        baselines.rule, baselines.most_used, baselines.best_single, len(cand), settings.bootstrap,
+        rng, boot_models, inputs.pooled,
+    )  # fmt: skip
+    curve = budget_curve(
+        net, cost, np.linspace(0.0, max(settings.budget * 2, 1.0), settings.budget_curve_points),
+        capacity=capacity, exact_max_customers=min(settings.exact_max_customers, 5_000),
+        random_state=random_state,
+    )  # fmt: skip
+    chosen = np.asarray(instruments, object)[np.maximum(choice, 0)]
+    cand = cand.assign(instrument=np.where(choice >= 0, chosen, None))
+    return PlanSummary(
+        budget=float(settings.budget),
+        instruments=instruments,
+        min_probability=float(settings.min_probability),
+        effects_source=source,
+        candidates=cand,
+        costs=costs,
+        threats=threat_table(inputs.threats, tables, values=values),
+        playbook=playbook(cells) if len(cells) else pd.DataFrame(),
+        allocation=allocation,
+        actions=_actions(cand, choice, effect, effect_std, cost, instruments),
+        comparison=comparison,
+        off_policy=ope,
+        budget_curve=curve,
+        by_instrument=_by_instrument(choice, effect, value, cost, instruments, capacity),
+        notes=notes,
+    )
+
+
+def _net_values(effect, effect_std, value, cost, min_probability) -> np.ndarray:
+    """Net value of each option (effect x value - cost); the risk rule caps a doubtful one at 0."""
+    net = effect * value[:, None] - cost
+    allowed = pin.net_value_probability(effect, effect_std, value, cost) >= min_probability
+    return np.where(allowed, net, np.minimum(net, 0.0))
+
+
+def _instruments(model, costs, config, notes) -> tuple[list[str], np.ndarray]:
+    """The instruments the plan may give (seen in the randomised cases, with a cost) and capacities.
+
+    A capacity configured for an instrument the data do not have is noted and ignored.
+    """
+    instruments = [a for a in model.arms_[1:] if a in set(costs["instrument"])]
+    unknown = sorted(set(config.capacities) - set(instruments))
+    if unknown:
+        notes.append(f"capacities for unknown instruments {unknown} were ignored")
+    return instruments, np.array([float(config.capacities.get(a, np.inf)) for a in instruments])
+
+
+def _frames(tables, inputs, config):
+    """The customers' values, the candidates, the past cases and the instruments' costs.
+
+    Returns
+    -------
+    values : pandas.DataFrame
+        The clv stage's values with ``value`` the configured ``value_basis``.
+    candidates : pandas.DataFrame
+        See ``inputs.candidates``.
+    cases : pandas.DataFrame
+        See ``inputs.past_cases``.
+    costs : pandas.DataFrame
+        See ``inputs.instrument_costs``.
+    """
     values = inputs.values.assign(customer_id=inputs.values["customer_id"].astype(str))
     values = values.assign(value=values[config.value_basis].astype(float))
     cand = pin.candidates(
@@ -243,86 +331,8 @@ def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> PlanS
         value_col="value",
     )
     cases = pin.past_cases(tables, horizon_months=config.horizon_months)
-    randomised = cases[cases["assignment"] == "random"].reset_index(drop=True)
     costs = pin.instrument_costs(tables.interventions, tables.customers, overrides=config.costs)
-    model = pin.EffectModel(config.effect_model_c).fit(randomised)
-    instruments = [a for a in model.arms_[1:] if a in set(costs["instrument"])]
-    unknown = sorted(set(config.capacities) - set(instruments))
-    if unknown:
-        notes.append(f"capacities for unknown instruments {unknown} were ignored")
-    capacity = np.array([float(config.capacities.get(a, np.inf)) for a in instruments])
-    boot_models = _bootstrap_models(randomised, inputs, config, rng, notes)
-    value = cand["value"].to_numpy(float)
-    cost = pin.cost_matrix(cand, costs, instruments)
-    source, effect, effect_std = _candidate_effects(inputs, cand, instruments, model, boot_models)
-    net = effect * value[:, None] - cost
-    allowed = pin.net_value_probability(effect, effect_std, value, cost) >= config.min_probability
-    net = np.where(allowed, net, np.minimum(net, 0.0))
-    cells = _cells(randomised, model, boot_models, values, costs, instruments, inputs.pooled)
-    progress.step(f"allocating the budget over {len(cand):,} candidates")
-    allocation = allocate(
-        net,
-        cost,
-        budget=config.budget,
-        capacity=capacity,
-        exact_max_customers=config.exact_max_customers,
-        random_state=random_state,
-    )
-    choice = allocation.choice
-    # truth on simulated data: retention and margin of every arm, from the simulator alone
-    true_effect = true_net = None
-    if truth is not None and len(cand):
-        true_effect, true_net = _truth(
-            truth, cand, instruments, config.horizon_months, inputs.value_months,
-            inputs.annual_discount,
-        )  # fmt: skip
-    baselines = _baselines(
-        tables, cases, cand, instruments, effect, value, cost, capacity, config, rng,
-        random_state,
-    )  # fmt: skip
-    choices = {"plan": choice, **baselines.choices}
-    if true_net is not None:
-        choices["oracle"] = allocate(
-            true_net, cost, budget=config.budget, capacity=capacity,
-            exact_max_customers=config.exact_max_customers,
-        ).choice  # fmt: skip
-    rows = []
-    for name, ch in choices.items():
-        totals = ev.policy_totals(ch, effect, value, cost, true_effect, true_net)
-        rows.append({"policy": name, "label": ev.LABELS[name], **totals})
-    progress.step(f"off-policy evaluation on {len(randomised):,} randomised cases")
-    ope = _off_policy(
-        randomised, values, costs, instruments, model, config, allocation, choices,
-        baselines.rule, baselines.most_used, baselines.best_single, len(cand), config.bootstrap,
-        rng, boot_models, inputs.pooled,
-    )  # fmt: skip
-    curve = budget_curve(
-        net, cost, np.linspace(0.0, max(config.budget * 2, 1.0), config.budget_curve_points),
-        capacity=capacity, exact_max_customers=min(config.exact_max_customers, 5_000),
-        random_state=random_state,
-    )  # fmt: skip
-    cand = cand.assign(
-        instrument=np.where(
-            choice >= 0, np.asarray(instruments, object)[np.maximum(choice, 0)], None
-        )
-    )
-    return PlanSummary(
-        budget=float(config.budget),
-        instruments=instruments,
-        min_probability=float(config.min_probability),
-        effects_source=source,
-        candidates=cand,
-        costs=costs,
-        threats=threat_table(inputs.threats, tables, values=values),
-        playbook=playbook(cells) if len(cells) else pd.DataFrame(),
-        allocation=allocation,
-        actions=_actions(cand, choice, effect, effect_std, cost, instruments),
-        comparison=pd.DataFrame(rows),
-        off_policy=ope,
-        budget_curve=curve,
-        by_instrument=_by_instrument(choice, effect, value, cost, instruments, capacity),
-        notes=notes,
-    )
+    return values, cand, cases, costs
 
 
 def _bootstrap_models(randomised, inputs, config, rng, notes) -> list[pin.EffectModel]:
@@ -375,9 +385,13 @@ class _Baselines:
 
 
 def _baselines(
-    tables, cases, cand, instruments, effect, value, cost, capacity, config, rng, random_state
-) -> _Baselines:
-    """Each configured baseline's choice of instrument per candidate at the plan's budget."""
+    tables, cases, cand, instruments, effect, value, cost, capacity, config, rng, random_state,
+    true_net,
+) -> _Baselines:  # fmt: skip
+    """Each configured baseline's choice per candidate at the plan's budget, and the oracle's.
+
+    The oracle (on simulated data, ``true_net`` not None) allocates on the true net values.
+    """
     most_used = (
         tables.interventions["instrument"].astype(str).loc[lambda s: s.isin(instruments)].mode()
     )
@@ -402,6 +416,11 @@ def _baselines(
         )
         for name in config.baselines
     }
+    if true_net is not None:
+        choices["oracle"] = allocate(
+            true_net, cost, budget=config.budget, capacity=capacity,
+            exact_max_customers=config.exact_max_customers,
+        ).choice  # fmt: skip
     return _Baselines(choices, rule, most_used, best_single)
 
 
@@ -414,15 +433,17 @@ def _model_effects(model, boot_models, frame, instruments) -> tuple[np.ndarray, 
     return effect, draws.std(axis=0, ddof=1)
 
 
-def _truth(truth, cand, instruments, horizon_months, value_months, annual_discount):
+def _truth(truth, cand, instruments, horizon_months, inputs: PlanInputs):
     """True retention gain at the horizon and true net value of every option, from the simulator.
 
-    The net value is each arm's expected margin over ``value_months`` minus the
+    The net value is each arm's expected margin over ``inputs.value_months`` minus the
     control's, minus the arm's cost (``simulate.true_net_values``): no estimate
-    enters it.
+    enters it. Both are None on real data (no ``truth``) or without candidates.
     """
     from retention_lab.data.simulate import true_net_values, true_treatment_outcomes
 
+    if truth is None or not len(cand):
+        return None, None
     arms = [pin.CONTROL, *instruments]
     kinds = cand["problem_type"].to_numpy()
     tr = true_treatment_outcomes(
@@ -430,8 +451,9 @@ def _truth(truth, cand, instruments, horizon_months, value_months, annual_discou
     )
     p = tr["p_retained"].to_numpy(float).reshape(len(cand), len(arms))
     tv = true_net_values(
-        truth, cand, kinds, value_months=value_months, annual_discount=annual_discount, arms=arms
-    )
+        truth, cand, kinds, value_months=inputs.value_months,
+        annual_discount=inputs.annual_discount, arms=arms,
+    )  # fmt: skip
     net = tv["net_value"].to_numpy(float).reshape(len(cand), len(arms))
     return p[:, 1:] - p[:, :1], net[:, 1:]
 
