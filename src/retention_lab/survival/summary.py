@@ -458,6 +458,15 @@ def findings(result: SurvivalSummary, *, labels: Mapping[str, str] | None = None
     Terms and levels read as ``retention_lab.labels.label`` words them, with
     ``labels`` (the configuration's ``report.labels``) first.
     """
+    return [
+        *_tenure_findings(result, labels),
+        *_threat_findings(result, labels),
+        *_model_findings(result),
+    ]
+
+
+def _tenure_findings(result: SurvivalSummary, labels) -> list[str]:
+    """How long customers stay: the median, retention, the gap between segments, the peak risk."""
     out, u = [], result.unit
     median = result.in_unit("median")
     med = median[median["grouping"] == desc.ALL].iloc[0]
@@ -506,6 +515,12 @@ def findings(result: SurvivalSummary, *, labels: Mapping[str, str] | None = None
             f"{label(peak['grouping'], labels)} {label(peak['group'], labels)} "
             f"({peak['hazard']:.1%} per {u.singular})."
         )
+    return out
+
+
+def _threat_findings(result: SurvivalSummary, labels) -> list[str]:
+    """Why customers leave: the top threat and reason, the covariates, the model checks."""
+    out: list[str] = []
     if len(result.threats):
         top = result.threats.iloc[0]
         out.append(
@@ -544,6 +559,12 @@ def findings(result: SurvivalSummary, *, labels: Mapping[str, str] | None = None
         f"Among the parametric models, the {best['model']} AFT fits best by AIC "
         f"(next best {result.aft.table['delta_aic'].iloc[1]:.0f} AIC points worse)."
     )
+    return out
+
+
+def _model_findings(result: SurvivalSummary) -> list[str]:
+    """How far the churn scores can be trusted: validation, scores, truth, samples."""
+    out: list[str] = []
     v = result.validation
     ranks = (
         f"On {v.n_test:,} held-out customers the model ranks churners with a concordance of "

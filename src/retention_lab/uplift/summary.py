@@ -701,30 +701,58 @@ def findings(summary: UpliftSummary, *, labels: Mapping[str, str] | None = None)
     if not summary.available:
         return [f"Uplift analysis not available for this dataset: {summary.reason}."]
     _pp = _unit(summary)  # effects in the outcome's unit: pp for a binary outcome
+    ate, y = summary.ate, summary.outcome
+    rnd = ate[(ate["estimator"] == "difference_in_means") & (ate["outcome"] == y)]
+    rnd = rnd[rnd["status"] == "estimated"].sort_values("effect", ascending=False)
     out = [
         f"{summary.n_cases:,} retention cases with an observed outcome, "
-        f"{summary.n_randomised:,} of them randomised."
+        f"{summary.n_randomised:,} of them randomised.",
+        *_randomised_findings(summary, rnd, labels, _pp),
     ]
-    detail: list[str] = []  # for analysts: after the key findings
+    cells, detail = _cell_findings(summary, labels, _pp)
+    out += cells + _selection_findings(summary, labels, _pp)
+    diag = summary.observational
+    # observational data: the doubly robust estimates are the answer, else a check
+    (out if summary.n_randomised == 0 else detail).extend(
+        obs.findings(summary.features, diag[diag["outcome"] == y], ate, _pp)
+    )
+    detail += _hazard_findings(summary) + _learner_findings(summary, rnd, _pp)
+    return out + detail + summary.notes
+
+
+def _randomised_findings(summary: UpliftSummary, rnd, labels, _pp) -> list[str]:
+    """The randomised comparison of every instrument against no action."""
+    if not len(rnd):
+        return []
+    y = summary.outcome
+    parts = [
+        f"{label(r.instrument, labels)} {_pp(r.effect)} (95% CI {_pp(r.lower)} to {_pp(r.upper)})"
+        for r in rnd.itertuples()
+    ]
+    change = (
+        "change in the share still customers at the horizon"
+        if summary.outcome_type == "binary"
+        else f"change in the mean {y}"
+    )
+    return [f"Randomised comparison against no action, {change}: " + "; ".join(parts) + "."]
+
+
+def _cell_findings(summary: UpliftSummary, labels, _pp) -> tuple[list[str], list[str]]:
+    """Where each instrument works best or harms (pooled cells), and the pooling's checks.
+
+    Returns
+    -------
+    key : list of str
+        What a manager acts on.
+    detail : list of str
+        The pooling against the truth and the staff records against randomisation.
+    """
+    out: list[str] = []
+    detail: list[str] = []
 
     def name(value) -> str:
         return label(value, labels)
 
-    ate = summary.ate
-    y = summary.outcome
-    rnd = ate[(ate["estimator"] == "difference_in_means") & (ate["outcome"] == y)]
-    rnd = rnd[rnd["status"] == "estimated"].sort_values("effect", ascending=False)
-    if len(rnd):
-        parts = [
-            f"{name(r.instrument)} {_pp(r.effect)} (95% CI {_pp(r.lower)} to {_pp(r.upper)})"
-            for r in rnd.itertuples()
-        ]
-        change = (
-            "change in the share still customers at the horizon"
-            if summary.outcome_type == "binary"
-            else f"change in the mean {y}"
-        )
-        out.append(f"Randomised comparison against no action, {change}: " + "; ".join(parts) + ".")
     est = summary.pooled_table("retention").dropna(subset=["pooled"])
     if len(est):
         # 75 cells are read at once: a cell is called out by its posterior probability under
@@ -768,6 +796,12 @@ def findings(summary: UpliftSummary, *, labels: Mapping[str, str] | None = None)
                 f"records (doubly robust) differ from the randomised estimate by {_pp(bias)} on "
                 f"average; they disagree beyond chance in {int(ovr['disagree'].sum())} cells."
             )
+    return out, detail
+
+
+def _selection_findings(summary: UpliftSummary, labels, _pp) -> list[str]:
+    """How far the naive comparison of staff-assigned cases misleads (selection bias)."""
+    ate, y, out = summary.ate, summary.outcome, []
     naive = ate[(ate["estimator"] == "naive") & (ate["outcome"] == y)]
     dr = ate[(ate["estimator"] == "aipw") & (ate["population"] == "rule") & (ate["outcome"] == y)]
     if len(naive) and len(dr):
@@ -776,18 +810,19 @@ def findings(summary: UpliftSummary, *, labels: Mapping[str, str] | None = None)
         j = j.dropna(subset=["gap"]).sort_values("gap", key=np.abs, ascending=False)
         if len(j):
             r = j.iloc[0]
+            instrument = label(r["instrument"], labels)
             out.append(
-                f"Staff-assigned cases mislead: the naive comparison gives {name(r['instrument'])} "
+                f"Staff-assigned cases mislead: the naive comparison gives {instrument} "
                 f"{_pp(r['effect_naive'])}, the doubly robust estimate {_pp(r['effect_dr'])} "
                 f"(selection bias {_pp(r['gap'])}); {summary.trimmed_share:.1%} of the "
                 "rule-assigned cases lacked common support and were trimmed."
             )
-    diag = summary.observational
-    # observational data: the doubly robust estimates are the answer, else a check
-    (out if summary.n_randomised == 0 else detail).extend(
-        obs.findings(summary.features, diag[diag["outcome"] == y], ate, _pp)
-    )
-    detail += _hazard_findings(summary)
+    return out
+
+
+def _learner_findings(summary: UpliftSummary, rnd, _pp) -> list[str]:
+    """The chosen learner per instrument and, on simulated data, how well it ranks by truth."""
+    detail: list[str] = []
     if not summary.chosen.empty:
         lm = summary.learner_metrics.merge(summary.chosen[["instrument", "learner"]])
         items = [
@@ -810,7 +845,7 @@ def findings(summary: UpliftSummary, *, labels: Mapping[str, str] | None = None)
             f"uplift retains {top:.1f} extra customers per 100 treated against {rnd30:.1f} "
             "for a random 30% (mean over instruments)."
         )
-    return out + detail + summary.notes
+    return detail
 
 
 def _hazard_findings(summary: UpliftSummary) -> list[str]:
