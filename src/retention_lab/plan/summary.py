@@ -676,26 +676,9 @@ def findings(
                 f"{label(r.instrument, labels)} {r.customers:,}" for r in used.itertuples()
             )
             out.append(f"Instruments in the plan: {parts}.")
-    if "true_net_value" in comp.columns and "plan" in comp.index and len(comp) > 1:
-        others = comp.drop(index=["plan", "oracle"], errors="ignore")
-        saved, worth = comp.loc["plan", "true_customers"], comp.loc["plan", "true_net_value"]
-        text = (
-            f"By the simulator's ground truth (each arm's true retention and margin over the "
-            f"value horizon, minus cost) the plan saves {saved:,.1f} customers and "
-            f"{money(worth)} of net value"
-        )
-        if len(others):
-            best = others["true_net_value"].idxmax()
-            text += (
-                f"; the best baseline at the same budget ({ev.LABELS[best]}) reaches "
-                f"{money(others.loc[best, 'true_net_value'])}"
-            )
-        if "status_quo" in comp.index:
-            text += f", the status-quo rule {money(comp.loc['status_quo', 'true_net_value'])}"
-        if "oracle" in comp.index and comp.loc["oracle", "true_net_value"] > 0:
-            share = worth / comp.loc["oracle", "true_net_value"]
-            text += f"; the plan captures {share:.0%} of the oracle's value (true effects known)"
-        out.append(text + ".")
+    truth = _truth_finding(comp, money)
+    if truth:
+        out.append(truth)
     dr = summary.off_policy
     if len(dr):
         d = dr[dr["estimator"] == "DR"].set_index("policy")
@@ -723,3 +706,28 @@ def findings(
         )
     out.extend(summary.notes)
     return out
+
+
+def _truth_finding(comp: pd.DataFrame, money) -> str:
+    """The plan against the baselines and the oracle by the simulator's truth ("" without it)."""
+    if not ("true_net_value" in comp.columns and "plan" in comp.index and len(comp) > 1):
+        return ""
+    others = comp.drop(index=["plan", "oracle"], errors="ignore")
+    saved, worth = comp.loc["plan", "true_customers"], comp.loc["plan", "true_net_value"]
+    text = (
+        f"By the simulator's ground truth (each arm's true retention and margin over the "
+        f"value horizon, minus cost) the plan saves {saved:,.1f} customers and "
+        f"{money(worth)} of net value"
+    )
+    if len(others):
+        best = others["true_net_value"].idxmax()
+        text += (
+            f"; the best baseline at the same budget ({ev.LABELS[best]}) reaches "
+            f"{money(others.loc[best, 'true_net_value'])}"
+        )
+    if "status_quo" in comp.index:
+        text += f", the status-quo rule {money(comp.loc['status_quo', 'true_net_value'])}"
+    if "oracle" in comp.index and comp.loc["oracle", "true_net_value"] > 0:
+        share = worth / comp.loc["oracle", "true_net_value"]
+        text += f"; the plan captures {share:.0%} of the oracle's value (true effects known)"
+    return text + "."
