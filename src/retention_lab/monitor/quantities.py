@@ -105,6 +105,15 @@ def survival_quantities(
         One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
         quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
     """
+    rows = _tenure_rows(metrics) + _hazard_ratio_rows(tables.get("hazard_ratios"))
+    has_problem_hrs = any(r["family"] == "problem hazard ratio" for r in rows)
+    if not has_problem_hrs:
+        rows += _threat_rows(tables.get("threats"))
+    return _rows(rows)
+
+
+def _tenure_rows(metrics: Mapping[str, float]) -> list[dict]:
+    """Median tenure and retention at each horizon, SEs read from their 95% CIs."""
     rows = []
     # tenures are in the unit the data declared, which the metric names carry
     unit = next((u for u in TENURE_UNIT_DAYS if f"median_tenure_{u}" in metrics), "months")
@@ -148,55 +157,66 @@ def survival_quantities(
                     unit="share",
                 )
             )
-    hrs = tables.get("hazard_ratios")
-    if hrs is not None and len(hrs) and {"log_hazard_ratio", "se"} <= set(hrs.columns):
-        for r in hrs.itertuples():
-            kind = getattr(r, "kind", "")
-            covariate = getattr(r, "covariate", r.term)
-            level = getattr(r, "level", None)
-            group = f"{covariate}={level}" if isinstance(level, str) and level else str(covariate)
-            reference = getattr(r, "reference", None)
-            if kind == "categorical" and isinstance(reference, str) and reference:
-                # a level's ratio depends on its reference (the most common level, which can
-                # change between runs): only ratios against the same reference are compared
-                group += f" vs {reference}"
-            family = "problem hazard ratio" if str(kind).startswith("problem") else "hazard ratio"
-            if kind == "problem_treated":
-                group += " (treated)"
-            rows.append(
-                _row(
-                    "survival",
-                    family,
-                    "hazard ratio",
-                    group,
-                    float(np.exp(r.log_hazard_ratio)),
-                    se=float(r.se),
-                    lower=float(np.exp(r.log_hazard_ratio - Z95 * r.se)),
-                    upper=float(np.exp(r.log_hazard_ratio + Z95 * r.se)),
-                    scale="log",
-                    unit="ratio",
-                )
+    return rows
+
+
+def _hazard_ratio_rows(hrs: pd.DataFrame | None) -> list[dict]:
+    """The survival stage's hazard ratios (covariates and problems), on the log scale."""
+    rows: list[dict] = []
+    if hrs is None or not len(hrs) or not {"log_hazard_ratio", "se"} <= set(hrs.columns):
+        return rows
+    for r in hrs.itertuples():
+        kind = getattr(r, "kind", "")
+        covariate = getattr(r, "covariate", r.term)
+        level = getattr(r, "level", None)
+        group = f"{covariate}={level}" if isinstance(level, str) and level else str(covariate)
+        reference = getattr(r, "reference", None)
+        if kind == "categorical" and isinstance(reference, str) and reference:
+            # a level's ratio depends on its reference (the most common level, which can
+            # change between runs): only ratios against the same reference are compared
+            group += f" vs {reference}"
+        family = "problem hazard ratio" if str(kind).startswith("problem") else "hazard ratio"
+        if kind == "problem_treated":
+            group += " (treated)"
+        rows.append(
+            _row(
+                "survival",
+                family,
+                "hazard ratio",
+                group,
+                float(np.exp(r.log_hazard_ratio)),
+                se=float(r.se),
+                lower=float(np.exp(r.log_hazard_ratio - Z95 * r.se)),
+                upper=float(np.exp(r.log_hazard_ratio + Z95 * r.se)),
+                scale="log",
+                unit="ratio",
             )
-    threats = tables.get("threats")
-    has_problem_hrs = any(r["family"] == "problem hazard ratio" for r in rows)
-    if threats is not None and len(threats) and not has_problem_hrs:
-        for r in threats.itertuples():
-            se = (np.log(r.hr_upper) - np.log(r.hr_lower)) / (2 * Z95)
-            rows.append(
-                _row(
-                    "survival",
-                    "problem hazard ratio",
-                    "hazard ratio",
-                    f"problem_type={r.problem_type}",
-                    float(r.hazard_ratio),
-                    se=se,
-                    lower=float(r.hr_lower),
-                    upper=float(r.hr_upper),
-                    scale="log",
-                    unit="ratio",
-                )
+        )
+    return rows
+
+
+def _threat_rows(threats: pd.DataFrame | None) -> list[dict]:
+    """Problem hazard ratios from the threats table (when the hazard ratios table lacks them)."""
+    rows: list[dict] = []
+    if threats is None or not len(threats):
+        return rows
+    for r in threats.itertuples():
+        se = (np.log(r.hr_upper) - np.log(r.hr_lower)) / (2 * Z95)
+        rows.append(
+            _row(
+                "survival",
+                "problem hazard ratio",
+                "hazard ratio",
+                f"problem_type={r.problem_type}",
+                float(r.hazard_ratio),
+                se=se,
+                lower=float(r.hr_lower),
+                upper=float(r.hr_upper),
+                scale="log",
+                unit="ratio",
             )
-    return _rows(rows)
+        )
+    return rows
 
 
 def effect_quantities(effects: pd.DataFrame | None) -> pd.DataFrame:
