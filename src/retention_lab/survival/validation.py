@@ -285,23 +285,41 @@ def compare_to_truth(
         ``term``, ``covariate``, ``level``, ``reference``, ``unit``, ``true_log_hr``,
         ``estimate``, ``lower``, ``upper``, ``covered`` (bool), ``z`` ((estimate - truth) / se).
     """
-    cols = [
-        "term",
-        "covariate",
-        "level",
-        "reference",
-        "unit",
-        "true_log_hr",
-        "estimate",
-        "lower",
-        "upper",
-        "covered",
-        "z",
-    ]
+    cols = TRUTH_COLUMNS
     if log_hazard_ratios is None:
         return pd.DataFrame(columns=cols)
-    params = result.model.params_
-    cov = result.covariance()
+    params, cov = result.model.params_, result.covariance()
+    rows = _covariate_truth_rows(result, log_hazard_ratios, params, cov)
+    rows += _problem_truth_rows(problem_log_hazard_ratios, params, cov)
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame(rows)
+    out["lower"], out["upper"] = (
+        out["estimate"] - Z95 * out["se"],
+        out["estimate"] + Z95 * out["se"],
+    )
+    out["covered"] = (out["lower"] <= out["true_log_hr"]) & (out["true_log_hr"] <= out["upper"])
+    out["z"] = (out["estimate"] - out["true_log_hr"]) / out["se"]
+    return out[cols]
+
+
+TRUTH_COLUMNS = [
+    "term",
+    "covariate",
+    "level",
+    "reference",
+    "unit",
+    "true_log_hr",
+    "estimate",
+    "lower",
+    "upper",
+    "covered",
+    "z",
+]
+
+
+def _covariate_truth_rows(result: CoxResult, truth: pd.DataFrame, params, cov) -> list[dict]:
+    """Each true covariate log hazard ratio with the estimate re-expressed on its scale."""
     hr = result.hazard_ratios.set_index("term")
     rows = []
 
@@ -309,7 +327,7 @@ def compare_to_truth(
         name = f"{covariate}[{level}]"
         return name if name in params.index else None
 
-    for r in log_hazard_ratios.itertuples():
+    for r in truth.itertuples():
         if r.covariate not in set(hr["covariate"]):
             continue
         weights = pd.Series(0.0, index=params.index)
@@ -321,12 +339,8 @@ def compare_to_truth(
                 weights[a] += 1.0
             if b:
                 weights[b] -= 1.0
-            scale = 1.0
         else:
-            scale = _unit_scale(r.unit)
-            weights[r.covariate] = scale
-        est = float(weights @ params)
-        se = float(np.sqrt(weights.to_numpy() @ cov.to_numpy() @ weights.to_numpy()))
+            weights[r.covariate] = _unit_scale(r.unit)
         rows.append(
             {
                 "term": r.term,
@@ -335,34 +349,30 @@ def compare_to_truth(
                 "reference": r.reference if isinstance(r.reference, str) else None,
                 "unit": r.unit if isinstance(r.unit, str) else None,
                 "true_log_hr": float(r.log_hazard_ratio),
-                "estimate": est,
-                "se": se,
+                "estimate": float(weights @ params),
+                "se": float(np.sqrt(weights.to_numpy() @ cov.to_numpy() @ weights.to_numpy())),
             }
         )
-    if problem_log_hazard_ratios is not None:
-        for r in problem_log_hazard_ratios.itertuples():
-            name = f"problem[{r.problem_type}]"
-            if name not in params.index:
-                continue
-            rows.append(
-                {
-                    "term": name,
-                    "covariate": "problem_type",
-                    "level": r.problem_type,
-                    "reference": "no problem",
-                    "unit": None,
-                    "true_log_hr": float(r.log_hazard_ratio),
-                    "estimate": float(params[name]),
-                    "se": float(np.sqrt(cov.loc[name, name])),
-                }
-            )
-    if not rows:
-        return pd.DataFrame(columns=cols)
-    out = pd.DataFrame(rows)
-    out["lower"], out["upper"] = (
-        out["estimate"] - Z95 * out["se"],
-        out["estimate"] + Z95 * out["se"],
-    )
-    out["covered"] = (out["lower"] <= out["true_log_hr"]) & (out["true_log_hr"] <= out["upper"])
-    out["z"] = (out["estimate"] - out["true_log_hr"]) / out["se"]
-    return out[cols]
+    return rows
+
+
+def _problem_truth_rows(truth: pd.DataFrame | None, params, cov) -> list[dict]:
+    """Each true problem log hazard ratio (against no open problem) with its estimate."""
+    rows = []
+    for r in [] if truth is None else truth.itertuples():
+        name = f"problem[{r.problem_type}]"
+        if name not in params.index:
+            continue
+        rows.append(
+            {
+                "term": name,
+                "covariate": "problem_type",
+                "level": r.problem_type,
+                "reference": "no problem",
+                "unit": None,
+                "true_log_hr": float(r.log_hazard_ratio),
+                "estimate": float(params[name]),
+                "se": float(np.sqrt(cov.loc[name, name])),
+            }
+        )
+    return rows
