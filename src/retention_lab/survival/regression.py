@@ -243,27 +243,9 @@ def fit_problem_cox(
     episodes = problem_episodes(
         fit_on, problems, strata=strata, window_days=window_days, problem_types=types
     )
-    unexposed = [t for t in types if episodes[f"problem[{t}]"].sum() == 0]
-    types = [t for t in types if not (t.endswith(TREATED) and t in unexposed)]
+    types = _exposed_types(types, episodes)
     problem_cols = [f"problem[{t}]" for t in types]
-    never = [f"problem[{t}]" for t in unexposed if not t.endswith(TREATED)]
-    if never:
-        raise DataError(
-            file="problems",
-            column="problem_type",
-            expected=f"exposure for every problem type; {never} never overlap a "
-            "customer's tenure in the fitted sample",
-        )
-    pos = pd.Series(np.arange(len(fit_on)), index=fit_on["customer_id"].to_numpy())
-    rows = pos.loc[episodes["customer_id"].to_numpy()].to_numpy()
-    frame = pd.DataFrame(design.X.to_numpy()[rows], columns=design.X.columns)
-    frame[problem_cols] = episodes[problem_cols].to_numpy(float)
-    frame["id"] = rows
-    frame["start"], frame["stop"] = episodes["start"].to_numpy(), episodes["stop"].to_numpy()
-    frame[EVENT] = episodes[EVENT].to_numpy(bool)
-    for col in strata:
-        frame[col] = episodes[col].astype(str).to_numpy()
-    frame = frame[frame["stop"] > frame["start"]]
+    frame = _episode_frame(fit_on, design, episodes, problem_cols, strata)
     columns = [*design.X.columns, *problem_cols]
     strata_key = stratum_keys(frame, strata) if strata else None
     try:
@@ -280,24 +262,45 @@ def fit_problem_cox(
             column=", ".join(covariates),
             expected=f"covariates a Cox model can fit ({exc})",
         ) from None
-    terms = pd.concat(
-        [
-            design.terms,
-            pd.DataFrame(
-                {
-                    "term": problem_cols,
-                    "covariate": "problem_type",
-                    "level": [t.removesuffix(TREATED) for t in types],
-                    "reference": "no problem",
-                    "kind": [
-                        "problem_treated" if t.endswith(TREATED) else "problem" for t in types
-                    ],
-                }
-            ),
-        ],
-        ignore_index=True,
+    problem_terms = pd.DataFrame(
+        {
+            "term": problem_cols,
+            "covariate": "problem_type",
+            "level": [t.removesuffix(TREATED) for t in types],
+            "reference": "no problem",
+            "kind": ["problem_treated" if t.endswith(TREATED) else "problem" for t in types],
+        }
     )
+    terms = pd.concat([design.terms, problem_terms], ignore_index=True)
     return _cox_result(model, terms, design, strata, fit_on, n_available=len(customers))
+
+
+def _exposed_types(types: list[str], episodes: pd.DataFrame) -> list[str]:
+    """The problem types to fit: a treated type never open is dropped, an untreated one refused."""
+    unexposed = [t for t in types if episodes[f"problem[{t}]"].sum() == 0]
+    never = [f"problem[{t}]" for t in unexposed if not t.endswith(TREATED)]
+    if never:
+        raise DataError(
+            file="problems",
+            column="problem_type",
+            expected=f"exposure for every problem type; {never} never overlap a "
+            "customer's tenure in the fitted sample",
+        )
+    return [t for t in types if not (t.endswith(TREATED) and t in unexposed)]
+
+
+def _episode_frame(fit_on, design, episodes, problem_cols, strata) -> pd.DataFrame:
+    """The counting-process rows: each episode's covariates, open problems, interval and event."""
+    pos = pd.Series(np.arange(len(fit_on)), index=fit_on["customer_id"].to_numpy())
+    rows = pos.loc[episodes["customer_id"].to_numpy()].to_numpy()
+    frame = pd.DataFrame(design.X.to_numpy()[rows], columns=design.X.columns)
+    frame[problem_cols] = episodes[problem_cols].to_numpy(float)
+    frame["id"] = rows
+    frame["start"], frame["stop"] = episodes["start"].to_numpy(), episodes["stop"].to_numpy()
+    frame[EVENT] = episodes[EVENT].to_numpy(bool)
+    for col in strata:
+        frame[col] = episodes[col].astype(str).to_numpy()
+    return frame[frame["stop"] > frame["start"]]
 
 
 def ph_test(
