@@ -303,6 +303,24 @@ def _episode_frame(fit_on, design, episodes, problem_cols, strata) -> pd.DataFra
     return frame[frame["stop"] > frame["start"]]
 
 
+def _time_ratios(name: str, model) -> pd.DataFrame:
+    """An AFT model's time ratios (exp of the location parameter's coefficients) with 95% CIs."""
+    s = model.summary.loc[
+        model.params_.index.get_level_values(0) == model.params_.index.get_level_values(0)[0]
+    ]
+    s = s.reset_index()
+    s = s[s["covariate"] != "Intercept"]
+    return pd.DataFrame(
+        {
+            "model": name,
+            "term": s["covariate"].to_numpy(),
+            "time_ratio": np.exp(s["coef"].to_numpy()),
+            "lower": np.exp(s["coef lower 95%"].to_numpy()),
+            "upper": np.exp(s["coef upper 95%"].to_numpy()),
+        }
+    )
+
+
 def ph_test(
     customers: pd.DataFrame,
     *,
@@ -437,22 +455,7 @@ def fit_aft(
                 "median_months": float(np.asarray(model.predict_median(typical)).ravel()[0]),
             }
         )
-        s = model.summary.loc[
-            model.params_.index.get_level_values(0) == model.params_.index.get_level_values(0)[0]
-        ]
-        s = s.reset_index()
-        s = s[s["covariate"] != "Intercept"]
-        ratios.append(
-            pd.DataFrame(
-                {
-                    "model": name,
-                    "term": s["covariate"].to_numpy(),
-                    "time_ratio": np.exp(s["coef"].to_numpy()),
-                    "lower": np.exp(s["coef lower 95%"].to_numpy()),
-                    "upper": np.exp(s["coef upper 95%"].to_numpy()),
-                }
-            )
-        )
+        ratios.append(_time_ratios(name, model))
     if not rows:
         raise DataError(
             file=FILE, column=", ".join(cols), expected="covariates an AFT model can fit"
