@@ -187,32 +187,7 @@ def design_matrix(
             order = list(levels[cov])
             ref = references[cov]
         else:
-            counts = text.value_counts()
-            if len(counts) < 2:
-                raise DataError(
-                    file=FILE,
-                    column=cov,
-                    expected=f"a covariate that varies; every customer has {counts.index[0]!r}, "
-                    "so its hazard ratio is not identified: drop it",
-                )
-            small = counts[counts < 2]
-            if len(small):
-                ids = customers.loc[text.isin(small.index), "customer_id"].tolist()
-                raise DataError(
-                    file=FILE,
-                    column=cov,
-                    rows=ids,
-                    expected=f"at least two customers per level (levels {list(small.index)} "
-                    "have one): merge the level into another or drop the covariate",
-                )
-            ref = references.get(cov, str(counts.index[0]))
-            if ref not in counts.index:
-                raise DataError(
-                    file=FILE,
-                    column=cov,
-                    expected=f"the reference level {ref!r} among {sorted(counts.index)}",
-                )
-            order = sorted(counts.index)
+            order, ref = _checked_levels(customers, cov, text, references)
         chosen[cov] = ref
         for level in order:
             if level == ref:
@@ -231,6 +206,40 @@ def design_matrix(
     X = pd.DataFrame(columns, index=customers.index)
     terms = pd.DataFrame(rows, columns=["term", "covariate", "level", "reference", "kind"])
     return Design(X=X, terms=terms, references=chosen)
+
+
+def _checked_levels(customers, cov: str, text: pd.Series, references) -> tuple[list[str], str]:
+    """A categorical covariate's levels (sorted) and reference, refused unless it varies.
+
+    Every level needs two customers; the reference is the configured one, else
+    the most frequent level.
+    """
+    counts = text.value_counts()
+    if len(counts) < 2:
+        raise DataError(
+            file=FILE,
+            column=cov,
+            expected=f"a covariate that varies; every customer has {counts.index[0]!r}, "
+            "so its hazard ratio is not identified: drop it",
+        )
+    small = counts[counts < 2]
+    if len(small):
+        ids = customers.loc[text.isin(small.index), "customer_id"].tolist()
+        raise DataError(
+            file=FILE,
+            column=cov,
+            rows=ids,
+            expected=f"at least two customers per level (levels {list(small.index)} "
+            "have one): merge the level into another or drop the covariate",
+        )
+    ref = references.get(cov, str(counts.index[0]))
+    if ref not in counts.index:
+        raise DataError(
+            file=FILE,
+            column=cov,
+            expected=f"the reference level {ref!r} among {sorted(counts.index)}",
+        )
+    return sorted(counts.index), ref
 
 
 def check_level_events(design: Design, events: np.ndarray) -> None:
