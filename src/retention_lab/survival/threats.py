@@ -171,6 +171,33 @@ def problem_episodes(
     windows = (
         window_days if isinstance(window_days, dict) else {k: float(window_days) for k in types}
     )
+    ci, t0, t1, kind, tenure = _problem_intervals(customers, problems, types, windows)
+    cust_k, start_k, stop_k, exposure = _exposure_steps(
+        ci, t0, t1, kind, tenure, n=len(customers), k=len(types)
+    )
+    is_last = np.r_[cust_k[1:] != cust_k[:-1], True]
+    event = customers[EVENT].to_numpy(bool)[cust_k] & is_last
+    out = pd.DataFrame(
+        {
+            "customer_id": customers["customer_id"].to_numpy()[cust_k],
+            "start": start_k,
+            "stop": stop_k,
+            EVENT: event,
+        }
+    )
+    for j, name in enumerate(types):
+        out[f"problem[{name}]"] = exposure[:, j]
+    for col in dict.fromkeys([*covariates, *strata]):
+        out[col] = customers[col].to_numpy()[cust_k]
+    return out
+
+
+def _problem_intervals(customers, problems, types, windows):
+    """Each problem's customer (row position), exposure start and end (months) and type code.
+
+    Problems after the customer's tenure are dropped; a start before signup is moved to 0.
+    The tenure is returned too, ending half a day after ``tenure_months``.
+    """
     pos = pd.Series(np.arange(len(customers)), index=customers["customer_id"].to_numpy())
     p = problems[
         problems["customer_id"].isin(pos.index) & problems["problem_type"].astype(str).isin(types)
@@ -188,7 +215,17 @@ def problem_episodes(
     t1 = t0 + width[kind]
     inside = t0 < tenure[ci]
     ci, t0, t1, kind = ci[inside], np.maximum(t0[inside], 0.0), t1[inside], kind[inside]
-    n, k = len(customers), len(types)
+    return ci, t0, t1, kind, tenure
+
+
+def _exposure_steps(ci, t0, t1, kind, tenure, *, n: int, k: int):
+    """Split each tenure at the change points of its exposures: (start, stop] and 0/1 per type.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Customer row position, start, stop and the (rows x types) exposure of each step.
+    """
     # change points: customer start (0), problem start (+1), problem end (-1), tenure end
     cust = np.concatenate([np.arange(n), ci, ci])
     time = np.concatenate([np.zeros(n), t0, np.minimum(t1, tenure[ci])])
@@ -211,21 +248,7 @@ def problem_episodes(
     keep = ~same_next & (stop > time)
     exposure = (counts[keep] > 0).astype(np.int8)
     cust_k, start_k, stop_k = cust[keep], time[keep], stop[keep]
-    is_last = np.r_[cust_k[1:] != cust_k[:-1], True]
-    event = customers[EVENT].to_numpy(bool)[cust_k] & is_last
-    out = pd.DataFrame(
-        {
-            "customer_id": customers["customer_id"].to_numpy()[cust_k],
-            "start": start_k,
-            "stop": stop_k,
-            EVENT: event,
-        }
-    )
-    for j, name in enumerate(types):
-        out[f"problem[{name}]"] = exposure[:, j]
-    for col in dict.fromkeys([*covariates, *strata]):
-        out[col] = customers[col].to_numpy()[cust_k]
-    return out
+    return cust_k, start_k, stop_k, exposure
 
 
 def events_while_exposed(
