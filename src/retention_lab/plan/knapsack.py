@@ -139,8 +139,7 @@ def allocate(
     Parameters
     ----------
     value
-        Net value of each option, shape ``(candidate, instrument)`` (saved value
-        minus cost; "do nothing" is implicit with value 0).
+        Net value of each option, ``(candidate, instrument)``; doing nothing is worth 0.
     cost
         Cost of each option, same shape, non-negative.
     budget
@@ -168,18 +167,75 @@ def allocate(
     t0 = time.perf_counter()
     value, cost, cap = _check(value, cost, budget, capacity)
     n, m = value.shape
-    choice = np.full(n, NOTHING, dtype=np.int64)
     eligible = (value > 0) & (cost <= budget) & (cap[None, :] >= 1)
     if not eligible.any():
+        nothing = np.full(n, NOTHING, dtype=np.int64)
         return Allocation(
-            choice, 0.0, 0.0, 0.0, "none needed", time.perf_counter() - t0, np.zeros(m + 1)
+            nothing, 0.0, 0.0, 0.0, "none needed", time.perf_counter() - t0, np.zeros(m + 1)
         )
     # every candidate's best option, if that fits, is optimal
     masked = np.where(eligible, value, -np.inf)
-    best = masked.argmax(axis=1)
-    greedy = np.where(np.isfinite(masked.max(axis=1)), best, NOTHING)
+    greedy = np.where(np.isfinite(masked.max(axis=1)), masked.argmax(axis=1), NOTHING)
     if is_feasible(greedy, cost, budget=budget, capacity=cap):
         return _result(greedy, value, cost, None, "none needed", t0, np.zeros(m + 1))
+    program = _program(value, cost, eligible, budget, cap)
+    rows, cols, customers, v, A, b, _ = program
+    if customers.size > lp_max_customers:
+        return _lagrangian(value, cost, eligible, budget, cap, t0, random_state=random_state)
+    rounded = _round_relaxation(value, cost, eligible, budget, cap, program, t0)
+    if dual or customers.size > exact_max_customers or rounded.relative_gap <= MIP_REL_GAP:
+        return rounded
+    # small instance with a visible gap: solve the integer program (time-limited)
+    res = milp(
+        -v,
+        constraints=LinearConstraint(A, -np.inf, b),
+        integrality=np.ones(v.size),
+        bounds=Bounds(0, 1),
+        options={"time_limit": time_limit, "mip_rel_gap": MIP_REL_GAP},
+    )
+    if res.x is None or res.status not in (0, 1) or -res.fun <= rounded.value:
+        return rounded
+    exact = np.full(n, NOTHING, dtype=np.int64)
+    x = res.x > 0.5
+    exact[rows[x]] = cols[x]
+    bound = min(rounded.bound, -float(res.mip_dual_bound)) if res.status == 1 else -float(res.fun)
+    method = "milp" if res.status == 0 else "milp (time limit)"
+    bound = max(bound, -float(res.fun))
+    return _result(exact, value, cost, bound, method, t0, rounded.multipliers)
+
+
+def _round_relaxation(value, cost, eligible, budget, cap, program, t0) -> Allocation:
+    """Solve the linear relaxation, keep its whole options, repair and fill greedily.
+
+    The relaxation's value is the bound; its prices of the budget and of each
+    capacity are the multipliers.
+    """
+    rows, cols, customers, v, A, b, limited = program
+    res = linprog(-v, A_ub=A, b_ub=b, bounds=(0, 1), method="highs-ipm")
+    if res.status != 0:
+        raise RuntimeError(f"the linear relaxation failed: {res.message}")
+    choice = np.full(value.shape[0], NOTHING, dtype=np.int64)
+    whole = res.x >= 1 - 1e-6
+    choice[rows[whole]] = cols[whole]
+    choice = _repair(choice, value, cost, budget, cap)
+    choice = fill_greedily(choice, value, cost, budget=budget, capacity=cap, eligible=eligible)
+    prices = -res.ineqlin.marginals[customers.size :]
+    duals = np.zeros(value.shape[1] + 1)
+    duals[0] = max(prices[0], 0.0)
+    duals[1 + limited] = np.maximum(prices[1:], 0.0)
+    return _result(choice, value, cost, float(-res.fun), "lp rounding", t0, duals)
+
+
+def _program(value, cost, eligible, budget, cap):
+    """The eligible options and the constraints of the allocation's linear program.
+
+    Returns
+    -------
+    tuple
+        Row and column of each option, the candidates with an option, each option's
+        value, the sparse constraint matrix (one option per candidate, the budget,
+        each limited instrument's capacity), its bounds, and the limited instruments.
+    """
     rows, cols = np.nonzero(eligible)
     customers, row_index = np.unique(rows, return_inverse=True)
     v, c = value[rows, cols], cost[rows, cols]
@@ -195,40 +251,7 @@ def allocate(
             sp.csr_matrix((np.ones(sel.sum()), (pos, np.flatnonzero(sel))), shape=(limited.size, k))
         )
         upper.append(cap[limited])
-    A = sp.vstack(blocks, format="csr")
-    b = np.concatenate(upper)
-    if customers.size > lp_max_customers:
-        return _lagrangian(value, cost, eligible, budget, cap, t0, random_state=random_state)
-    res = linprog(-v, A_ub=A, b_ub=b, bounds=(0, 1), method="highs-ipm")
-    if res.status != 0:
-        raise RuntimeError(f"the linear relaxation failed: {res.message}")
-    whole = res.x >= 1 - 1e-6
-    choice[rows[whole]] = cols[whole]
-    choice = _repair(choice, value, cost, budget, cap)
-    choice = fill_greedily(choice, value, cost, budget=budget, capacity=cap, eligible=eligible)
-    prices = -res.ineqlin.marginals[customers.size :]
-    duals = np.zeros(m + 1)
-    duals[0] = max(prices[0], 0.0)
-    duals[1 + limited] = np.maximum(prices[1:], 0.0)
-    rounded = _result(choice, value, cost, float(-res.fun), "lp rounding", t0, duals)
-    if dual or customers.size > exact_max_customers or rounded.relative_gap <= MIP_REL_GAP:
-        return rounded
-    # small instance with a visible gap: solve the integer program (time-limited)
-    res = milp(
-        -v,
-        constraints=LinearConstraint(A, -np.inf, b),
-        integrality=np.ones(k),
-        bounds=Bounds(0, 1),
-        options={"time_limit": time_limit, "mip_rel_gap": MIP_REL_GAP},
-    )
-    if res.x is None or res.status not in (0, 1) or -res.fun <= rounded.value:
-        return rounded
-    exact = np.full(n, NOTHING, dtype=np.int64)
-    x = res.x > 0.5
-    exact[rows[x]] = cols[x]
-    bound = min(rounded.bound, -float(res.mip_dual_bound)) if res.status == 1 else -float(res.fun)
-    method = "milp" if res.status == 0 else "milp (time limit)"
-    return _result(exact, value, cost, max(bound, -float(res.fun)), method, t0, duals)
+    return rows, cols, customers, v, sp.vstack(blocks, format="csr"), np.concatenate(upper), limited
 
 
 def _lagrangian(value, cost, eligible, budget, cap, t0, *, random_state) -> Allocation:
