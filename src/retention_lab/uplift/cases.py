@@ -190,15 +190,7 @@ def case_table(
         return unavailable(
             f"no retention case has its {horizon_months}-month outcome observed by {as_of.date()}"
         )
-    cust = tables.customers.drop(
-        columns=["tenure_days", "tenure_months", "churned"], errors="ignore"
-    )
-    drop = [c for c in cust.columns if c in iv.columns and c != "customer_id"]
-    cases = iv.merge(cust.drop(columns=drop), on="customer_id", how="left", validate="many_to_one")
-    if "severity" not in cases.columns and tables.problems is not None and "problem_id" in cases:
-        if "severity" in tables.problems.columns:
-            sev = tables.problems.set_index(tables.problems["problem_id"].astype(str))["severity"]
-            cases["severity"] = cases["problem_id"].astype(str).map(sev).to_numpy()
+    cases = _with_customers(iv, tables)
     cases["tenure_months"] = (cases["date"] - cases["signup_date"]).dt.days / DAYS_PER_MONTH
     end = cases["end_date"]
     cases["retained"] = (end.isna() | (end >= cases["date"] + pd.Timedelta(days=h))).astype(int)
@@ -227,6 +219,20 @@ def case_table(
         horizon_days=h,
         as_of=as_of,
     )
+
+
+def _with_customers(iv: pd.DataFrame, tables) -> pd.DataFrame:
+    """The observed cases joined to their customer's covariates and their problem's severity."""
+    cust = tables.customers.drop(
+        columns=["tenure_days", "tenure_months", "churned"], errors="ignore"
+    )
+    drop = [c for c in cust.columns if c in iv.columns and c != "customer_id"]
+    cases = iv.merge(cust.drop(columns=drop), on="customer_id", how="left", validate="many_to_one")
+    if "severity" not in cases.columns and tables.problems is not None and "problem_id" in cases:
+        if "severity" in tables.problems.columns:
+            sev = tables.problems.set_index(tables.problems["problem_id"].astype(str))["severity"]
+            cases["severity"] = cases["problem_id"].astype(str).map(sev).to_numpy()
+    return cases
 
 
 def _truth_table(truth, cases: pd.DataFrame) -> pd.DataFrame | None:
@@ -325,15 +331,7 @@ def from_frame(
         cases[id_col] = np.arange(len(cases))
     cases[outcome_col] = _outcome(cases, outcome_col, id_col, outcome_type, file=file)
     cases[treatment_col] = cases[treatment_col].map(label_text)
-    if assignment_col is not None:
-        bad = ~cases[assignment_col].isin(["random", "rule"])
-        if bad.any():
-            raise DataError(
-                file=file,
-                column=assignment_col,
-                rows=cases.loc[bad, id_col].astype(str).unique()[:20].tolist(),
-                expected="random or rule (map your labels with values:)",
-            )
+    _check_assignment(cases, assignment_col, id_col, file=file)
     reserved = {id_col, treatment_col, outcome_col, assignment_col, revenue_col, cost_col}
     feats = list(features) if features is not None else [c for c in cases if c not in reserved]
     missing = [c for c in feats if c not in cases.columns]
@@ -360,6 +358,20 @@ def from_frame(
         source="campaign",
         outcome_type=outcome_type,
     )
+
+
+def _check_assignment(cases: pd.DataFrame, col: str | None, id_col: str, *, file: str) -> None:
+    """Refuse an assignment column with a value other than "random" or "rule"."""
+    if col is None:
+        return
+    bad = ~cases[col].isin(["random", "rule"])
+    if bad.any():
+        raise DataError(
+            file=file,
+            column=col,
+            rows=cases.loc[bad, id_col].astype(str).unique()[:20].tolist(),
+            expected="random or rule (map your labels with values:)",
+        )
 
 
 def _outcome(cases: pd.DataFrame, col: str, id_col: str, kind: str, *, file: str) -> pd.Series:
