@@ -435,15 +435,7 @@ def analyse_transactions(
             reason=f"no repeat purchases before the holdout period (before {cal_end.date()})",
         )
     fit_opts = dict(priors=priors, max_customers=max_customers, random_state=random_state)
-    rows, holdouts, fitted = [], [], {}
-    for i, kind in enumerate(models, start=1):
-        progress.step(f"{tr.MODEL_NAMES[kind]} on the calibration period", i, len(models))
-        model = tr.fit_purchase_model(calibration, kind=kind, **fit_opts)
-        fitted[kind] = model
-        rows += [(kind, k, v) for k, v in model.params.items()]
-        holdouts.append(tr.holdout_check(calibration, model).assign(model=kind))
-    spend_cal = tr.fit_spend_model(calibration, **fit_opts)
-    rows += [("gamma_gamma", k, v) for k, v in spend_cal.params.items()]
+    rows, holdouts, fitted = _calibration_fits(calibration, models, fit_opts)
     full = rfm_summary(transactions, observation_end=end, **opts)
     full = full[full["T"] > 0].reset_index(drop=True)
     headline = models[0]
@@ -473,6 +465,30 @@ def analyse_transactions(
             **{f"{k}_calibration": v for k, v in fitted.items()},
         },
     )
+
+
+def _calibration_fits(calibration: pd.DataFrame, models, fit_opts):
+    """Each purchase model and the spend model fitted on the calibration period.
+
+    Returns
+    -------
+    rows : list of tuple
+        (model, parameter, value) of every fitted model.
+    holdouts : list of pandas.DataFrame
+        Each purchase model's holdout check (``transactional.holdout_check``), with ``model``.
+    fitted : dict
+        The purchase models by kind.
+    """
+    rows, holdouts, fitted = [], [], {}
+    for i, kind in enumerate(models, start=1):
+        progress.step(f"{tr.MODEL_NAMES[kind]} on the calibration period", i, len(models))
+        model = tr.fit_purchase_model(calibration, kind=kind, **fit_opts)
+        fitted[kind] = model
+        rows += [(kind, k, v) for k, v in model.params.items()]
+        holdouts.append(tr.holdout_check(calibration, model).assign(model=kind))
+    spend_cal = tr.fit_spend_model(calibration, **fit_opts)
+    rows += [("gamma_gamma", k, v) for k, v in spend_cal.params.items()]
+    return rows, holdouts, fitted
 
 
 # ------------------------------------------------------------------ stage
