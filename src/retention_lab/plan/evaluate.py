@@ -210,6 +210,18 @@ def rule_distribution(
     return pi
 
 
+OFF_POLICY_COLUMNS = [
+    "policy",
+    "estimator",
+    "incremental_customers",
+    "customers_lower",
+    "customers_upper",
+    "net_value",
+    "net_lower",
+    "net_upper",
+]
+
+
 def off_policy(
     policies: dict[str, np.ndarray],
     *,
@@ -280,14 +292,4 @@ def off_policy(
                     scale * np.quantile(bv, 0.975),
                 )
             )
-    cols = [
-        "policy",
-        "estimator",
-        "incremental_customers",
-        "customers_lower",
-        "customers_upper",
-        "net_value",
-        "net_lower",
-        "net_upper",
-    ]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=OFF_POLICY_COLUMNS)
