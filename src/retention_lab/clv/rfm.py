@@ -265,22 +265,11 @@ def rfm_summary(
         period, amount = period[order], amount[order]
     keep = period <= end_period  # as lifetimes: the whole period of observation_end counts
     if not keep.all():
-        codes, period, amount = codes[keep], period[keep], amount[keep]
-        used = np.zeros(len(uniques), bool)
-        used[codes] = True
-        renumber = np.cumsum(used) - 1
-        codes, uniques = renumber[codes], uniques[used]
+        codes, uniques, period, amount = _kept(codes, uniques, period[keep], amount[keep], keep)
     uniques = pd.Index(uniques, dtype=object)
-    n_cust = len(uniques)
     if first_purchase is not None:
-        first_purchase = first_purchase.copy()
-        first_purchase.index = first_purchase.index.astype(str)
-        birth_period = _period(_days(first_purchase.to_numpy()), freq)
-        first_purchase = first_purchase[birth_period <= end_period]
-        extra = first_purchase.index.difference(uniques)
-        if len(extra):  # customers with a birth date but no logged purchase
-            uniques = uniques.append(pd.Index(extra, dtype=object))
-            n_cust = len(uniques)
+        first_purchase, uniques = _born_by(first_purchase, uniques, freq, end_period)
+    n_cust = len(uniques)
     p0 = period.min() if period.size else 0
     span = (period.max() - p0 + 1) if period.size else 1
     # one entry per (customer, period) from one sort of integer keys (no hashing)
@@ -299,17 +288,9 @@ def rfm_summary(
     in_first = period == first[codes]
     first_amount = np.bincount(codes[in_first], weights=amount[in_first], minlength=n_cust)
     if first_purchase is not None:
-        birth = pd.Series(
-            _period(_days(first_purchase.to_numpy()), freq), index=first_purchase.index
+        first, last, count, first_amount = _with_births(
+            first_purchase, uniques, freq, has, first, last, count, first_amount
         )
-        birth = birth.reindex(uniques).to_numpy(float)
-        # a birth in a period before the first logged purchase adds that period as the
-        # first purchase (its amount unknown: the logged purchases all count as repeats)
-        earlier = ~np.isnan(birth) & (birth < np.where(has, first, np.inf))
-        first = np.where(earlier, np.nan_to_num(birth), first).astype(np.int64)
-        last = np.where(has, last, first)
-        count = count + earlier
-        first_amount = np.where(earlier, 0.0, first_amount)
     frequency = (count - 1).astype(float)
     unit = 1.0 / float(freq_multiplier)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -324,6 +305,41 @@ def rfm_summary(
         }
     )
     return out.sort_values("customer_id", ignore_index=True) if first_purchase is not None else out
+
+
+def _kept(codes, uniques, period, amount, keep):
+    """The purchases kept, with the customer codes renumbered over the customers left."""
+    codes = codes[keep]
+    used = np.zeros(len(uniques), bool)
+    used[codes] = True
+    renumber = np.cumsum(used) - 1
+    return renumber[codes], uniques[used], period, amount
+
+
+def _born_by(first_purchase: pd.Series, uniques: pd.Index, freq: str, end_period):
+    """The births by the end, and the customer ids with those born without a logged purchase."""
+    first_purchase = first_purchase.copy()
+    first_purchase.index = first_purchase.index.astype(str)
+    birth_period = _period(_days(first_purchase.to_numpy()), freq)
+    first_purchase = first_purchase[birth_period <= end_period]
+    extra = first_purchase.index.difference(uniques)
+    if len(extra):  # customers with a birth date but no logged purchase
+        uniques = uniques.append(pd.Index(extra, dtype=object))
+    return first_purchase, uniques
+
+
+def _with_births(first_purchase, uniques, freq, has, first, last, count, first_amount):
+    """First and last purchase periods, counts and first amounts with the births counted.
+
+    A birth in a period before the first logged purchase adds that period as the
+    first purchase (its amount unknown: the logged purchases all count as repeats).
+    """
+    birth = pd.Series(_period(_days(first_purchase.to_numpy()), freq), index=first_purchase.index)
+    birth = birth.reindex(uniques).to_numpy(float)
+    earlier = ~np.isnan(birth) & (birth < np.where(has, first, np.inf))
+    first = np.where(earlier, np.nan_to_num(birth), first).astype(np.int64)
+    last = np.where(has, last, first)
+    return first, last, count + earlier, np.where(earlier, 0.0, first_amount)
 
 
 def calibration_holdout(
