@@ -428,6 +428,52 @@ def simulate(
     start = np.datetime64(settings.start, "D")
     total_days = (as_of - settings.start).days
     h_weeks = horizon_weeks(settings.outcome_horizon_months)
+    window, shock = settings.problem_window_weeks, settings.shock
+    model, base, rates, block, shock_date = _week_model(settings, total_days, h_weeks)
+    theta, n_weeks = model.theta, base.shape[-1]
+    pop = sm.draw_population(rng, settings.n_customers, total_days)
+    hist = sm.simulate_weeks(rng, pop, model)
+    log.info("simulated %d weeks in %.1f s", n_weeks, time.perf_counter() - t0)
+    ids = _ids("C", settings.n_customers)
+    customers = _customers(pop, hist, ids, start)
+    problems, interventions, case, c_order = _events(pop, hist, ids, start)
+    arms = hist.c_arm[c_order]
+    p_ret, revenue = sm.case_outcomes(
+        start, case, horizon=h_weeks, window=window, theta=theta, log_base=model.log_base
+    )
+    transactions = None
+    if settings.transactions:
+        transactions = _transactions(pop, hist, ids, start, total_days, case, arms)
+    truth = GroundTruth(
+        log_hazard_ratios=_log_hazard_ratios(),
+        problem_log_hazard_ratios=_problem_log_hazard_ratios(window),
+        baseline_hazard=_baseline_hazard(base, n_weeks),
+        instrument_effects=_instrument_effects(theta, shock is not None),
+        intervention_outcomes=_intervention_outcomes(
+            interventions, case, hist.c_propensity[c_order], p_ret, revenue, 7 * h_weeks
+        ),
+        parameters=_parameters(settings, random_state, as_of, rates, h_weeks, block, shock_date),
+    )
+    log.info(
+        "simulated %d customers, %d problems, %d interventions in %.1f s",
+        len(customers),
+        len(problems),
+        len(interventions),
+        time.perf_counter() - t0,
+    )
+    return SimulatedData(customers, problems, interventions, transactions, as_of, truth)
+
+
+def _week_model(settings: SimulatorSettings, total_days: int, h_weeks: int):
+    """The weekly model's parameters: problem rates, effects, baseline hazard, the shock.
+
+    Returns
+    -------
+    tuple
+        The ``WeekModel``, the baseline weekly hazard (contract x week), the
+        weekly problem rates, the block of weeks simulated past the window, and
+        the shock's date (None without a shock).
+    """
     window = settings.problem_window_weeks
     discount_weeks = math.ceil((sm.DISCOUNT_MONTHS + 1) * 31 / 7)
     block = max(h_weeks, window, discount_weeks)
@@ -448,51 +494,29 @@ def simulate(
         theta=theta,
         log_base=np.log(base),
     )
-    pop = sm.draw_population(rng, settings.n_customers, total_days)
-    hist = sm.simulate_weeks(rng, pop, model)
-    log.info("simulated %d weeks in %.1f s", n_weeks, time.perf_counter() - t0)
-    ids = _ids("C", settings.n_customers)
-    customers = _customers(pop, hist, ids, start)
-    problems, interventions, case, c_order = _events(pop, hist, ids, start)
-    arms = hist.c_arm[c_order]
-    p_ret, revenue = sm.case_outcomes(
-        start, case, horizon=h_weeks, window=window, theta=theta, log_base=model.log_base
-    )
-    transactions = None
-    if settings.transactions:
-        transactions = _transactions(pop, hist, ids, start, total_days, case, arms)
-    baseline = pd.DataFrame(
+    return model, base, rates, block, shock_date
+
+
+def _baseline_hazard(base: np.ndarray, n_weeks: int) -> pd.DataFrame:
+    """The true weekly baseline hazard: contract, tenure_week, weekly_hazard."""
+    return pd.DataFrame(
         {
             "contract": np.repeat(np.asarray(sm.CONTRACTS, dtype=object), n_weeks),
             "tenure_week": np.tile(np.arange(n_weeks, dtype=np.int64), len(sm.CONTRACTS)),
             "weekly_hazard": base.ravel(),
         }
     )
-    problem_lhr = pd.DataFrame(
+
+
+def _problem_log_hazard_ratios(window: int) -> pd.DataFrame:
+    """The true problem log hazard ratios: problem_type, log_hazard_ratio, window_weeks."""
+    return pd.DataFrame(
         {
             "problem_type": list(sm.PROBLEM_TYPES),
             "log_hazard_ratio": sm.PROBLEM_GAMMA,
             "window_weeks": window,
         }
     )
-    truth = GroundTruth(
-        log_hazard_ratios=_log_hazard_ratios(),
-        problem_log_hazard_ratios=problem_lhr,
-        baseline_hazard=baseline,
-        instrument_effects=_instrument_effects(theta, shock is not None),
-        intervention_outcomes=_intervention_outcomes(
-            interventions, case, hist.c_propensity[c_order], p_ret, revenue, 7 * h_weeks
-        ),
-        parameters=_parameters(settings, random_state, as_of, rates, h_weeks, block, shock_date),
-    )
-    log.info(
-        "simulated %d customers, %d problems, %d interventions in %.1f s",
-        len(customers),
-        len(problems),
-        len(interventions),
-        time.perf_counter() - t0,
-    )
-    return SimulatedData(customers, problems, interventions, transactions, as_of, truth)
 
 
 def write_simulation(data: SimulatedData, directory: str | Path) -> Path:
