@@ -609,7 +609,6 @@ def true_treatment_outcomes(
     params = truth.parameters
     settings = params["settings"]
     start = np.datetime64(params["start"], "D")
-    as_of_day = int((np.datetime64(params["as_of"], "D") - start).astype(np.int64))
     horizon = int(horizon_weeks or params["horizon_weeks"])
     window = int(params["problem_window_weeks"])
     n = len(customers)
@@ -617,6 +616,42 @@ def true_treatment_outcomes(
     unknown = sorted(set(ptype) - set(sm.PROBLEM_TYPES))
     if unknown:
         raise ValueError(f"unknown problem types {unknown}; expected one of {sm.PROBLEM_TYPES}")
+    case = _case_now(customers, ptype, params, start, window)
+    shock = settings.get("shock")
+    theta = sm.theta_table(
+        shock["discount_effect"] if shock else None, null=bool(settings.get("null_effects"))
+    )
+    log_base = np.log(sm.baseline_weekly_hazard(int(case.week.max(initial=0)) + horizon + 1))
+    p_ret, revenue = sm.case_outcomes(
+        start, case, horizon=horizon, window=window, theta=theta, log_base=log_base,
+        full_fee=full_fee, annual_discount=annual_discount,
+    )  # fmt: skip
+    names = list(arms) if arms is not None else list(sm.INSTRUMENTS)
+    idx = [sm.INSTRUMENTS.index(a) for a in names]
+    fixed, per_fee = sm.COST_FIXED[None, idx], sm.COST_FEE_MULTIPLE[None, idx]
+    cost = np.round(fixed + per_fee * case.fee[:, None], 2)
+    return pd.DataFrame(
+        {
+            "customer_id": np.repeat(customers["customer_id"].to_numpy(), len(idx)),
+            "arm": np.tile(np.asarray(names, dtype=object), n),
+            "p_retained": p_ret[:, idx].ravel(),
+            "expected_revenue": revenue[:, idx].ravel(),
+            "cost": cost.ravel(),
+        }
+    )
+
+
+def _case_now(customers: pd.DataFrame, ptype: np.ndarray, params: dict, start, window: int):
+    """A retention case opened now (the customer's current tenure week) on a new problem.
+
+    Returns
+    -------
+    CaseInputs
+        The case of each customer with the problem ``ptype`` open for ``window`` weeks.
+    """
+    n = len(customers)
+    as_of_day = int((np.datetime64(params["as_of"], "D") - start).astype(np.int64))
+    settings = params["settings"]
 
     def codes(column: str, names: tuple[str, ...]) -> np.ndarray:
         return pd.Categorical(customers[column], categories=names).codes.astype(np.int64)
@@ -656,33 +691,7 @@ def true_treatment_outcomes(
         remaining=remaining,
         after=after,
     )
-    theta = sm.theta_table(
-        shock["discount_effect"] if shock else None, null=bool(settings.get("null_effects"))
-    )
-    n_weeks = int(week.max(initial=0)) + horizon + 1
-    log_base = np.log(sm.baseline_weekly_hazard(n_weeks))
-    p_ret, revenue = sm.case_outcomes(
-        start,
-        case,
-        horizon=horizon,
-        window=window,
-        theta=theta,
-        log_base=log_base,
-        full_fee=full_fee,
-        annual_discount=annual_discount,
-    )
-    names = list(arms) if arms is not None else list(sm.INSTRUMENTS)
-    idx = [sm.INSTRUMENTS.index(a) for a in names]
-    cost = np.round(sm.COST_FIXED[None, idx] + sm.COST_FEE_MULTIPLE[None, idx] * fee[:, None], 2)
-    return pd.DataFrame(
-        {
-            "customer_id": np.repeat(customers["customer_id"].to_numpy(), len(idx)),
-            "arm": np.tile(np.asarray(names, dtype=object), n),
-            "p_retained": p_ret[:, idx].ravel(),
-            "expected_revenue": revenue[:, idx].ravel(),
-            "cost": cost.ravel(),
-        }
-    )
+    return case
 
 
 def true_net_values(
