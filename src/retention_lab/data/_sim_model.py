@@ -299,9 +299,8 @@ def simulate_weeks(rng: np.random.Generator, pop: Population, model: WeekModel) 
     """Run the weekly hazard model over tenure weeks, vectorised over customers."""
     n = len(pop.signup_day)
     n_types = len(PROBLEM_TYPES)
-    gsum, gshare = _mask_tables()
+    gsum, _ = _mask_tables()
     sev_cum = np.cumsum(SEVERITY_P, axis=1)
-    reason_cum = np.cumsum(BASE_REASON_P)
     mask = np.zeros(n, np.uint8)
     until = np.zeros((n, n_types), np.int32)
     block_until = np.zeros(n, np.int32)
@@ -354,28 +353,39 @@ def simulate_weeks(rng: np.random.Generator, pop: Population, model: WeekModel) 
         problems.append((pc, np.full(pc.size, w), pk, sev, is_case))
         cases.append((randomised, arm, prop, remaining, after))
         # churn in this week
-        log_lam = model.log_base[:, w][pop.contract[act]] + pop.xb[act]
-        log_lam += gsum[mask[act]] + theta_cur[act]
-        ch = np.flatnonzero(rng.standard_exponential(act.size) < np.exp(log_lam))
-        day = start[ch] + (rng.random(ch.size) * 7).astype(np.int64)
-        real = day < model.total_days
-        ch, day = ch[real], day[real]
-        cust = act[ch]
-        end_day[cust] = day
-        rr = rng.random((ch.size, 2))
-        m = mask[cust]
-        from_problem = rr[:, 0] < -np.expm1(-gsum[m])
-        k = (rr[:, 1:] >= gshare[m, :-1]).sum(axis=1)
-        base = (rr[:, 1:] >= reason_cum[:-1]).sum(axis=1)
-        reason[cust] = np.where(from_problem, PROBLEM_REASON[k], base)
-        keep = np.ones(act.size, bool)
-        keep[ch] = False
-        act = act[keep]
+        hazard = model.log_base[:, w][pop.contract[act]] + pop.xb[act]
+        hazard += gsum[mask[act]] + theta_cur[act]
+        act = _churn(rng, act, start, np.exp(hazard), mask, end_day, reason, model.total_days)
     p = [np.concatenate(x) for x in zip(*problems, strict=True)]
     c = [np.concatenate(x) for x in zip(*cases, strict=True)]
     return History(
         end_day, reason, p[0], p[1], p[2].astype(np.int8), p[3].astype(np.int8), p[4], *c
     )
+
+
+def _churn(rng, act, start, weekly_hazard, mask, end_day, reason, total_days) -> np.ndarray:
+    """Draw this week's churns: set their end day and reason; return the customers still active.
+
+    A churn is caused by an open problem with the share of the hazard the open
+    problems add, and then by one of them in proportion to its share; otherwise
+    its reason is drawn from the base reasons.
+    """
+    gsum, gshare = _mask_tables()
+    ch = np.flatnonzero(rng.standard_exponential(act.size) < weekly_hazard)
+    day = start[ch] + (rng.random(ch.size) * 7).astype(np.int64)
+    real = day < total_days
+    ch, day = ch[real], day[real]
+    cust = act[ch]
+    end_day[cust] = day
+    rr = rng.random((ch.size, 2))
+    m = mask[cust]
+    from_problem = rr[:, 0] < -np.expm1(-gsum[m])
+    k = (rr[:, 1:] >= gshare[m, :-1]).sum(axis=1)
+    base = (rr[:, 1:] >= np.cumsum(BASE_REASON_P)[:-1]).sum(axis=1)
+    reason[cust] = np.where(from_problem, PROBLEM_REASON[k], base)
+    keep = np.ones(act.size, bool)
+    keep[ch] = False
+    return act[keep]
 
 
 # ------------------------------------------------------------ exact outcomes
