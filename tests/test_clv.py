@@ -11,6 +11,7 @@ import pytest
 
 from retention_lab import clv, viz
 from retention_lab.clv import contractual as ct
+from retention_lab.clv import plots as clv_plots
 from retention_lab.config import ClvConfig, parse_config
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
@@ -389,15 +390,15 @@ def test_plots_have_titles_and_labelled_axes():
     )
     check = pd.DataFrame({"group": ["all"], "fitted": [1.0], "true": [1.1]})
     axes = [
-        viz.plot_value_distribution(values),
-        viz.plot_value_at_risk(by_segment),
-        viz.plot_payback(curves),
-        viz.plot_holdout(holdout),
-        viz.plot_truth_check(check),
+        clv_plots.plot_value_distribution(values),
+        clv_plots.plot_value_at_risk(by_segment),
+        clv_plots.plot_payback(curves),
+        clv_plots.plot_holdout(holdout),
+        clv_plots.plot_truth_check(check),
     ]
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    empty = viz.plot_truth_check(pd.DataFrame())
+    empty = clv_plots.plot_truth_check(pd.DataFrame())
     assert "Not available" in empty.texts[0].get_text()
 
 
@@ -441,8 +442,8 @@ def test_unavailable_parts_keep_the_columns_the_report_formats():
     viz.show_table(contractual.by_segment, percent=["mean_p_churn", "share_at_risk"])
     viz.show_table(contractual.truth_check, percent=["ratio"])
     viz.show_table(transactional.holdout)
-    assert "Not available" in viz.plot_holdout(transactional.holdout).texts[0].get_text()
-    assert "Not available" in viz.plot_payback(contractual.payback_curves).texts[0].get_text()
+    assert "Not available" in clv_plots.plot_holdout(transactional.holdout).texts[0].get_text()
+    assert "Not available" in clv_plots.plot_payback(contractual.payback_curves).texts[0].get_text()
     customers = pd.DataFrame({"customer_id": ["A"], "segment": ["all"]})
     values = clv.value_table(customers, contractual, transactional)
     viz.show_table(values.nlargest(10, "value_at_risk"), percent=["p_churn"])

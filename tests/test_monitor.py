@@ -229,9 +229,9 @@ def test_shifted_estimates_are_flagged_ranked_and_name_the_stage_to_rerun():
     assert f"it bears on about EUR {np.expm1(0.5) * 2800:,.0f} of the customers' value" in text
     assert "(Problem: competitor offer)" in text and "Segment: Mass market" in text
     assert "=" not in text.replace("z = ", "") and "_" not in text
-    from retention_lab import viz
+    from retention_lab.monitor import plots
 
-    ax = viz.plot_flags(summary.flags, currency="CHF")
+    ax = plots.plot_flags(summary.flags, currency="CHF")
     assert ax.get_xlabel() == "Impact (CHF)"
     groups = {tick.get_text().split("\n")[1] for tick in ax.get_yticklabels()}
     assert "Problem: competitor offer" in groups
@@ -490,11 +490,11 @@ def test_without_a_shock_flags_stay_within_the_false_alarm_rate(market, tracking
 def test_history_panels_label_each_family_and_draw_the_biggest_moves_first():
     import matplotlib.pyplot as plt
 
-    from retention_lab import viz
+    from retention_lab.monitor import plots
 
     runs = [outputs("2024-01-01"), outputs("2024-02-01", recent_discount=-0.2)]
     summary = compare(runs[1], [runs[0]])
-    fig = viz.plot_monitor_panels(
+    fig = plots.plot_monitor_panels(
         summary.history, families=monitor.HEADLINE_FAMILIES, currency="USD"
     )
     axes = [ax for ax in fig.axes if ax.get_visible()]

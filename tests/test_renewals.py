@@ -11,7 +11,8 @@ import pytest
 import yaml
 from scipy.special import betaln
 
-from retention_lab import clv, viz
+from retention_lab import clv
+from retention_lab.clv import plots as clv_plots
 from retention_lab.clv import renewals as rn
 from retention_lab.config import load_config, parse_config
 from retention_lab.errors import ConfigError, DataError
@@ -123,10 +124,10 @@ def test_the_renewal_figure_titles_each_cohorts_projected_share():
             "observed": [1.0, 0.62, 1.0, np.nan],
         }
     )
-    ax = viz.plot_renewal_curves(curves, unit="quarters")
+    ax = clv_plots.plot_renewal_curves(curves, unit="quarters")
     assert ax.get_title() == "Projected share still active after 1 quarters: a 60%, b 80%"
     assert ax.get_xlabel() == "Renewal period (quarters since the start)" and ax.get_ylabel()
-    assert "Not available" in viz.plot_renewal_curves(curves.iloc[:0]).texts[0].get_text()
+    assert "Not available" in clv_plots.plot_renewal_curves(curves.iloc[:0]).texts[0].get_text()
 
 
 def test_renewal_counts_must_not_increase():

@@ -31,7 +31,6 @@ from retention_lab import contract, tracking
 from retention_lab.config import DATA_DIR, RunConfig, dump_config, load_config, resolve_path
 from retention_lab.data.loaders import Tables, load_tables, read_tables, write_tables
 from retention_lab.errors import MissingStageOutput
-from retention_lab.units import TenureUnit
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +119,6 @@ class StageContext:
         """The validated canonical tables; loaded from the source and stored on first use."""
         store_tables(self.run_dir, self.config)
         return read_tables(self.run_dir / TABLES_DIR)
-
-    @property
-    def tenure_unit(self) -> TenureUnit:
-        """The unit of tenure in reports: ``data.tenure_unit`` for an aggregated table, else months.
-
-        Only an aggregated customers table (tenure and a churn flag, no dates)
-        declares a unit; tenures derived from dates are reported in months.
-        """
-        dated = store_tables(self.run_dir, self.config).get("has_dates", True)
-        return TenureUnit("months" if dated else self.config.data.tenure_unit)
 
     def truth(self):
         """The simulator's ground truth, or ``None`` for real data."""

@@ -260,7 +260,7 @@ def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> Survi
     )
     check_customers(customers, columns=[*covariates, *strata, *groups])
     require_events(customers, what="analyse survival")
-    unit = units.tenure_unit(getattr(tables, "tenure_unit", "months"))
+    unit = units.tenure_unit(tables.tenure_unit)
     horizons = s.horizons_months if s.horizons is None else [unit.to_months(h) for h in s.horizons]
     timed = _Timer(len(customers))
     described = _describe(customers, groups, strata, horizons, s, timed)
