@@ -260,6 +260,8 @@ def read_inputs(stage, *, as_of) -> MonitorInputs:
 def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> MonitorSummary:
     """Compare the current run with the previous one and the trend of the last ``n_runs``.
 
+    Flag rule: see ``retention_lab.monitor.compare``.
+
     Parameters
     ----------
     tables
@@ -274,8 +276,6 @@ def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> Monit
     truth, random_state
         Unused: the comparison is deterministic and needs no ground truth; kept
         so that every stage's ``analyse`` has the same shape.
-
-    Flag rule: see ``retention_lab.monitor.compare``.
     """
     current, previous, stages = inputs.current, list(inputs.previous), inputs.stages
     profile = pd.DataFrame(columns=PROFILE_COLUMNS)
