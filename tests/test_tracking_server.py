@@ -141,15 +141,12 @@ def two_runs(server, tmp_path_factory):
     config_file.write_text(yaml.safe_dump(config))
     env = _without_pg(os.environ)
     env["MLFLOW_TRACKING_URI"] = server["uri"]
-    results = []
-    for _ in range(2):
-        results.append(
-            subprocess.run(
-                [CLI, "run", "--config", str(config_file), "--reports-dir", str(root / "reports"),
-                 "--fast"],
-                capture_output=True, text=True, env=env, timeout=1800,
-            )  # fmt: skip
-        )
+    command = [CLI, "run", "--config", str(config_file), "--reports-dir", str(root / "reports"),
+               "--fast"]  # fmt: skip
+    results = [
+        subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+        for _ in range(2)
+    ]
     return {"results": results, "reports": root / "reports"}
 
 

@@ -465,9 +465,7 @@ def test_dr_effects_equal_causalmls_own_prediction():
     frame = _toy(n=4_000, seed=4)
     model = up.UpliftModel(
         "dr", control="none", folds=2, max_iter=30, min_samples_leaf=50, random_state=3
-    ).fit(
-        frame, treatment_col="treatment", outcome_col="outcome", features=["segment", "age"]
-    )
+    ).fit(frame, treatment_col="treatment", outcome_col="outcome", features=["segment", "age"])
     x = model.encoder_.transform(_as_str(frame, model.features_)).astype(np.float32)
     folds = model.predict_folds(frame)
     for k, fold_model in enumerate(model.models_):
