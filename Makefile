@@ -10,7 +10,12 @@ PYTEST_ARGS ?=
 # machine reads and writes the lock file alike. `make lock` is the one way to change the lock.
 UV_VERSION := 0.13.9
 UV_LOCK_ARGS ?=
-SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --quiet --python $(BIN)/python
+# --compile-bytecode: every process (CLI, stage kernel, test worker) then reads compiled modules
+# instead of compiling its imports from source, which it does each time where
+# PYTHONDONTWRITEBYTECODE is set (about 3.5 s of each stage kernel's start on two cores)
+SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --quiet --compile-bytecode --python $(BIN)/python
+# the project's own modules (installed editable): compiled beside the source, refreshed on install
+COMPILE_SRC := $(BIN)/python -m compileall -q src
 
 # the shared tracking server (make tracking-server): PostgreSQL connection from libpq's variables,
 # the password only from PGPASSWORD or the file PGPASSFILE names, never on a command line
@@ -40,6 +45,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml uv.lock
 	$(SYNC) --extra examples
+	$(COMPILE_SRC)
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (retention-lab)"
 	touch $@
 
@@ -74,6 +80,7 @@ run: install ## Run the demo pipeline (CONFIG=...) and print the path of reports
 	$(BIN)/retention-lab run --config $(CONFIG)
 
 test: install-test browser java postgres ## Run the whole test suite
+	$(COMPILE_SRC)
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 docs: install-docs ## Build the documentation site into site/ (warnings are errors)

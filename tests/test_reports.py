@@ -40,25 +40,32 @@ CURRENCY = "USD"
 
 CONFIG_FILES = {
     "demo": CONFIGS / "demo.yaml",
-    "smoke": SMOKE_CONFIG,  # run with --fast
+    "smoke": SMOKE_CONFIG,  # the session's smoke_run, with --fast
     "telco": CONFIGS / "telco.yaml",
     "cdnow": CONFIGS / "cdnow.yaml",
 }
 
 
 class Runs:
-    """Each configuration run once through the CLI, when a test first asks for it."""
+    """Each configuration run once through the CLI, when a test first asks for it.
 
-    def __init__(self, factory):
-        self.factory, self.done = factory, {}
+    The smoke run is the session's ``smoke_run`` (``--fast``), shared with other modules.
+    """
+
+    def __init__(self, factory, request):
+        self.factory, self.request, self.done = factory, request, {}
 
     def __getitem__(self, name: str) -> dict:
+        if name == "smoke" and name not in self.done:
+            smoke = self.request.getfixturevalue("smoke_run")
+            assert smoke["result"].returncode == 0, smoke["result"].stderr[-3000:]
+            (run_dir,) = [p for p in smoke["reports_dir"].iterdir() if p.is_dir()]
+            self.done[name] = {**smoke, "run_dir": run_dir}
         if name not in self.done:
             root = self.factory.mktemp(name)
-            fast = ["--fast"] if name == "smoke" else []
             result = cli(
                 "run", "--config", str(CONFIG_FILES[name]), "--reports-dir",
-                str(root / "reports"), *fast, tmp_path=root, timeout=1800,
+                str(root / "reports"), tmp_path=root, timeout=1800,
             )  # fmt: skip
             assert result.returncode == 0, result.stderr[-3000:]
             (run_dir,) = [p for p in (root / "reports").iterdir() if p.is_dir()]
@@ -71,9 +78,9 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Runs:
+def runs(tmp_path_factory, request) -> Runs:
     """The demo, smoke (fast), Telco and CDNOW configurations, each run once when first needed."""
-    return Runs(tmp_path_factory)
+    return Runs(tmp_path_factory, request)
 
 
 def _page(browser):

@@ -1,4 +1,4 @@
-"""A shared tracking server: a real PostgreSQL, `make tracking-server`, the smoke pipeline twice.
+"""A shared tracking server: a real PostgreSQL, `make tracking-server`, two pipeline runs.
 
 PostgreSQL (Debian's ``postgresql``, installed by ``make test``) is started in a
 temporary folder on a free loopback port with password authentication for TCP
@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from retention_lab.config import PROJ_ROOT, parse_config
 from retention_lab.errors import ConfigError
@@ -128,29 +129,24 @@ def server(postgres, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_runs(server, tmp_path_factory):
-    """The smoke pipeline run twice against the server; the runs' output and folders."""
+    """The smoke market's data, survival and monitoring stages run twice against the server.
+
+    Those stages are enough to log tables, a model, reports and metrics through the
+    server and to let the second run's monitor read the first one's outputs from it.
+    """
     root = tmp_path_factory.mktemp("runs")
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config["stages"] = ["data", "survival", "monitoring"]
+    config_file = root / "tracked.yaml"
+    config_file.write_text(yaml.safe_dump(config))
     env = _without_pg(os.environ)
     env["MLFLOW_TRACKING_URI"] = server["uri"]
-    results = []
-    for _ in range(2):
-        results.append(
-            subprocess.run(
-                [
-                    CLI,
-                    "run",
-                    "--config",
-                    str(SMOKE_CONFIG),
-                    "--reports-dir",
-                    str(root / "reports"),
-                    "--fast",
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=1800,
-            )  # fmt: skip
-        )
+    command = [CLI, "run", "--config", str(config_file), "--reports-dir", str(root / "reports"),
+               "--fast"]  # fmt: skip
+    results = [
+        subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+        for _ in range(2)
+    ]
     return {"results": results, "reports": root / "reports"}
 
 

@@ -14,7 +14,9 @@ the key changes whenever what the tables are built from changes (see
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import logging
 import warnings
@@ -219,16 +221,21 @@ class StageContext:
         return out
 
     def log_figure(self, figure, name: str) -> None:
-        """Save a figure as PNG in ``<stage>/figures`` and log it to MLflow.
+        """Save a figure as PNG in ``<stage>/figures``, log it to MLflow and show it.
 
-        Returns nothing, so a notebook cell ending in ``stage.log_figure(...)``
-        shows the figure and no path.
+        The figure is drawn once, at its own resolution: the same PNG goes to the
+        file and, in a notebook, to the cell's output (the report adds alt text), and
+        the figure is closed so that the inline backend does not draw it again.
+        Returns nothing, so a cell ending in ``stage.log_figure(...)`` shows no path.
         """
         directory = self.stage_dir / "figures"
         directory.mkdir(exist_ok=True)
         path = directory / name
-        figure.savefig(path, dpi=110, bbox_inches="tight")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi="figure", bbox_inches="tight")
+        path.write_bytes(buffer.getvalue())
         self._log_artifact(path, "figures")
+        _show_png(figure, buffer.getvalue())
 
     def log_models(self, scorers: Mapping[str, object], example: pd.DataFrame) -> None:
         """Log fitted models to MLflow as pyfunc models ``models/<name>`` with signatures.
@@ -382,6 +389,21 @@ def figure_description(figure) -> str:
         if text and text not in parts:
             parts.append(text)
     return "; ".join(parts)[:300] or "Figure"
+
+
+def _show_png(figure, png: bytes) -> None:
+    """Show a figure's PNG as the notebook cell's output and close the figure (in IPython only)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython comes with the notebooks
+        return
+    if get_ipython() is None:
+        return
+    display({"image/png": base64.b64encode(png).decode("ascii")}, raw=True)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
 
 
 def _describe_figures_in_notebook() -> None:

@@ -197,6 +197,8 @@ class UpliftModel:
                 warnings.simplefilter("ignore")
                 if self.learner == "x":
                     pred = model.predict(x, p=p)
+                elif self.learner == "dr":
+                    pred = _dr_effects(model, x)
                 else:
                     pred = model.predict(x)
             pred = np.asarray(pred).reshape(len(frame), -1)
@@ -242,6 +244,18 @@ class UpliftModel:
         out["effect_lower"] = out["effect"] - Z95 * out["effect_std"]
         out["effect_upper"] = out["effect"] + Z95 * out["effect_std"]
         return out
+
+
+def _dr_effects(model, x: np.ndarray) -> np.ndarray:
+    """The DR-learner's effects, one column per treatment group: its effect models' mean.
+
+    This is what ``BaseDRLearner.predict`` returns, without the outcome models it
+    also evaluates for diagnostics (two thirds of its time on large frames).
+    """
+    return np.column_stack(
+        [np.mean([tau.predict(x) for tau in model.models_tau[group]], axis=0)
+         for group in model.t_groups]
+    )  # fmt: skip
 
 
 def fit_learners(
