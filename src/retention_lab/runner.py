@@ -284,9 +284,7 @@ def _execute_stage(
     footer: str = "",
     stopped: Callable[[], str | None] = lambda: None,
 ) -> StageOutcome:
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
+    """Run one stage: its notebook in a kernel, its tables' contract, its report and MLflow run."""
     uri = config.resolved_tracking_uri()
     stage_dir = run_dir / stage
     stage_dir.mkdir(exist_ok=True)
@@ -305,6 +303,53 @@ def _execute_stage(
         "fast": fast,
     }
     started = time.perf_counter()
+    error, cell_index = _run_notebook(stage, notebook, output, run_dir, config, parameters, stopped)
+    seconds = time.perf_counter() - started
+    notebook_path = str(output.relative_to(run_dir)) if output.is_file() else None
+    if stopped():  # its kernel was stopped: the run records the stage, MLflow closes its tree
+        return StageOutcome(
+            stage=stage, status="killed", seconds=seconds, error=stopped(), notebook=notebook_path
+        )
+    results = read_results(run_dir, stage)
+    error = error or _check_results(run_dir, stage, results)
+    status = "failed" if error else "succeeded"
+    findings = results["findings"] if results and not error else []
+    html = None
+    if output.is_file():
+        html_path = _render_report(
+            output, config, stage, status=status, findings=findings, error=error, footer=footer,
+            child_id=child_id,
+        )  # fmt: skip
+        html = str(html_path.relative_to(run_dir))
+    _log_stage_run(uri, run_dir, stage, child_id, parent_run_id, results, error)
+    return StageOutcome(
+        stage=stage,
+        status=status,
+        seconds=seconds,
+        error=error,
+        cell_index=cell_index,
+        notebook=notebook_path,
+        html=html,
+        findings=findings,
+    )
+
+
+def _run_notebook(
+    stage: str,
+    notebook: Path,
+    output: Path,
+    run_dir: Path,
+    config: RunConfig,
+    parameters: dict,
+    stopped: Callable[[], str | None],
+) -> tuple[str | None, int | None]:
+    """Execute the stage notebook with papermill; the error (one line) and failing cell, if any.
+
+    A kernel that never started (no cell began) is tried once more.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     error = cell_index = None
     for attempt in range(1 + KERNEL_START_RETRIES):
         try:
@@ -329,67 +374,77 @@ def _execute_stage(
                 log.warning("stage %s: the kernel did not start (%s); retrying", stage, error)
                 continue
         break
-    seconds = time.perf_counter() - started
-    if stopped():  # its kernel was stopped: the run records the stage, MLflow closes its tree
-        return StageOutcome(
-            stage=stage,
-            status="killed",
-            seconds=seconds,
-            error=stopped(),
-            notebook=str(output.relative_to(run_dir)) if output.is_file() else None,
-        )
-    results = read_results(run_dir, stage)
-    if error is None and results is None:
-        error = "the notebook finished without writing results.json (stage.finish was not called)"
-    if error is None:  # its tables are checked before a later stage reads them
-        try:
-            saved = sorted(path.stem for path in stage_dir.glob("*.parquet"))
-            contract.check_saved(run_dir, stage, saved)
-        except OutputContractError as exc:
-            error = str(exc)
-    status = "failed" if error else "succeeded"
-    findings = results["findings"] if results and not error else []
-    html = None
-    if output.is_file():
-        experiment_id = tracking.ensure_experiment(config.tracking.experiment, uri)
-        html_path = report.render_stage(
-            output,
-            stage_dir / f"{stage}.html",
-            title=stage,
-            run_name=config.name,
-            status=status,
-            findings=findings,
-            error=error,
-            footer=footer,
-            mlflow_url=report.run_url(config.report.mlflow_ui_url, experiment_id, child_id),
-            max_table_rows=config.report.max_table_rows,
-            max_table_columns=config.report.max_table_columns,
-        )
-        html = str(html_path.relative_to(run_dir))
-        tracking.set_tags(uri, child_id, {REPORT_TAG: html_path.resolve().as_uri()})
-        tracking.log_artifact(uri, child_id, output, "notebook")
-        tracking.log_artifact(uri, child_id, html_path, "report")
-    # what the stage's kernel left to the runner (see StageContext.logged_by_runner)
-    for path, folder in read_artifacts(run_dir, stage):
+    return error, cell_index
+
+
+def _check_results(run_dir: Path, stage: str, results: dict | None) -> str | None:
+    """Why a notebook that ran through did not succeed: no results.json, or a broken contract.
+
+    Its tables are checked here, before a later stage reads them.
+    """
+    if results is None:
+        return "the notebook finished without writing results.json (stage.finish was not called)"
+    try:
+        saved = sorted(path.stem for path in (run_dir / stage).glob("*.parquet"))
+        contract.check_saved(run_dir, stage, saved)
+    except OutputContractError as exc:
+        return str(exc)
+    return None
+
+
+def _render_report(
+    output: Path,
+    config: RunConfig,
+    stage: str,
+    *,
+    status: str,
+    findings: list[str],
+    error: str | None,
+    footer: str,
+    child_id: str,
+) -> Path:
+    """The stage's HTML report from its executed notebook, linked from and logged to its run."""
+    uri = config.resolved_tracking_uri()
+    experiment_id = tracking.ensure_experiment(config.tracking.experiment, uri)
+    html_path = report.render_stage(
+        output,
+        output.parent / f"{stage}.html",
+        title=stage,
+        run_name=config.name,
+        status=status,
+        findings=findings,
+        error=error,
+        footer=footer,
+        mlflow_url=report.run_url(config.report.mlflow_ui_url, experiment_id, child_id),
+        max_table_rows=config.report.max_table_rows,
+        max_table_columns=config.report.max_table_columns,
+    )
+    tracking.set_tags(uri, child_id, {REPORT_TAG: html_path.resolve().as_uri()})
+    tracking.log_artifact(uri, child_id, output, "notebook")
+    tracking.log_artifact(uri, child_id, html_path, "report")
+    return html_path
+
+
+def _log_stage_run(
+    uri: str,
+    run_dir: Path,
+    stage: str,
+    child_id: str,
+    parent_run_id: str,
+    results: dict | None,
+    error: str | None,
+) -> None:
+    """What the stage's kernel left to the runner, its metrics and tags; then end its run."""
+    for path, folder in read_artifacts(run_dir, stage):  # see StageContext.logged_by_runner
         log_listed(uri, child_id, path, folder)
     if results:
         tracking.log_metrics(uri, child_id, results["metrics"])
         tracking.set_tags(uri, child_id, results.get("tags") or {})
-    tracking.end_run(uri, child_id, succeeded=status == "succeeded")
+    tracking.end_run(uri, child_id, succeeded=error is None)
     if results and results.get("tags"):
         tracking.set_tags(uri, parent_run_id, results["tags"])
     if results and not error:
         tracking.log_metrics(uri, parent_run_id, headline_metrics(stage, results["metrics"]))
-    return StageOutcome(
-        stage=stage,
-        status=status,
-        seconds=seconds,
-        error=error,
-        cell_index=cell_index,
-        notebook=str(output.relative_to(run_dir)) if output.is_file() else None,
-        html=html,
-        findings=findings,
-    )
 
 
 def _any_cell_started(output: Path) -> bool:
