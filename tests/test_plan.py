@@ -87,12 +87,22 @@ def market():
 
 
 @pytest.fixture(scope="module")
-def summary(market):
+def pooled_inputs(market):
+    """The market's inputs with the uplift stage's pooled cells: the plan refits no effect model.
+
+    For tests of what the plan does with its effects, whichever model gave them.
+    """
+    data, tables, _ = market
+    return _pooled_inputs(data, tables)
+
+
+@pytest.fixture(scope="module")
+def summary(market, pooled_inputs):
     data, tables, _ = market
     config = PlanConfig(budget=20_000, capacities={"technician_visit": 30})
     return plan.analyse(
         tables,
-        _pooled_inputs(data, tables),
+        pooled_inputs,
         config.fast(),
         truth=data.truth,
         random_state=0,
@@ -291,8 +301,9 @@ def test_findings_are_plain_sentences_with_numbers(summary, market):
     assert metrics["true_net_value"] > metrics["true_net_value_best_baseline"]
 
 
-def test_zero_budget_plan_treats_nobody_and_still_reports(market):
-    data, tables, inputs = market
+def test_zero_budget_plan_treats_nobody_and_still_reports(market, pooled_inputs):
+    data, tables, _ = market
+    inputs = pooled_inputs
     s = plan.analyse(
         tables,
         inputs,
@@ -305,8 +316,9 @@ def test_zero_budget_plan_treats_nobody_and_still_reports(market):
     assert plan.findings(s)
 
 
-def test_plan_without_valuable_customers_does_nothing(market):
-    data, tables, inputs = market
+def test_plan_without_valuable_customers_does_nothing(market, pooled_inputs):
+    data, tables, _ = market
+    inputs = pooled_inputs
     worthless = dataclasses.replace(inputs, values=inputs.values.assign(value=0.0))
     s = plan.analyse(
         tables,
@@ -358,8 +370,9 @@ def test_missing_upstream_outputs_name_the_stage_to_run(tmp_path):
         plan.read_inputs(stage, effects_source="uplift")
 
 
-def test_plan_with_a_huge_budget_or_a_closed_instrument(market):
-    data, tables, inputs = market
+def test_plan_with_a_huge_budget_or_a_closed_instrument(market, pooled_inputs):
+    data, tables, _ = market
+    inputs = pooled_inputs
     rich = plan.analyse(
         tables,
         inputs,
