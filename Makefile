@@ -81,7 +81,7 @@ run: install ## Run the demo pipeline (CONFIG=...) and print the path of reports
 
 test: install-test browser java postgres ## Run the whole test suite
 	$(COMPILE_SRC)
-	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 docs: install-docs ## Build the documentation site into site/ (warnings are errors)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

@@ -21,6 +21,27 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CLI = str(Path(sys.executable).parent / "retention-lab")
 
 
+# The modules that take longest (the pipeline runs they make), longest first. `make test`
+# gives xdist whole files in collection order (--dist loadfile --no-loadscope-reorder), so
+# these start at once on the two workers and the many short modules fill in behind them,
+# instead of a long module starting last and running alone.
+SLOWEST_FIRST = (
+    "test_monitor_shock.py",
+    "test_monitor_no_shock.py",
+    "test_rerun.py",
+    "test_reports.py",
+    "test_hostile_reports.py",
+    "test_faults.py",
+    "test_monitor.py",
+    "test_tracking_server.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: others keep order
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261123)
