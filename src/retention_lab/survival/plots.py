@@ -206,6 +206,15 @@ def plot_cif_panels(
     return fig
 
 
+def _interval_rows(ax: Axes, table: pd.DataFrame, estimate: str, lower: str, upper: str, **style):
+    """Each row's estimate with its interval, the first row at the top; the rows and positions."""
+    data = table.iloc[::-1]
+    y = np.arange(len(data))
+    error = [data[estimate] - data[lower], data[upper] - data[estimate]]
+    ax.errorbar(data[estimate], y, xerr=error, fmt="o", capsize=3, **style)
+    return data, y
+
+
 def plot_forest(
     hazard_ratios: pd.DataFrame,
     *,
@@ -221,15 +230,7 @@ def plot_forest(
     ax = _axes(ax)
     if hazard_ratios.empty:
         return _no_data(ax, title)
-    data = hazard_ratios.iloc[::-1]
-    y = np.arange(len(data))
-    ax.errorbar(
-        data["hazard_ratio"],
-        y,
-        xerr=[data["hazard_ratio"] - data["hr_lower"], data["hr_upper"] - data["hazard_ratio"]],
-        fmt="o",
-        capsize=3,
-    )
+    data, y = _interval_rows(ax, hazard_ratios, "hazard_ratio", "hr_lower", "hr_upper")
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
     low, high = data["hr_lower"].min(), data["hr_upper"].max()
@@ -281,16 +282,7 @@ def plot_truth(
     ax = _axes(ax)
     if truth.empty:
         return _no_data(ax, title)
-    data = truth.iloc[::-1]
-    y = np.arange(len(data))
-    ax.errorbar(
-        data["estimate"],
-        y,
-        xerr=[data["estimate"] - data["lower"], data["upper"] - data["estimate"]],
-        fmt="o",
-        capsize=3,
-        label="estimate (95% CI)",
-    )
+    data, y = _interval_rows(ax, truth, "estimate", "lower", "upper", label="estimate (95% CI)")
     ax.scatter(data["true_log_hr"], y, marker="x", color="black", zorder=3, label="truth")
     ax.axvline(0.0, color="grey", ls="--", lw=1)
     ax.set_yticks(y, [capitalised(label(term)) for term in data["term"]])
