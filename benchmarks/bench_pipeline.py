@@ -6,7 +6,7 @@ Run with ``.venv/bin/python benchmarks/bench_pipeline.py smoke demo [million]``;
 Each preset is a configuration run as a user runs it (``retention-lab run``, not
 ``--fast``): ``smoke`` is ``configs/smoke.yaml`` (2,000 customers), ``demo`` is
 ``configs/demo.yaml`` (50,000) and ``million`` is the demo configuration with
-1,000,000 customers (about 15 minutes and 8 GB on two cores). The run goes into
+1,000,000 customers (about 13 minutes and 9.5 GB on two cores). The run goes into
 a temporary reports folder and the project's MLflow store, so the monitoring
 stage compares it with earlier runs as it would in use. While it runs, the
 process tree (the ``retention-lab`` process and its stage kernels) is sampled

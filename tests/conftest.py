@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -142,6 +143,27 @@ def smoke_run(tmp_path_factory) -> dict:
         "reports_dir": root / "reports",
         "tracking_uri": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
     }
+
+
+SHARED_MARKET = {"n_customers": 60_000, "seed": 11}
+
+
+@pytest.fixture(scope="session")
+def market_data(tmp_path_factory):
+    """The simulated market the statistical tests share: 60,000 customers over the default
+    72 months, fixed seed; simulated once per test run (whichever worker asks first) and
+    read back by the others. Tests must not change it.
+    """
+    from retention_lab.data.simulate import SimulatorSettings, simulate
+
+    def build(root: Path) -> dict:
+        settings = SimulatorSettings(n_customers=SHARED_MARKET["n_customers"])
+        data = simulate(settings, random_state=SHARED_MARKET["seed"])
+        (root / "market.pickle").write_bytes(pickle.dumps(data))
+        return {"file": "market.pickle"}
+
+    root, built = built_once(tmp_path_factory, "market", build)
+    return pickle.loads((root / built["file"]).read_bytes())
 
 
 # What a competitor entry changes in the simulated market, as the monitor names it: the

@@ -21,8 +21,8 @@ INSTRUMENTS = ["none", "discount", "bonus", "technician_visit", "personal_manage
 
 
 @pytest.fixture(scope="module")
-def data() -> SimulatedData:
-    return simulate(SimulatorSettings(n_customers=60_000), random_state=1)
+def data(market_data) -> SimulatedData:
+    return market_data
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,8 @@ def _tables(sim) -> Tables:
 
 
 @pytest.fixture(scope="module")
-def market():
-    sim = simulate(SimulatorSettings(n_customers=60_000), random_state=SEED)
+def market(market_data):
+    sim = market_data
     tables = _tables(sim)
     return sim, tables, up.case_table(tables, truth=sim.truth)
 
