@@ -317,8 +317,8 @@ def _execute_stage(
     html = None
     if output.is_file():
         html_path = _render_report(
-            output, config, stage, status=status, findings=findings, error=error, footer=footer,
-            child_id=child_id,
+            output, config, stage, uri=uri, status=status, findings=findings, error=error,
+            footer=footer, child_id=child_id,
         )  # fmt: skip
         html = str(html_path.relative_to(run_dir))
     _log_stage_run(uri, run_dir, stage, child_id, parent_run_id, results, error)
@@ -397,6 +397,7 @@ def _render_report(
     config: RunConfig,
     stage: str,
     *,
+    uri: str,
     status: str,
     findings: list[str],
     error: str | None,
@@ -404,7 +405,6 @@ def _render_report(
     child_id: str,
 ) -> Path:
     """The stage's HTML report from its executed notebook, linked from and logged to its run."""
-    uri = config.resolved_tracking_uri()
     experiment_id = tracking.ensure_experiment(config.tracking.experiment, uri)
     html_path = report.render_stage(
         output,
