@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from retention_lab import clv
-from retention_lab.config import ClvConfig
+from retention_lab.clv import ClvSettings
 from retention_lab.data.loaders import validate_tables
 from retention_lab.data.simulate import SimulatorSettings, simulate
 
@@ -99,7 +99,7 @@ def bench_stage(customers: int, seed: int) -> list[str]:
     )
     prep = time.perf_counter() - t0
     t0 = time.perf_counter()
-    summary = clv.analyse(tables, None, ClvConfig(), truth=sim.truth, random_state=seed)
+    summary = clv.analyse(tables, None, ClvSettings(), truth=sim.truth, random_state=seed)
     stage = time.perf_counter() - t0
     m = summary.to_metrics()
     return [

@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from retention_lab import contract, monitor, tracking
-from retention_lab.config import MonitorConfig, RunConfig
+from retention_lab.config import RunConfig
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
+from retention_lab.monitor import MonitorSettings
 from retention_lab.stage import RunOutputs, StageContext
 
 BUDGET_S = 60.0
@@ -166,7 +167,7 @@ def main() -> None:
                 for name, table in named.items()} | {("monitoring", "input_profile"): profile},
     )  # fmt: skip
     inputs = monitor.MonitorInputs(current, earlier)
-    summary = monitor.analyse(None, inputs, MonitorConfig(n_runs=args.runs + 1))
+    summary = monitor.analyse(None, inputs, MonitorSettings(n_runs=args.runs + 1))
     t_analyse = time.perf_counter() - t0 - t_profile - t_history
     total = time.perf_counter() - t0
     print(

@@ -5,7 +5,7 @@ Run with ``.venv/bin/python benchmarks/bench_survival.py [--customers N] [--mont
 The tables are simulated once and stored as Parquet under ``data/bench/`` (not
 timed); a fresh child process then loads them and runs ``survival.analyse`` with
 the stage's default settings, so its peak RSS is the stage's own (plus the loaded
-tables). The models use the stated random samples (``max_*`` in ``SurvivalConfig``);
+tables). The models use the stated random samples (``max_*`` in ``SurvivalSettings``);
 descriptive statistics and the scores use every customer. Budget: 5 minutes, 8 GB.
 """
 
@@ -21,7 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
-from retention_lab.config import DATA_DIR, SurvivalConfig
+from retention_lab.config import DATA_DIR
+from retention_lab.survival import SurvivalSettings
 
 BUDGET_S, BUDGET_GB = 300.0, 8.0
 
@@ -57,7 +58,7 @@ def _run_stage(folder: Path, seed: int, full: bool) -> dict:
     problems = pd.read_parquet(folder / "problems.parquet")
     interventions = pd.read_parquet(folder / "interventions.parquet")
     rss_loaded = _peak_rss_gb()
-    settings = SurvivalConfig()
+    settings = SurvivalSettings()
     if full:  # the Cox models and the validation on every customer; AFT and PH test keep samples
         settings = settings.model_copy(
             update={

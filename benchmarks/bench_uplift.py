@@ -56,8 +56,8 @@ def run(directory: Path, threads: int) -> dict:
     import pandas as pd
 
     import retention_lab.uplift as up
-    from retention_lab.config import UpliftConfig
     from retention_lab.data.loaders import Tables, derive_tenure
+    from retention_lab.uplift import UpliftSettings
 
     t0 = time.perf_counter()
     as_of = date.fromisoformat((directory / "as_of.txt").read_text())
@@ -69,7 +69,7 @@ def run(directory: Path, threads: int) -> dict:
         transactions=pd.read_parquet(directory / "transactions.parquet"),
     )
     t_read = time.perf_counter()
-    config = UpliftConfig(threads=threads)
+    config = UpliftSettings(threads=threads)
     data = up.case_table(tables, horizon_months=config.horizon_months)
     t_cases = time.perf_counter()
     with warnings.catch_warnings():

@@ -17,10 +17,11 @@ import pytest
 import yaml
 
 import retention_lab.uplift as up
-from retention_lab.config import PROJ_ROOT, UpliftConfig, load_config, parse_config
+from retention_lab.config import PROJ_ROOT, load_config, parse_config
 from retention_lab.data.campaign import simulate_campaign
 from retention_lab.data.sources import label_text
 from retention_lab.errors import ConfigError, DataError, StatisticalWarning
+from retention_lab.uplift import UpliftSettings
 
 from .conftest import SMOKE_CONFIG, cli, validate_and_run
 
@@ -28,7 +29,7 @@ from .conftest import SMOKE_CONFIG, cli, validate_and_run
 def _analyse(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        return up.analyse(None, data, UpliftConfig().fast(), random_state=0)
+        return up.analyse(None, data, UpliftSettings().fast(), random_state=0)
 
 
 def _campaign_config(folder, frame, *, name="campaign.csv", **campaign):

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from retention_lab import clv, viz
+from retention_lab.clv import ClvSettings
 from retention_lab.clv import contractual as ct
 from retention_lab.clv import plots as clv_plots
-from retention_lab.config import ClvConfig, parse_config
+from retention_lab.config import parse_config
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import ConfigError, DataError
@@ -299,7 +300,7 @@ def test_true_tenure_model_reproduces_the_simulated_churn(small_market):
 @pytest.mark.slow
 def test_analyse_values_every_customer_and_checks_the_truth(smoke_tables):
     tables, truth = smoke_tables
-    summary = clv.analyse(tables, None, ClvConfig().fast(), truth=truth, random_state=1)
+    summary = clv.analyse(tables, None, ClvSettings().fast(), truth=truth, random_state=1)
     values = summary.values
     assert len(values) == len(tables.customers)
     assert list(values.columns) == clv.summary.VALUE_COLUMNS

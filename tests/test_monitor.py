@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from retention_lab import monitor, tracking
-from retention_lab.config import MonitorConfig, RunConfig
+from retention_lab.config import RunConfig
 from retention_lab.data.loaders import load_tables
+from retention_lab.monitor import MonitorSettings
 from retention_lab.stage import StageContext
 from retention_lab.uplift import case_table
 from retention_lab.uplift.hazard import instrument_hazard_ratios
@@ -112,10 +113,10 @@ def outputs(
 STAGES = ["data", "survival", "uplift", "clv", "plan", "monitoring"]
 
 
-def compare(current, previous, settings: MonitorConfig | None = None) -> monitor.MonitorSummary:
+def compare(current, previous, settings: MonitorSettings | None = None) -> monitor.MonitorSummary:
     """The monitor on saved outputs only (no tables), this run against ``previous``."""
     inputs = monitor.MonitorInputs(current, previous, STAGES)
-    return monitor.analyse(None, inputs, settings or MonitorConfig())
+    return monitor.analyse(None, inputs, settings or MonitorSettings())
 
 
 def test_run_quantities_read_every_stage_with_its_scale():
@@ -417,7 +418,7 @@ def test_history_is_read_from_mlflow_newest_first_and_skips_failed_runs(market, 
     assert monitoring_stage(tracking_uri, None).earlier_runs(5) == []  # interactive: no history
 
 
-def flagged_after(tracking_uri, before, after, config: MonitorConfig, experiment: str):
+def flagged_after(tracking_uri, before, after, config: MonitorSettings, experiment: str):
     """Log the earlier snapshot as a finished run, then monitor the later one against it.
 
     Both runs carry the input profile and the instrument hazard ratios (the
@@ -457,7 +458,7 @@ def test_competitor_entry_flags_the_changed_inputs_and_nothing_else(market, trac
     nothing the shock left unchanged may be.
     """
     before, after = market({"month": 24}, seed=5)
-    summary = flagged_after(tracking_uri, before, after, MonitorConfig(), "shock")
+    summary = flagged_after(tracking_uri, before, after, MonitorSettings(), "shock")
     flagged = set(summary.flags["group"])
     assert "problem_type=competitor_offer" in flagged and flagged <= CHANGED_BY_A_COMPETITOR_ENTRY
     rate = summary.flags.set_index("group").loc["problem_type=competitor_offer"]
@@ -472,7 +473,7 @@ def test_competitor_entry_flags_the_changed_inputs_and_nothing_else(market, trac
 
 @pytest.mark.slow
 def test_without_a_shock_flags_stay_within_the_false_alarm_rate(market, tracking_uri):
-    config = MonitorConfig()
+    config = MonitorSettings()
     flagged_runs = tests = flags = 0
     seeds = range(11, 19)
     for seed in seeds:

@@ -10,11 +10,12 @@ import pytest
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from retention_lab import plan
-from retention_lab.config import ClvConfig, PlanConfig
+from retention_lab.clv import ClvSettings
 from retention_lab.data.loaders import Tables
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import MissingStageOutput
 from retention_lab.labels import label
+from retention_lab.plan import PlanSettings
 from retention_lab.plan.knapsack import NOTHING, allocate, fill_in_order, is_feasible
 from retention_lab.stage import StageContext
 
@@ -22,8 +23,8 @@ from .conftest import make_config
 
 # the customer value's horizon and discount rate, as the clv stage's defaults compute it
 VALUE = {
-    "value_months": ClvConfig().horizon_months,
-    "annual_discount": ClvConfig().discount_rate,
+    "value_months": ClvSettings().horizon_months,
+    "annual_discount": ClvSettings().discount_rate,
 }
 
 
@@ -99,7 +100,7 @@ def pooled_inputs(market):
 @pytest.fixture(scope="module")
 def summary(market, pooled_inputs):
     data, tables, _ = market
-    config = PlanConfig(budget=20_000, capacities={"technician_visit": 30})
+    config = PlanSettings(budget=20_000, capacities={"technician_visit": 30})
     return plan.analyse(
         tables,
         pooled_inputs,
@@ -215,7 +216,7 @@ def test_true_net_value_comes_from_the_simulator_alone(summary, market):
     again = plan.analyse(
         tables,
         rich,
-        PlanConfig(budget=20_000, baselines=["nothing"]).fast(),
+        PlanSettings(budget=20_000, baselines=["nothing"]).fast(),
         truth=data.truth,
         random_state=0,
     )
@@ -307,7 +308,7 @@ def test_zero_budget_plan_treats_nobody_and_still_reports(market, pooled_inputs)
     s = plan.analyse(
         tables,
         inputs,
-        PlanConfig(budget=0.0, baselines=["random", "nothing"]).fast(),
+        PlanSettings(budget=0.0, baselines=["random", "nothing"]).fast(),
         truth=None,
         random_state=1,
     )
@@ -323,7 +324,7 @@ def test_plan_without_valuable_customers_does_nothing(market, pooled_inputs):
     s = plan.analyse(
         tables,
         worthless,
-        PlanConfig(budget=10_000.0, baselines=["nothing"]).fast(),
+        PlanSettings(budget=10_000.0, baselines=["nothing"]).fast(),
         random_state=1,
     )
     assert s.allocation.n_treated == 0 and s.actions.empty
@@ -343,7 +344,7 @@ def test_uplift_effects_are_used_when_given(market):
     s = plan.analyse(
         tables,
         dataclasses.replace(inputs, effects=effects),
-        PlanConfig(budget=5_000.0, baselines=["nothing"], exact_max_customers=0).fast(),
+        PlanSettings(budget=5_000.0, baselines=["nothing"], exact_max_customers=0).fast(),
         random_state=1,
     )
     assert s.effects_source == "uplift stage"
@@ -376,7 +377,7 @@ def test_plan_with_a_huge_budget_or_a_closed_instrument(market, pooled_inputs):
     rich = plan.analyse(
         tables,
         inputs,
-        PlanConfig(budget=1e9, baselines=["best_single"]).fast(),
+        PlanSettings(budget=1e9, baselines=["best_single"]).fast(),
         random_state=1,
     )
     assert rich.allocation.method == "none needed" and rich.allocation.gap == 0.0
@@ -384,7 +385,7 @@ def test_plan_with_a_huge_budget_or_a_closed_instrument(market, pooled_inputs):
     closed = plan.analyse(
         tables,
         inputs,
-        PlanConfig(
+        PlanSettings(
             budget=1e9, capacities={"technician_visit": 0}, baselines=["best_single"]
         ).fast(),
         random_state=1,
@@ -471,7 +472,7 @@ def test_plan_on_a_market_where_nothing_helps_treats_almost_nobody(null_market):
     s = plan.analyse(
         tables,
         inputs,
-        PlanConfig(budget=20_000, baselines=["nothing"]).fast(),
+        PlanSettings(budget=20_000, baselines=["nothing"]).fast(),
         truth=data.truth,
         random_state=0,
     )
@@ -486,7 +487,7 @@ def test_plan_without_a_binding_capacity_gets_most_of_the_oracles_value(market):
     s = plan.analyse(
         tables,
         _pooled_inputs(data, tables),
-        PlanConfig(budget=20_000).fast(),
+        PlanSettings(budget=20_000).fast(),
         truth=data.truth,
         random_state=0,
     )

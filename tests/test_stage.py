@@ -233,10 +233,10 @@ def test_every_stage_settings_section_has_a_smoke_variant_of_its_own_type(packag
 
 
 def test_a_survival_smoke_run_caps_each_model_sample_and_keeps_a_smaller_cap():
-    from retention_lab.config import SurvivalConfig
+    from retention_lab.survival import SurvivalSettings
 
-    fast = SurvivalConfig(max_ph_customers=1_000, max_cox_customers=None).fast()
+    fast = SurvivalSettings(max_ph_customers=1_000, max_cox_customers=None).fast()
     assert fast.max_ph_customers == 1_000  # smaller than the smoke cap: kept
     assert fast.max_cox_customers == fast.max_aft_customers == 5_000  # None (all) is capped too
     assert fast.max_validation_customers == fast.max_problem_customers == 5_000
-    assert SurvivalConfig().covariates == fast.covariates  # nothing else changes
+    assert SurvivalSettings().covariates == fast.covariates  # nothing else changes

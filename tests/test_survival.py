@@ -14,11 +14,11 @@ from lifelines.datasets import load_rossi
 from lifelines.statistics import logrank_test
 
 import retention_lab.survival as sv
-from retention_lab.config import SurvivalConfig
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.labels import label
+from retention_lab.survival import SurvivalSettings
 from retention_lab.survival._cox import fit_counting_process_cox
 
 COVARIATES = ["segment", "plan", "channel", "age", "data_usage_gb"]
@@ -369,7 +369,7 @@ class TestDegenerateInputs:
             sv.analyse(
                 tables_of(frame),
                 None,
-                SurvivalConfig(covariates=["plan"], strata=[], groups=["plan"]),
+                SurvivalSettings(covariates=["plan"], strata=[], groups=["plan"]),
             )
         km = sv.km_table(frame)  # documented: the curve stays at 1
         assert (km["survival"] == 1).all()
@@ -431,7 +431,7 @@ def test_analyse_gives_metrics_findings_and_one_score_per_active_customer(small_
         result = sv.analyse(
             tables_of(customers, problems),
             None,
-            SurvivalConfig(covariates=COVARIATES),
+            SurvivalSettings(covariates=COVARIATES),
             truth=truth,
             random_state=0,
         )

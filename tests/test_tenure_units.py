@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from retention_lab import monitor, survival
-from retention_lab.config import CONFIGS_DIR, SurvivalConfig, load_config
+from retention_lab.config import CONFIGS_DIR, load_config
 from retention_lab.data import load_tables
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.errors import StatisticalWarning
+from retention_lab.survival import SurvivalSettings
 from retention_lab.units import DAYS_PER_MONTH, TenureUnit
 
 from .conftest import cli
@@ -51,8 +52,8 @@ def runs(telco) -> dict[str, survival.SurvivalSummary]:
         telco.assign(tenure=telco["tenure"] * DAYS_PER_MONTH), pd.Timestamp(AS_OF),
         tenure_unit="days",
     )  # fmt: skip
-    in_months = SurvivalConfig(**SETTINGS, horizons_months=HORIZONS_MONTHS).fast()
-    in_days = SurvivalConfig(**SETTINGS, horizons=[h * DAYS_PER_MONTH for h in HORIZONS_MONTHS])
+    in_months = SurvivalSettings(**SETTINGS, horizons_months=HORIZONS_MONTHS).fast()
+    in_days = SurvivalSettings(**SETTINGS, horizons=[h * DAYS_PER_MONTH for h in HORIZONS_MONTHS])
     with warnings.catch_warnings():  # Telco's fee and segment fail the PH test: stated, known
         warnings.simplefilter("ignore", StatisticalWarning)
         months = survival.analyse(

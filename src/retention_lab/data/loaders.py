@@ -29,8 +29,8 @@ from retention_lab.errors import DataError
 from retention_lab.units import DAYS_PER_MONTH, TENURE_UNIT_DAYS
 
 if TYPE_CHECKING:
+    from retention_lab.data.settings import DataSettings
     from retention_lab.data.simulate import GroundTruth
-    from retention_lab.data.sources import DataConfig
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,9 @@ def snapshot(raw: dict[str, pd.DataFrame | None], as_of: date) -> dict[str, pd.D
     return cut
 
 
-def load_tables(data_config: DataConfig, *, random_state: int) -> tuple[Tables, GroundTruth | None]:
+def load_tables(
+    data_config: DataSettings, *, random_state: int
+) -> tuple[Tables, GroundTruth | None]:
     """Load the dataset a run configuration names, validated; ground truth when simulated."""
     if data_config.source == "simulator":
         from retention_lab.data.simulate import simulate

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession
     from pyspark.sql import DataFrame as SparkFrame
 
-    from retention_lab.data.sources import DataConfig, TableSource
+    from retention_lab.data.settings import DataSettings
+    from retention_lab.data.sources import TableSource
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ def daily_transactions(transactions: SparkFrame) -> SparkFrame:
     return transactions.groupBy("customer_id", day).agg(F.sum("amount").alias("amount"))
 
 
-def spark_frames(config: DataConfig, spark: SparkSession) -> tuple[dict[str, SparkFrame], dict]:
+def spark_frames(config: DataSettings, spark: SparkSession) -> tuple[dict[str, SparkFrame], dict]:
     """The mapped canonical tables as Spark DataFrames (lazy) and their labels."""
     frames, files, problems = {}, {}, []
     for name, source in config.tables().items():
@@ -301,7 +302,7 @@ def spark_frames(config: DataConfig, spark: SparkSession) -> tuple[dict[str, Spa
     return frames, files
 
 
-def read_tables_spark(config: DataConfig) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+def read_tables_spark(config: DataSettings) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     """Read, map and aggregate every configured table in Spark; collect the driver's share.
 
     Returns

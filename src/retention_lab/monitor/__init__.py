@@ -13,37 +13,44 @@ The stage's library (``notebooks/05_monitoring.ipynb`` calls it):
   ``MonitorSummary`` and ``findings``.
 """
 
-from retention_lab.monitor.compare import (
-    compare_distributions,
-    compare_quantities,
-    flag_changes,
-    holm,
-    psi,
-    rank_flags,
-    trends,
-)
-from retention_lab.monitor.profile import input_profile
-from retention_lab.monitor.quantities import (
-    QUANTITY_COLUMNS,
-    RunOutputs,
-    effect_quantities,
-    hazard_effect_quantities,
-    profile_quantities,
-    run_quantities,
-    survival_quantities,
-    value_quantities,
-)
-from retention_lab.monitor.summary import (
-    HEADLINE_FAMILIES,
-    MonitorInputs,
-    MonitorSummary,
-    analyse,
-    describe,
-    findings,
-    read_inputs,
-)
+from typing import TYPE_CHECKING
+
+from retention_lab.lazy import attach
+from retention_lab.monitor.settings import MonitorSettings
+
+if TYPE_CHECKING:  # loaded on first use (retention_lab.lazy): the settings import cheaply
+    from retention_lab.monitor.compare import (
+        compare_distributions,
+        compare_quantities,
+        flag_changes,
+        holm,
+        psi,
+        rank_flags,
+        trends,
+    )
+    from retention_lab.monitor.profile import input_profile
+    from retention_lab.monitor.quantities import (
+        QUANTITY_COLUMNS,
+        RunOutputs,
+        effect_quantities,
+        hazard_effect_quantities,
+        profile_quantities,
+        run_quantities,
+        survival_quantities,
+        value_quantities,
+    )
+    from retention_lab.monitor.summary import (
+        HEADLINE_FAMILIES,
+        MonitorInputs,
+        MonitorSummary,
+        analyse,
+        describe,
+        findings,
+        read_inputs,
+    )
 
 __all__ = [
+    "MonitorSettings",
     "HEADLINE_FAMILIES",
     "QUANTITY_COLUMNS",
     "MonitorInputs",
@@ -68,3 +75,5 @@ __all__ = [
     "trends",
     "value_quantities",
 ]
+
+__getattr__, __dir__ = attach(__name__, __file__)

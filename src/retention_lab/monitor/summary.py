@@ -270,7 +270,7 @@ def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> Monit
         run's outputs; None compares the runs' saved outputs only.
     inputs : MonitorInputs
         The current run and earlier ones, newest first (``read_inputs``).
-    settings : MonitorConfig
+    settings : MonitorSettings
         The configuration's ``monitor`` section (``n_runs``, ``alpha``,
         ``psi_threshold``, ``max_untested_change``).
     truth, random_state

@@ -16,33 +16,40 @@ The stage's library (``notebooks/04_plan.ipynb`` calls it):
   list (``write_actions_csv``).
 """
 
-from retention_lab.plan.evaluate import BASELINES, LABELS, baseline_choice, off_policy
-from retention_lab.plan.inputs import (
-    EffectModel,
-    candidates,
-    cost_matrix,
-    instrument_costs,
-    past_cases,
-)
-from retention_lab.plan.knapsack import (
-    Allocation,
-    allocate,
-    budget_curve,
-    fill_in_order,
-    is_feasible,
-)
-from retention_lab.plan.summary import (
-    ACTION_COLUMNS,
-    PlanInputs,
-    PlanSummary,
-    analyse,
-    findings,
-    read_inputs,
-    write_actions_csv,
-)
-from retention_lab.plan.threats import playbook, threat_table
+from typing import TYPE_CHECKING
+
+from retention_lab.lazy import attach
+from retention_lab.plan.settings import PlanSettings
+
+if TYPE_CHECKING:  # loaded on first use (retention_lab.lazy): the settings import cheaply
+    from retention_lab.plan.evaluate import BASELINES, LABELS, baseline_choice, off_policy
+    from retention_lab.plan.inputs import (
+        EffectModel,
+        candidates,
+        cost_matrix,
+        instrument_costs,
+        past_cases,
+    )
+    from retention_lab.plan.knapsack import (
+        Allocation,
+        allocate,
+        budget_curve,
+        fill_in_order,
+        is_feasible,
+    )
+    from retention_lab.plan.summary import (
+        ACTION_COLUMNS,
+        PlanInputs,
+        PlanSummary,
+        analyse,
+        findings,
+        read_inputs,
+        write_actions_csv,
+    )
+    from retention_lab.plan.threats import playbook, threat_table
 
 __all__ = [
+    "PlanSettings",
     "ACTION_COLUMNS",
     "Allocation",
     "BASELINES",
@@ -67,3 +74,5 @@ __all__ = [
     "threat_table",
     "write_actions_csv",
 ]
+
+__getattr__, __dir__ = attach(__name__, __file__)

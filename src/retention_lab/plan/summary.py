@@ -222,8 +222,8 @@ def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> PlanS
     inputs : PlanInputs
         The earlier stages' outputs (``read_inputs``) and the clv stage's value horizon
         and discount rate, over which the truth values each arm's margin.
-    settings : PlanConfig
-        The ``plan`` section; a smoke run passes ``PlanConfig.fast()`` (fewer resamples).
+    settings : PlanSettings
+        The ``plan`` section; a smoke run passes ``PlanSettings.fast()`` (fewer resamples).
     truth
         The simulator's ground truth, or None for real data.
     """

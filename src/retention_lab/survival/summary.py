@@ -242,8 +242,8 @@ def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> Survi
     inputs
         None: the survival stage reads no earlier stage's outputs.
     settings
-        The configuration's ``survival`` section (``SurvivalConfig``); a smoke
-        run passes ``SurvivalConfig.fast()`` (every model sample capped). Every
+        The configuration's ``survival`` section (``SurvivalSettings``); a smoke
+        run passes ``SurvivalSettings.fast()`` (every model sample capped). Every
         ``*_months`` option stays in months; ``horizons``, when given, are the
         retention horizons in the tenure unit. The ``max_*`` options cap the
         customers a model is fitted on (a random sample, stratified by strata and

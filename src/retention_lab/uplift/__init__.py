@@ -16,44 +16,51 @@ export (one row per customer: treatment, outcome, features).
 - ``scoring``: predicted effects of any customers, the plan-stage table.
 """
 
-from retention_lab.uplift.cases import (
-    CANONICAL_FEATURES,
-    UpliftInput,
-    active_customers,
-    case_table,
-    from_frame,
-    horizon_days_of,
-    prepare,
-    read_campaign,
-    unavailable,
-)
-from retention_lab.uplift.design import (
-    arm_sizes,
-    balance,
-    check_input,
-    fit_propensity,
-    known_propensity,
-    overlap_table,
-)
-from retention_lab.uplift.effects import (
-    aipw_effects,
-    aipw_scores,
-    difference_in_means,
-    outcome_predictions,
-    true_effects,
-)
-from retention_lab.uplift.evaluation import (
-    calibration,
-    choose_learners,
-    evaluate,
-    truth_metrics,
-    uplift_curves,
-)
-from retention_lab.uplift.learners import LEARNERS, UpliftModel, fit_learners
-from retention_lab.uplift.scoring import EFFECT_TABLE_COLUMNS, plan_effects, predict_effects
-from retention_lab.uplift.summary import UpliftSummary, analyse, findings
+from typing import TYPE_CHECKING
+
+from retention_lab.lazy import attach
+from retention_lab.uplift.settings import UpliftSettings
+
+if TYPE_CHECKING:  # loaded on first use (retention_lab.lazy): the settings import cheaply
+    from retention_lab.uplift.cases import (
+        CANONICAL_FEATURES,
+        UpliftInput,
+        active_customers,
+        case_table,
+        from_frame,
+        horizon_days_of,
+        prepare,
+        read_campaign,
+        unavailable,
+    )
+    from retention_lab.uplift.design import (
+        arm_sizes,
+        balance,
+        check_input,
+        fit_propensity,
+        known_propensity,
+        overlap_table,
+    )
+    from retention_lab.uplift.effects import (
+        aipw_effects,
+        aipw_scores,
+        difference_in_means,
+        outcome_predictions,
+        true_effects,
+    )
+    from retention_lab.uplift.evaluation import (
+        calibration,
+        choose_learners,
+        evaluate,
+        truth_metrics,
+        uplift_curves,
+    )
+    from retention_lab.uplift.learners import LEARNERS, UpliftModel, fit_learners
+    from retention_lab.uplift.scoring import EFFECT_TABLE_COLUMNS, plan_effects, predict_effects
+    from retention_lab.uplift.summary import UpliftSummary, analyse, findings
 
 __all__ = [
+    "UpliftSettings",
     "CANONICAL_FEATURES",
     "EFFECT_TABLE_COLUMNS",
     "LEARNERS",
@@ -89,3 +96,5 @@ __all__ = [
     "unavailable",
     "uplift_curves",
 ]
+
+__getattr__, __dir__ = attach(__name__, __file__)

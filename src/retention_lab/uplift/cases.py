@@ -395,7 +395,7 @@ def _outcome(cases: pd.DataFrame, col: str, id_col: str, kind: str, *, file: str
 def read_campaign(source, *, database: str | None = None, base_dir: str | None = None):
     """Read, map and wrap a campaign export (the configuration's ``uplift.campaign``).
 
-    ``source`` is a :class:`~retention_lab.config.CampaignSource`: its
+    ``source`` is a :class:`~retention_lab.uplift.settings.CampaignSource`: its
     ``columns`` map the canonical ``customer_id``, ``treatment``, ``outcome``
     and ``assignment`` to the export's columns and its ``values`` map labels,
     as for the customers table. ``assignment`` says how arms were given:
@@ -433,7 +433,7 @@ def read_campaign(source, *, database: str | None = None, base_dir: str | None =
 def prepare(tables, *, settings, truth=None) -> UpliftInput:
     """The stage's cases: the campaign export when configured, else the canonical adapter.
 
-    ``settings`` is the configuration's ``uplift`` section (``UpliftConfig``).
+    ``settings`` is the configuration's ``uplift`` section (``UpliftSettings``).
     """
     if settings.campaign is not None:
         return read_campaign(settings.campaign)

@@ -20,10 +20,10 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
 
 from retention_lab import progress
-from retention_lab.config import UpliftConfig
 from retention_lab.errors import DataError
 from retention_lab.units import Z95
 from retention_lab.uplift.design import _as_str, _seed, fold_ids, make_encoder
+from retention_lab.uplift.settings import UpliftSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _meta_learner(kind: str, base, control: str):
 
 
 # the base models' defaults are the configuration's (``uplift:`` section), defined there once
-_DEFAULTS = {name: field.default for name, field in UpliftConfig.model_fields.items()}
+_DEFAULTS = {name: field.default for name, field in UpliftSettings.model_fields.items()}
 
 
 class UpliftModel:

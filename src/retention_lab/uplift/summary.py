@@ -365,9 +365,9 @@ def analyse(tables, inputs, settings, *, truth=None, random_state=None) -> Uplif
         The prepared cases (:func:`~retention_lab.uplift.prepare`, :func:`case_table`
         or :func:`from_frame`); None prepares them from ``tables`` (or the
         configured campaign export) here.
-    settings : UpliftConfig
+    settings : UpliftSettings
         The configuration's ``uplift`` section; a smoke run passes
-        ``UpliftConfig.fast()`` (small models and bootstraps).
+        ``UpliftSettings.fast()`` (small models and bootstraps).
     truth
         The simulator's ground truth, used only when the cases are prepared here.
 
