@@ -4,6 +4,12 @@ Paths have one owner: every folder the workbench reads or writes is named
 here. The run configuration is a tree of pydantic models with
 ``extra="forbid"``; ``load_config`` turns YAML and validation failures into a
 ``ConfigError`` that names the file and the key path.
+
+``RunConfig`` composes the settings model each stage package owns
+(``data.DataSettings``, ``survival.SurvivalSettings``, ``uplift.UpliftSettings``,
+``clv.ClvSettings``, ``plan.PlanSettings``, ``monitor.MonitorSettings``),
+where each default is written once; the sections of the frame (tracking,
+runner, report) are defined here. No stage package imports this module.
 """
 
 from __future__ import annotations
