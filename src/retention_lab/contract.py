@@ -91,6 +91,10 @@ def _text(name: str, **kwargs) -> Column:
     return Column(name, "text", **kwargs)
 
 
+def _texts(*names: str, **kwargs) -> tuple[Column, ...]:
+    return tuple(_text(name, **kwargs) for name in names)
+
+
 def _id(name: str = "customer_id") -> Column:
     return Column(name, "text", nullable=False)
 
@@ -102,6 +106,10 @@ def _share(name: str, **kwargs) -> Column:
 
 def _count(name: str, **kwargs) -> Column:
     return Column(name, "count", nullable=False, low=0, **kwargs)
+
+
+def _counts(*names: str) -> tuple[Column, ...]:
+    return tuple(_count(name) for name in names)
 
 
 def _positive(name: str, **kwargs) -> Column:
@@ -118,6 +126,13 @@ def _numbers(*names: str, **kwargs) -> tuple[Column, ...]:
 
 def _interval(prefix: str = "", estimate: str = "effect") -> tuple[Column, ...]:
     return _numbers(estimate, f"{prefix}lower", f"{prefix}upper")
+
+
+# columns several outputs share
+_HAZARD_RATIO = _positives("hazard_ratio", "hr_lower", "hr_upper")
+_ARM_COUNTS = _counts("n_treated", "n_control")
+_CELL = _texts("problem_type", "segment", required=False)  # the cell of an effect, when split
+_ATTRIBUTABLE = _numbers("attributable_churn", "attributable_lower", "attributable_upper")
 
 
 OUTPUTS: tuple[StageOutput, ...] = (
@@ -140,13 +155,10 @@ OUTPUTS: tuple[StageOutput, ...] = (
         "the Cox model's hazard ratio of every term with its 95% interval",
         (
             _text("term", nullable=False),
-            _text("covariate"),
-            _text("level"),
-            _text("reference"),
-            _text("kind"),
+            *_texts("covariate", "level", "reference", "kind"),
             *_numbers("log_hazard_ratio", "log_hr_lower", "log_hr_upper"),
             _positive("se"),
-            *_positives("hazard_ratio", "hr_lower", "hr_upper"),
+            *_HAZARD_RATIO,
             _share("p_value"),
         ),
         monitored="history",
@@ -157,10 +169,10 @@ OUTPUTS: tuple[StageOutput, ...] = (
         "problem types ranked by the churn they cause (hazard ratio and attributable churn)",
         (
             _text("problem_type", nullable=False),
-            *_positives("hazard_ratio", "hr_lower", "hr_upper"),
+            *_HAZARD_RATIO,
             _positive("hazard_ratio_treated", required=False),
             _count("churned_while_active"),
-            *_numbers("attributable_churn", "attributable_lower", "attributable_upper"),
+            *_ATTRIBUTABLE,
             _share("share_of_churn"),
             _count("rank"),
         ),
@@ -177,8 +189,7 @@ OUTPUTS: tuple[StageOutput, ...] = (
             _text("learner"),
             *_interval("effect_"),
             _positive("effect_std"),
-            _text("problem_type", required=False),
-            _text("segment", required=False),
+            *_CELL,
             *_numbers("cell_effect", "cell_revenue_effect"),
             _positive("cost"),
         ),
@@ -189,18 +200,12 @@ OUTPUTS: tuple[StageOutput, ...] = (
         "each instrument's effect per problem type and segment, raw and partially pooled, on "
         "retention and on the log hazard (the plan decides on it)",
         (
-            _text("instrument", nullable=False),
-            _text("scale", nullable=False),
-            _text("problem_type"),
-            _text("segment"),
+            *_texts("instrument", "scale", nullable=False),
+            *_texts("problem_type", "segment"),
             *_numbers("raw", "raw_lower", "raw_upper", "pooled", "lower", "upper"),
-            _positive("raw_se"),
-            _positive("pooled_sd"),
-            _count("n_treated"),
-            _count("n_control"),
-            _share("shrinkage"),
-            _share("prob_benefit"),
-            _share("lfsr"),
+            *_positives("raw_se", "pooled_sd"),
+            *_ARM_COUNTS,
+            *(_share(name) for name in ("shrinkage", "prob_benefit", "lfsr")),
         ),
     ),
     StageOutput(
@@ -209,11 +214,9 @@ OUTPUTS: tuple[StageOutput, ...] = (
         "the randomised effect of each instrument per problem type and segment",
         (
             _text("instrument", nullable=False),
-            _text("problem_type", required=False),
-            _text("segment", required=False),
+            *_CELL,
             *_interval(),
-            _count("n_treated"),
-            _count("n_control"),
+            *_ARM_COUNTS,
             *_numbers("revenue_effect", "cost_per_saved"),
             _text("status"),
         ),
@@ -232,10 +235,8 @@ OUTPUTS: tuple[StageOutput, ...] = (
             Column("log_hazard_ratio"),
             _positive("se"),
             *_positives("hazard_ratio", "lower", "upper"),
-            _count("n_treated"),
-            _count("n_control"),
-            _count("churned_treated"),
-            _count("churned_control"),
+            *_ARM_COUNTS,
+            *_counts("churned_treated", "churned_control"),
             _text("status"),
         ),
         monitored="history",
@@ -268,8 +269,7 @@ OUTPUTS: tuple[StageOutput, ...] = (
         (
             _id(),
             _text("instrument", nullable=False),
-            _text("problem_type"),
-            _text("segment"),
+            *_texts("problem_type", "segment"),
             *_numbers("expected_saved_value", "expected_net_value", "value"),
             _positive("cost"),
             *_numbers("retention_gain", "gain_lower", "gain_upper"),
@@ -284,8 +284,8 @@ OUTPUTS: tuple[StageOutput, ...] = (
         "the survival stage's threats valued in money and ranked by the value their churn destroys",
         (
             _text("problem_type", nullable=False),
-            *_positives("hazard_ratio", "hr_lower", "hr_upper"),
-            *_numbers("attributable_churn", "attributable_lower", "attributable_upper"),
+            *_HAZARD_RATIO,
+            *_ATTRIBUTABLE,
             _share("share_of_churn"),
             *_numbers("value_per_churn", "value_lost", "value_lower", "value_upper"),
             _count("rank"),

@@ -34,6 +34,7 @@ TABLES = ("customers", "problems", "interventions", "transactions")
 DATE = "datetime64[ns]"
 
 # column -> (dtype, nullable, required); optional columns are checked only when present
+_EVENT = {"customer_id": (str, False, True), "date": (DATE, False, True)}  # whose, and when
 COLUMN_TYPES: dict[str, dict[str, tuple[object, bool, bool]]] = {
     "customers": {
         "customer_id": (str, False, True),
@@ -50,25 +51,15 @@ COLUMN_TYPES: dict[str, dict[str, tuple[object, bool, bool]]] = {
         "channel": (str, True, False),
         "region": (str, True, False),
     },
-    "problems": {
-        "customer_id": (str, False, True),
-        "date": (DATE, False, True),
-        "problem_type": (str, False, True),
-        "severity": (float, True, False),
-    },
+    "problems": {**_EVENT, "problem_type": (str, False, True), "severity": (float, True, False)},
     "interventions": {
-        "customer_id": (str, False, True),
-        "date": (DATE, False, True),
+        **_EVENT,
         "instrument": (str, False, True),
         "assignment": (str, False, True),
         "problem_type": (str, True, False),
         "cost": (float, True, False),
     },
-    "transactions": {
-        "customer_id": (str, False, True),
-        "date": (DATE, False, True),
-        "amount": (float, False, True),
-    },
+    "transactions": {**_EVENT, "amount": (float, False, True)},
 }
 
 

@@ -6,7 +6,8 @@ The stage's library (``notebooks/05_monitoring.ipynb`` calls it):
   churn-reason mix, measured on the run's tables and stored for the next run);
 - the runs it compares come from the stage context: ``stage.this_run`` (the run
   in progress, from its folder) and ``stage.earlier_runs`` (from MLflow);
-- quantities: ``run_quantities`` turns a run's metrics and tables into one long table;
+- quantities: ``run_quantities`` turns a run's metrics and tables into one long table
+  of ``Quantity`` rows;
 - compare: ``compare_quantities``, ``compare_distributions``, ``psi``, ``holm``,
   ``flag_changes`` (the flag rule), ``trends``, ``rank_flags``;
 - the whole stage: ``read_inputs`` -> ``MonitorInputs``, ``analyse`` ->
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # loaded on first use (retention_lab.lazy): the settings impo
     from retention_lab.monitor.profile import input_profile
     from retention_lab.monitor.quantities import (
         QUANTITY_COLUMNS,
+        Quantity,
         RunOutputs,
         effect_quantities,
         hazard_effect_quantities,
@@ -53,6 +55,7 @@ __all__ = [
     "MonitorSettings",
     "HEADLINE_FAMILIES",
     "QUANTITY_COLUMNS",
+    "Quantity",
     "MonitorInputs",
     "MonitorSummary",
     "RunOutputs",

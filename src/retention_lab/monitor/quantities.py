@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,61 +32,33 @@ from retention_lab.formatting import MONEY_UNIT as MONEY
 from retention_lab.stage import RunOutputs
 from retention_lab.units import TENURE_UNIT_DAYS, Z95
 
-QUANTITY_COLUMNS = [
-    "stage",
-    "family",
-    "quantity",
-    "group",
-    "estimate",
-    "se",
-    "lower",
-    "upper",
-    "scale",
-    "n",
-    "unit",
-    "reference",
-    "reference_se",
-]
+
+class Quantity(NamedTuple):
+    """One monitored quantity of a run: a row of the long table (see the module's docstring)."""
+
+    stage: str
+    family: str
+    quantity: str
+    group: str
+    estimate: float
+    se: float = np.nan
+    lower: float = np.nan
+    upper: float = np.nan
+    scale: str = "linear"
+    n: float = np.nan
+    unit: str = ""
+    reference: float = np.nan
+    reference_se: float = np.nan
+
+
+QUANTITY_COLUMNS = list(Quantity._fields)
 EFFECT_COLUMNS = ("effect", "estimate", "uplift", "ate", "log_hazard_effect")
 
 
-def _rows(rows: list[dict]) -> pd.DataFrame:
+def _rows(rows: list[Quantity]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=QUANTITY_COLUMNS)
     floats = ["estimate", "se", "lower", "upper", "n", "reference", "reference_se"]
     return frame.astype(dict.fromkeys(floats, float))
-
-
-def _row(
-    stage,
-    family,
-    quantity,
-    group,
-    estimate,
-    *,
-    se=np.nan,
-    lower=np.nan,
-    upper=np.nan,
-    scale="linear",
-    n=np.nan,
-    unit="",
-    reference=np.nan,
-    reference_se=np.nan,
-) -> dict:
-    return dict(
-        stage=stage,
-        family=family,
-        quantity=quantity,
-        group=group,
-        estimate=estimate,
-        se=se,
-        lower=lower,
-        upper=upper,
-        scale=scale,
-        n=n,
-        unit=unit,
-        reference=reference,
-        reference_se=reference_se,
-    )
 
 
 def survival_quantities(
@@ -106,13 +79,13 @@ def survival_quantities(
         quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
     """
     rows = _tenure_rows(metrics) + _hazard_ratio_rows(tables.get("hazard_ratios"))
-    has_problem_hrs = any(r["family"] == "problem hazard ratio" for r in rows)
+    has_problem_hrs = any(r.family == "problem hazard ratio" for r in rows)
     if not has_problem_hrs:
         rows += _threat_rows(tables.get("threats"))
     return _rows(rows)
 
 
-def _tenure_rows(metrics: Mapping[str, float]) -> list[dict]:
+def _tenure_rows(metrics: Mapping[str, float]) -> list[Quantity]:
     """Median tenure and retention at each horizon, SEs read from their 95% CIs."""
     rows = []
     # tenures are in the unit the data declared, which the metric names carry
@@ -125,7 +98,7 @@ def _tenure_rows(metrics: Mapping[str, float]) -> list[dict]:
         ok = lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi)
         se = (hi - lo) / (2 * Z95) if ok else np.nan
         rows.append(
-            _row(
+            Quantity(
                 "survival",
                 "survival",
                 "median tenure",
@@ -144,7 +117,7 @@ def _tenure_rows(metrics: Mapping[str, float]) -> list[dict]:
             words = next(u for u in TENURE_UNIT_DAYS if u[0] == match.group(2))
             lo, hi = metrics.get(f"{key}_lower", np.nan), metrics.get(f"{key}_upper", np.nan)
             rows.append(
-                _row(
+                Quantity(
                     "survival",
                     "survival",
                     f"retention at {match.group(1)} {words}",
@@ -160,9 +133,9 @@ def _tenure_rows(metrics: Mapping[str, float]) -> list[dict]:
     return rows
 
 
-def _hazard_ratio_rows(hrs: pd.DataFrame | None) -> list[dict]:
+def _hazard_ratio_rows(hrs: pd.DataFrame | None) -> list[Quantity]:
     """The survival stage's hazard ratios (covariates and problems), on the log scale."""
-    rows: list[dict] = []
+    rows: list[Quantity] = []
     if hrs is None or not len(hrs) or not {"log_hazard_ratio", "se"} <= set(hrs.columns):
         return rows
     for r in hrs.itertuples():
@@ -179,7 +152,7 @@ def _hazard_ratio_rows(hrs: pd.DataFrame | None) -> list[dict]:
         if kind == "problem_treated":
             group += " (treated)"
         rows.append(
-            _row(
+            Quantity(
                 "survival",
                 family,
                 "hazard ratio",
@@ -195,15 +168,15 @@ def _hazard_ratio_rows(hrs: pd.DataFrame | None) -> list[dict]:
     return rows
 
 
-def _threat_rows(threats: pd.DataFrame | None) -> list[dict]:
+def _threat_rows(threats: pd.DataFrame | None) -> list[Quantity]:
     """Problem hazard ratios from the threats table (when the hazard ratios table lacks them)."""
-    rows: list[dict] = []
+    rows: list[Quantity] = []
     if threats is None or not len(threats):
         return rows
     for r in threats.itertuples():
         se = (np.log(r.hr_upper) - np.log(r.hr_lower)) / (2 * Z95)
         rows.append(
-            _row(
+            Quantity(
                 "survival",
                 "problem hazard ratio",
                 "hazard ratio",
@@ -262,7 +235,7 @@ def effect_quantities(effects: pd.DataFrame | None) -> pd.DataFrame:
             lower, upper = estimate - Z95 * se, estimate + Z95 * se
         n = sum(float(r[c]) for c in ("n_treated", "n_control", "n") if c in effects.columns)
         rows.append(
-            _row(
+            Quantity(
                 "uplift",
                 "instrument effect",
                 f"effect ({value})",
@@ -299,7 +272,7 @@ def hazard_effect_quantities(hazard: pd.DataFrame | None) -> pd.DataFrame:
         every, on=key, how="left", suffixes=("", "_all")
     )
     rows = [
-        _row(
+        Quantity(
             "uplift",
             "instrument hazard ratio",
             "hazard ratio in recent cases (previous run: all cases)",
@@ -336,7 +309,7 @@ def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
     by = active["segment"] if "segment" in active else pd.Series("all", index=active.index)
     totals = active.groupby(by.to_numpy())["value"].agg(["sum", "size"])
     rows = [
-        _row(
+        Quantity(
             "clv",
             "value",
             "total value",
@@ -348,7 +321,7 @@ def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
         for seg, t in totals.iterrows()
     ]
     rows.append(
-        _row(
+        Quantity(
             "clv",
             "value",
             "total value",
@@ -382,7 +355,7 @@ def profile_quantities(profile: pd.DataFrame | None) -> pd.DataFrame:
         rate = 1000 * r.value / r.n
         se = 1 / np.sqrt(r.value) if r.value > 0 else np.nan
         rows.append(
-            _row(
+            Quantity(
                 "data",
                 "problem rate",
                 "problems per 1,000 customer-months",
@@ -402,7 +375,7 @@ def profile_quantities(profile: pd.DataFrame | None) -> pd.DataFrame:
         p = r.value / r.n
         se = np.sqrt(max(p * (1 - p), 0.25 / r.n) / r.n)  # floor keeps a zero share testable
         rows.append(
-            _row(
+            Quantity(
                 "data",
                 "churn reason",
                 "share of recent churn",

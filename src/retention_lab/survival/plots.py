@@ -25,6 +25,16 @@ def _axes(ax: Axes | None) -> Axes:
     return ax or plt.figure().gca()
 
 
+def _one_grouping(
+    table: pd.DataFrame, grouping: str, subject: str, title: str | None, ax: Axes | None
+) -> tuple[Axes, str, pd.DataFrame]:
+    """The axes, the title (default: ``subject``, "by" the grouping) and the grouping's rows."""
+    title = title or (
+        subject if grouping == "all" else f"{subject} by {grouping.replace('_', ' ')}"
+    )
+    return _axes(ax), title, table[table["grouping"] == grouping]
+
+
 def plot_km(
     km: pd.DataFrame,
     *,
@@ -42,13 +52,7 @@ def plot_km(
     _require_columns(
         km, ["grouping", "group", "time_months", "survival", "lower", "upper", "at_risk"], "plot_km"
     )
-    ax = _axes(ax)
-    title = title or (
-        "Customers retained over tenure"
-        if grouping == "all"
-        else f"Customers retained over tenure by {grouping.replace('_', ' ')}"
-    )
-    data = km[km["grouping"] == grouping]
+    ax, title, data = _one_grouping(km, grouping, "Customers retained over tenure", title, ax)
     if data.empty:
         return _no_data(ax, title)
     unit = tenure_unit(unit)
@@ -103,13 +107,7 @@ def plot_hazard(
     _require_columns(
         hazard, ["grouping", "group", "time_months", "hazard", "lower", "upper"], "plot_hazard"
     )
-    ax = _axes(ax)
-    title = title or (
-        "Churn hazard over tenure"
-        if grouping == "all"
-        else f"Churn hazard over tenure by {grouping.replace('_', ' ')}"
-    )
-    data = hazard[hazard["grouping"] == grouping]
+    ax, title, data = _one_grouping(hazard, grouping, "Churn hazard over tenure", title, ax)
     if data.empty:
         return _no_data(ax, title)
     unit = tenure_unit(unit)

@@ -15,6 +15,8 @@ from retention_lab import progress, units
 from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.labels import label
 from retention_lab.survival import descriptive as desc
+from retention_lab.survival import regression as reg
+from retention_lab.survival import threats as thr
 from retention_lab.survival._prep import (
     DURATION,
     EVENT,
@@ -23,22 +25,7 @@ from retention_lab.survival._prep import (
     require_events,
     with_cohort,
 )
-from retention_lab.survival.regression import (
-    AFTComparison,
-    CoxResult,
-    fit_aft,
-    fit_cox,
-    fit_problem_cox,
-    ph_test,
-)
 from retention_lab.survival.scores import score_active
-from retention_lab.survival.threats import (
-    cumulative_incidence,
-    events_while_exposed,
-    mark_treated,
-    reason_table,
-    threat_table,
-)
 from retention_lab.survival.validation import Validation, compare_to_truth, validate
 from retention_lab.units import TenureUnit
 
@@ -131,10 +118,10 @@ class SurvivalSummary:
     rmst: pd.DataFrame
     cif: pd.DataFrame
     reasons: pd.DataFrame
-    cox: CoxResult
+    cox: reg.CoxResult
     ph: pd.DataFrame
-    aft: AFTComparison
-    problem_cox: CoxResult | None
+    aft: reg.AFTComparison
+    problem_cox: reg.CoxResult | None
     threats: pd.DataFrame
     validation: Validation
     scores: pd.DataFrame
@@ -171,7 +158,8 @@ class SurvivalSummary:
         pandas.DataFrame
             ``term``, ``covariate``, ``level``, ``reference``, ``kind``, ``log_hazard_ratio``,
             ``se``, ``log_hr_lower``, ``log_hr_upper``, ``hazard_ratio``, ``hr_lower``,
-            ``hr_upper`` (95%), ``p_value`` (see :class:`CoxResult`).
+            ``hr_upper`` (95%), ``p_value`` (see
+            :class:`~retention_lab.survival.regression.CoxResult`).
         """
         return (self.problem_cox or self.cox).hazard_ratios
 
@@ -354,17 +342,17 @@ def _describe(customers, groups, strata, horizons, s, timed) -> dict[str, pd.Dat
     if "churn_reason" in customers.columns:
         by_reason = [None, *(["segment"] if "segment" in customers.columns else [])]
         out["cif"] = timed(
-            "cumulative_incidence", _stack, cumulative_incidence, customers, by_reason
+            "cumulative_incidence", _stack, thr.cumulative_incidence, customers, by_reason
         )
-        out["reasons"] = reason_table(out["cif"], customers, horizons=horizons)
+        out["reasons"] = thr.reason_table(out["cif"], customers, horizons=horizons)
     return out
 
 
 def _fit_models(customers, covariates, strata, s, rng, timed) -> dict:
     """The Cox model, its proportional-hazards test (warning on a violation) and the AFT models."""
     model = {"covariates": covariates, "strata": strata, "random_state": rng}
-    cox = timed("cox", fit_cox, customers, max_customers=s.max_cox_customers, **model)
-    ph = timed("ph_test", ph_test, customers, max_customers=s.max_ph_customers, **model)
+    cox = timed("cox", reg.fit_cox, customers, max_customers=s.max_cox_customers, **model)
+    ph = timed("ph_test", reg.ph_test, customers, max_customers=s.max_ph_customers, **model)
     violated = ~ph["proportional"] & (ph["in_model_as"] == "covariate")
     if violated.any():
         bad = ph.loc[violated, "covariate"].tolist()
@@ -374,7 +362,7 @@ def _fit_models(customers, covariates, strata, s, rng, timed) -> dict:
             StatisticalWarning,
             stacklevel=3,
         )
-    aft = timed("aft", fit_aft, customers, max_customers=s.max_aft_customers, **model)
+    aft = timed("aft", reg.fit_aft, customers, max_customers=s.max_aft_customers, **model)
     return {"cox": cox, "ph": ph, "aft": aft}
 
 
@@ -384,7 +372,7 @@ def _problem_model(customers, problems, interventions, covariates, strata, cox, 
         return None, EMPTY_THREATS
     problem_cox = timed(
         "problem_cox",
-        fit_problem_cox,
+        reg.fit_problem_cox,
         customers,
         problems,
         covariates=covariates,
@@ -399,13 +387,13 @@ def _problem_model(customers, problems, interventions, covariates, strata, cox, 
     problem_hr = hr[hr["kind"].isin(["problem", "problem_treated"])]
     exposed = timed(
         "exposure",
-        events_while_exposed,
+        thr.events_while_exposed,
         customers,
-        mark_treated(problems, interventions),
+        thr.mark_treated(problems, interventions),
         window_days=s.problem_window_days,
         problem_types=[term[len("problem[") : -1] for term in problem_hr["term"]],
     )
-    return problem_cox, threat_table(problem_hr, exposed, n_churned=int(customers[EVENT].sum()))
+    return problem_cox, thr.threat_table(problem_hr, exposed, n_churned=int(customers[EVENT].sum()))
 
 
 def _stack(function, customers: pd.DataFrame, groupings: Sequence[str | None], **kwargs):
