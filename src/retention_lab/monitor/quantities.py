@@ -75,8 +75,7 @@ def survival_quantities(
     Returns
     -------
     pandas.DataFrame
-        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
-        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS` (a :class:`Quantity` each).
     """
     rows = _tenure_rows(metrics) + _hazard_ratio_rows(tables.get("hazard_ratios"))
     has_problem_hrs = any(r.family == "problem hazard ratio" for r in rows)
@@ -205,8 +204,7 @@ def effect_quantities(effects: pd.DataFrame | None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
-        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS` (a :class:`Quantity` each).
     """
     if effects is None or effects.empty:
         return _rows([])
@@ -260,8 +258,7 @@ def hazard_effect_quantities(hazard: pd.DataFrame | None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
-        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS` (a :class:`Quantity` each).
     """
     if hazard is None or hazard.empty:
         return _rows([])
@@ -300,8 +297,7 @@ def value_quantities(values: pd.DataFrame | None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
-        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS` (a :class:`Quantity` each).
     """
     if values is None or values.empty or "value" not in values.columns:
         return _rows([])
@@ -343,8 +339,7 @@ def profile_quantities(profile: pd.DataFrame | None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
-        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS` (a :class:`Quantity` each).
     """
     if profile is None or profile.empty:
         return _rows([])
@@ -397,8 +392,7 @@ def run_quantities(outputs: RunOutputs) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per quantity, the columns of :data:`QUANTITY_COLUMNS`: stage, family,
-        quantity, group, estimate, se, lower, upper, scale, n, unit, reference, reference_se.
+        One row per quantity, the columns of :data:`QUANTITY_COLUMNS` (a :class:`Quantity` each).
     """
     survival = survival_quantities(
         outputs.metrics.get("survival", {}),

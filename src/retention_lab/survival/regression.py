@@ -321,6 +321,34 @@ def _time_ratios(name: str, model) -> pd.DataFrame:
     )
 
 
+def _unstratified_frame(
+    customers: pd.DataFrame,
+    columns: Sequence[str],
+    what: str,
+    max_customers: int | None,
+    random_state: int | np.random.Generator | None,
+    *,
+    shortest: float | None = None,
+):
+    """The model frame of a random sample: every column a covariate, then duration and event.
+
+    ``what`` names the model in the error when the customers have no churn;
+    durations below ``shortest`` are raised to it. Returns the frame and its
+    design (the terms of each column).
+    """
+    cols = list(dict.fromkeys(columns))
+    check_customers(customers, columns=cols)
+    require_events(customers, what=what)
+    fit_on = sample_customers(customers, max_customers, by=[EVENT], rng=make_rng(random_state))
+    design = design_matrix(fit_on, cols)
+    events = fit_on[EVENT].to_numpy(bool)
+    check_level_events(design, events)
+    durations = fit_on[DURATION].to_numpy(float)
+    if shortest is not None:
+        durations = np.maximum(durations, shortest)
+    return design.X.assign(**{DURATION: durations, EVENT: events}), design
+
+
 def ph_test(
     customers: pd.DataFrame,
     *,
@@ -345,15 +373,8 @@ def ph_test(
         ``covariate``, ``test_statistic`` (largest over its terms), ``p_value`` (smallest),
         ``proportional`` (bool), ``in_model_as`` ("stratum" or "covariate"), ``remedy``.
     """
-    cols = list(dict.fromkeys([*covariates, *strata]))
-    check_customers(customers, columns=cols)
-    require_events(customers, what="test proportional hazards")
-    rng = make_rng(random_state)
-    fit_on = sample_customers(customers, max_customers, by=[EVENT], rng=rng)
-    design = design_matrix(fit_on, cols)
-    check_level_events(design, fit_on[EVENT].to_numpy(bool))
-    frame = design.X.assign(
-        **{DURATION: fit_on[DURATION].to_numpy(float), EVENT: fit_on[EVENT].to_numpy(bool)}
+    frame, design = _unstratified_frame(
+        customers, [*covariates, *strata], "test proportional hazards", max_customers, random_state
     )
     model = CoxPHFitter().fit(frame, duration_col=DURATION, event_col=EVENT)
     with warnings.catch_warnings():
@@ -414,17 +435,13 @@ def fit_aft(
     zero are moved to half a day (a parametric likelihood needs positive times).
     """
     cols = list(dict.fromkeys([*covariates, *strata]))
-    check_customers(customers, columns=cols)
-    require_events(customers, what="fit AFT models")
-    rng = make_rng(random_state)
-    fit_on = sample_customers(customers, max_customers, by=[EVENT], rng=rng)
-    design = design_matrix(fit_on, cols)
-    check_level_events(design, fit_on[EVENT].to_numpy(bool))
-    frame = design.X.assign(
-        **{
-            DURATION: np.maximum(fit_on[DURATION].to_numpy(float), 0.5 / DAYS_PER_MONTH),
-            EVENT: fit_on[EVENT].to_numpy(bool),
-        }
+    frame, _ = _unstratified_frame(
+        customers,
+        cols,
+        "fit AFT models",
+        max_customers,
+        random_state,
+        shortest=0.5 / DAYS_PER_MONTH,
     )
     rows, ratios, models = [], [], {}
     typical = frame.drop(columns=[DURATION, EVENT]).mean().to_frame().T
@@ -467,5 +484,5 @@ def fit_aft(
         table=table,
         time_ratios=pd.concat(ratios, ignore_index=True),
         models=models,
-        n_customers=len(fit_on),
+        n_customers=len(frame),
     )
