@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from retention_lab.clv.rfm import calibration_holdout
+from retention_lab.clv.settings import DEFAULTS
 from retention_lab.clv.transactional import (
     PurchaseModel,
     SpendModel,
@@ -127,7 +128,7 @@ class CdnowFit:
         return pd.DataFrame(rows, columns=["model", "parameter", "fitted", "published"])
 
 
-def fit_cdnow(*, priors: str = "flat", random_state: int | None = 0) -> CdnowFit:
+def fit_cdnow(*, priors: str = DEFAULTS.priors, random_state: int | None = 0) -> CdnowFit:
     """Fit BG/NBD and Gamma-Gamma to the CDNOW calibration period (maximum likelihood)."""
     calibration = cdnow_calibration()
     purchases = fit_purchase_model(

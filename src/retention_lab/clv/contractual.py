@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from retention_lab.clv.rfm import check_discount_rate
+from retention_lab.clv.settings import DEFAULTS
 from retention_lab.errors import DataError
 from retention_lab.units import DAYS_PER_MONTH
 
@@ -48,7 +50,7 @@ def monthly_margin(
     customers: pd.DataFrame,
     transactions: pd.DataFrame | None = None,
     *,
-    margin: float = 0.6,
+    margin: float = DEFAULTS.margin,
     fee_col: str = "monthly_fee",
 ) -> pd.Series:
     """Monthly margin per customer: ``margin`` times the monthly fee.
@@ -198,9 +200,9 @@ def fit_tenure_model(
     customers: pd.DataFrame,
     *,
     kind: str = "cox",
-    covariates: list[str] = ("segment", "plan", "channel", "age", "data_usage_gb"),
-    strata: list[str] = ("contract",),
-    max_customers: int | None = 200_000,
+    covariates: Sequence[str] = tuple(DEFAULTS.covariates),
+    strata: Sequence[str] = tuple(DEFAULTS.strata),
+    max_customers: int | None = DEFAULTS.max_survival_customers,
     random_state: int | None = None,
 ) -> LifelinesTenureModel:
     """Fit a lifelines model of tenure in months (churn = event, active = censored).
@@ -324,9 +326,9 @@ def residual_values(
     model: TenureModel,
     *,
     margin: pd.Series | np.ndarray,
-    discount_rate: float = 0.10,
-    horizon_months: int = 60,
-    risk_horizon_months: float = 12.0,
+    discount_rate: float = DEFAULTS.discount_rate,
+    horizon_months: int = DEFAULTS.horizon_months,
+    risk_horizon_months: float = DEFAULTS.risk_horizon_months,
 ) -> pd.DataFrame:
     """Discounted expected residual value of each customer given the tenure survived.
 
@@ -382,8 +384,8 @@ def new_customer_values(
     margin: pd.Series | np.ndarray,
     by: list[str] = ("segment", "channel"),
     curve_by: str = "channel",
-    discount_rate: float = 0.10,
-    horizon_months: int = 60,
+    discount_rate: float = DEFAULTS.discount_rate,
+    horizon_months: int = DEFAULTS.horizon_months,
     acquisition_col: str = "acquisition_cost",
 ) -> NewCustomerValue:
     """Expected discounted margin of a customer from signup, and when it repays acquisition.

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaln, hyp2f1
 
-from retention_lab.clv.settings import RENEWAL_COLUMNS
+from retention_lab.clv.settings import DEFAULTS, RENEWAL_COLUMNS
 from retention_lab.errors import DataError
 from retention_lab.units import DAYS_PER_MONTH
 
@@ -315,7 +315,7 @@ def fit_renewals(
     renewals: pd.DataFrame,
     *,
     discount_rate: float = 0.10,
-    priors: str = "flat",
+    priors: str = DEFAULTS.priors,
     random_state: int | None = None,
 ) -> RenewalFit:
     """Fit the sBG model per cohort to renewal counts (cohort, period, customers).

@@ -101,3 +101,7 @@ class ClvSettings(Settings):
         "fitted with the shifted-beta-geometric model instead of the customers' one-year "
         "contracts; its path is taken from the configuration's folder",
     )
+
+
+# the defaults of the stage's functions' keywords are these, written once above
+DEFAULTS = ClvSettings()

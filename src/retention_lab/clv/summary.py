@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ from retention_lab.clv.rfm import (
     rfm_summary,
     validate_transactions,
 )
+from retention_lab.clv.settings import DEFAULTS
 from retention_lab.units import DAYS_PER_MONTH
 
 log = logging.getLogger(__name__)
@@ -217,14 +219,14 @@ def analyse_contractual(
     scores: pd.DataFrame | None = None,
     truth=None,
     tenure_model: ct.TenureModel | None = None,
-    discount_rate: float = 0.10,
-    horizon_months: int = 60,
-    margin: float = 0.6,
-    survival_model: str = "cox",
-    covariates: list[str] = ("segment", "plan", "channel", "age", "data_usage_gb"),
-    strata: list[str] = ("contract",),
-    risk_horizon_months: float = 12.0,
-    max_customers: int | None = 200_000,
+    discount_rate: float = DEFAULTS.discount_rate,
+    horizon_months: int = DEFAULTS.horizon_months,
+    margin: float = DEFAULTS.margin,
+    survival_model: str = DEFAULTS.survival_model,
+    covariates: Sequence[str] = tuple(DEFAULTS.covariates),
+    strata: Sequence[str] = tuple(DEFAULTS.strata),
+    risk_horizon_months: float = DEFAULTS.risk_horizon_months,
+    max_customers: int | None = DEFAULTS.max_survival_customers,
     random_state: int | None = None,
 ) -> ContractualValue:
     """Residual value of active customers, value at risk, new-customer value and payback.
@@ -360,7 +362,7 @@ def analyse_renewals(
     *,
     origin: str = "the renewal table",
     period_months: float = 12.0,
-    discount_rate: float = 0.10,
+    discount_rate: float = DEFAULTS.discount_rate,
     reason: str = "",
     random_state: int | None = None,
 ) -> RenewalValue:
@@ -396,13 +398,13 @@ def analyse_transactions(
     customers: pd.DataFrame | None = None,
     as_of=None,
     models: list[str] = ("bg_nbd", "pareto_nbd"),
-    discount_rate: float = 0.10,
-    horizon_months: int = 60,
-    margin: float = 0.6,
-    time_unit_days: float = 7.0,
-    holdout_months: int = 6,
-    priors: str = "flat",
-    max_customers: int | None = 200_000,
+    discount_rate: float = DEFAULTS.discount_rate,
+    horizon_months: int = DEFAULTS.horizon_months,
+    margin: float = DEFAULTS.margin,
+    time_unit_days: float = DEFAULTS.time_unit_days,
+    holdout_months: int = DEFAULTS.holdout_months,
+    priors: str = DEFAULTS.priors,
+    max_customers: int | None = DEFAULTS.max_transaction_customers,
     random_state: int | None = None,
     unavailable_reason: str = "",
 ) -> TransactionalValue:

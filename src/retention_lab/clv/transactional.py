@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from retention_lab.clv.rfm import check_discount_rate
+from retention_lab.clv.settings import DEFAULTS
 from retention_lab.errors import DataError
 from retention_lab.units import DAYS_PER_MONTH
 
@@ -124,7 +125,7 @@ def fit_purchase_model(
     summary: pd.DataFrame,
     *,
     kind: str = "bg_nbd",
-    priors: str = "flat",
+    priors: str = DEFAULTS.priors,
     max_customers: int | None = None,
     random_state: int | None = None,
 ) -> PurchaseModel:
@@ -153,7 +154,7 @@ def fit_purchase_model(
 def fit_spend_model(
     summary: pd.DataFrame,
     *,
-    priors: str = "flat",
+    priors: str = DEFAULTS.priors,
     max_customers: int | None = None,
     random_state: int | None = None,
 ) -> SpendModel:
@@ -199,9 +200,9 @@ def customer_values(
     spend: SpendModel,
     *,
     horizon_months: int = 36,
-    discount_rate: float = 0.10,
+    discount_rate: float = DEFAULTS.discount_rate,
     margin: float = 1.0,
-    time_unit_days: float = 7.0,
+    time_unit_days: float = DEFAULTS.time_unit_days,
 ) -> pd.DataFrame:
     """Probability alive, expected purchases, spend and discounted lifetime value per customer.
 

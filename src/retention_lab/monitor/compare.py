@@ -32,6 +32,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from retention_lab.monitor.quantities import MONEY
+from retention_lab.monitor.settings import DEFAULTS
 from retention_lab.units import Z95
 
 KEYS = ["stage", "family", "quantity", "group"]
@@ -213,9 +214,9 @@ def holm(p_values: pd.Series) -> pd.Series:
 def flag_changes(
     comparison: pd.DataFrame,
     *,
-    alpha: float = 0.05,
-    psi_threshold: float = 0.1,
-    max_untested_change: float = 0.25,
+    alpha: float = DEFAULTS.alpha,
+    psi_threshold: float = DEFAULTS.psi_threshold,
+    max_untested_change: float = DEFAULTS.max_untested_change,
 ) -> pd.DataFrame:
     """Apply the flag rule (module docstring) to a comparison table.
 
@@ -240,7 +241,7 @@ def flag_changes(
     return out
 
 
-def trends(history: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
+def trends(history: pd.DataFrame, *, alpha: float = DEFAULTS.alpha) -> pd.DataFrame:
     """Weighted least-squares trend per quantity over the runs in ``history``.
 
     ``history`` holds ``run_order`` (0 = oldest) and the quantity columns;

@@ -22,18 +22,18 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from retention_lab.monitor.settings import DEFAULTS
 from retention_lab.units import DAYS_PER_MONTH
 
 QUANTILE_LEVELS = np.round(np.linspace(0.0, 1.0, 41), 4)
 PROFILE_COLUMNS = ["section", "feature", "level", "value", "n"]
-DEFAULT_FEATURES = ("segment", "plan", "contract", "channel", "monthly_fee", "age", "data_usage_gb")
 
 
 def input_profile(
     tables,
     *,
-    features: Sequence[str] = DEFAULT_FEATURES,
-    recent_months: float = 6.0,
+    features: Sequence[str] = tuple(DEFAULTS.features),
+    recent_months: float = DEFAULTS.recent_months,
 ) -> pd.DataFrame:
     """Profile a run's tables (a ``Tables``) for comparison with later runs.
 

@@ -38,3 +38,7 @@ class MonitorSettings(Settings):
         ["segment", "plan", "contract", "channel", "monthly_fee", "age", "data_usage_gb"],
         description="Customer columns whose distribution (active customers) is compared by PSI",
     )
+
+
+# the defaults of the stage's functions' keywords are these, written once above
+DEFAULTS = MonitorSettings()

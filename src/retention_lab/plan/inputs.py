@@ -26,6 +26,7 @@ from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
 from retention_lab.errors import DataError
+from retention_lab.plan.settings import DEFAULTS
 from retention_lab.units import DAYS_PER_MONTH, horizon_days_of
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def candidates(
     *,
     values: pd.DataFrame,
     scores: pd.DataFrame | None = None,
-    open_problem_days: float = 91.0,
+    open_problem_days: float = DEFAULTS.open_problem_days,
     value_col: str = "value",
 ) -> pd.DataFrame:
     """Active customers with an open problem, their value and their churn risk.

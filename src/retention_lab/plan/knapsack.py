@@ -25,6 +25,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
+from retention_lab.plan.settings import DEFAULTS
+
 log = logging.getLogger(__name__)
 
 NOTHING = -1
@@ -128,7 +130,7 @@ def allocate(
     *,
     budget: float,
     capacity: np.ndarray | None = None,
-    exact_max_customers: int = 20_000,
+    exact_max_customers: int = DEFAULTS.exact_max_customers,
     lp_max_customers: int = 100_000,
     time_limit: float = 20.0,
     dual: bool = False,
@@ -441,7 +443,7 @@ def budget_curve(
     budgets: np.ndarray,
     *,
     capacity: np.ndarray | None = None,
-    exact_max_customers: int = 20_000,
+    exact_max_customers: int = DEFAULTS.exact_max_customers,
     random_state: int | np.random.Generator | None = None,
 ) -> pd.DataFrame:
     """Optimal net value, spend and customers treated at each budget.

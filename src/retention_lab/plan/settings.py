@@ -83,3 +83,7 @@ class PlanSettings(Settings):
     budget_curve_points: int = Field(
         12, ge=2, le=100, description="Budgets on the budget curve, from zero to twice the budget"
     )
+
+
+# the defaults of the stage's functions' keywords are these, written once above
+DEFAULTS = PlanSettings()

@@ -32,6 +32,7 @@ from retention_lab.survival._prep import (
     sample_customers,
     stratum_keys,
 )
+from retention_lab.survival.settings import DEFAULTS
 from retention_lab.survival.threats import TREATED, mark_treated, problem_episodes
 from retention_lab.units import DAYS_PER_MONTH, Z95
 
@@ -143,7 +144,7 @@ def fit_cox(
     customers: pd.DataFrame,
     *,
     covariates: Sequence[str],
-    strata: Sequence[str] = ("contract",),
+    strata: Sequence[str] = tuple(DEFAULTS.strata),
     references: Mapping[str, str] | None = None,
     max_customers: int | None = None,
     penalizer: float = 0.0,
@@ -201,7 +202,7 @@ def fit_problem_cox(
     problems: pd.DataFrame,
     *,
     covariates: Sequence[str],
-    strata: Sequence[str] = ("contract",),
+    strata: Sequence[str] = tuple(DEFAULTS.strata),
     window_days: float | dict[str, float] = 91.0,
     interventions: pd.DataFrame | None = None,
     references: Mapping[str, str] | None = None,
@@ -353,8 +354,8 @@ def ph_test(
     customers: pd.DataFrame,
     *,
     covariates: Sequence[str],
-    strata: Sequence[str] = ("contract",),
-    max_customers: int | None = 20_000,
+    strata: Sequence[str] = tuple(DEFAULTS.strata),
+    max_customers: int | None = DEFAULTS.max_ph_customers,
     alpha: float = 0.01,
     random_state: int | np.random.Generator | None = None,
 ) -> pd.DataFrame:
@@ -425,8 +426,8 @@ def fit_aft(
     customers: pd.DataFrame,
     *,
     covariates: Sequence[str],
-    strata: Sequence[str] = ("contract",),
-    max_customers: int | None = 30_000,
+    strata: Sequence[str] = tuple(DEFAULTS.strata),
+    max_customers: int | None = DEFAULTS.max_aft_customers,
     random_state: int | np.random.Generator | None = None,
 ) -> AFTComparison:
     """Weibull, log-normal and log-logistic AFT models on the same sample, compared by AIC.

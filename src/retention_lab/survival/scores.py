@@ -16,6 +16,7 @@ from retention_lab.survival._prep import (
     stratum_keys,
 )
 from retention_lab.survival.regression import CoxResult
+from retention_lab.survival.settings import DEFAULTS
 
 TAIL_MONTHS = 12.0
 
@@ -77,7 +78,7 @@ def score_active(
     cox: CoxResult,
     customers: pd.DataFrame,
     *,
-    horizon_months: float = 12.0,
+    horizon_months: float = DEFAULTS.score_horizon_months,
     step_months: float = 0.25,
     chunk: int = 100_000,
 ) -> pd.DataFrame:

@@ -79,3 +79,7 @@ class SurvivalSettings(Settings):
     max_validation_customers: int | None = Field(
         200_000, gt=0, description="Customers drawn for the train/test validation"
     )
+
+
+# the defaults of the stage's functions' keywords are these, written once above
+DEFAULTS = SurvivalSettings()

@@ -24,6 +24,7 @@ from retention_lab.survival._prep import (
 )
 from retention_lab.survival.regression import CoxResult, fit_cox
 from retention_lab.survival.scores import survival_curves
+from retention_lab.survival.settings import DEFAULTS
 from retention_lab.units import Z95
 
 
@@ -202,11 +203,11 @@ def validate(
     customers: pd.DataFrame,
     *,
     covariates: Sequence[str],
-    strata: Sequence[str] = ("contract",),
-    horizon_months: float = 12.0,
-    brier_times: Sequence[float] = (3, 6, 12, 24),
-    test_share: float = 0.3,
-    max_customers: int | None = 200_000,
+    strata: Sequence[str] = tuple(DEFAULTS.strata),
+    horizon_months: float = DEFAULTS.score_horizon_months,
+    brier_times: Sequence[float] = tuple(DEFAULTS.horizons_months),
+    test_share: float = DEFAULTS.test_share,
+    max_customers: int | None = DEFAULTS.max_validation_customers,
     max_calibration: int = 20_000,
     random_state: int | np.random.Generator | None = None,
 ) -> Validation:
