@@ -314,18 +314,19 @@ def _log_covariances(model) -> list[np.ndarray | None]:
 def fit_renewals(
     renewals: pd.DataFrame,
     *,
-    discount_rate: float = 0.10,
+    discount_rate: float = DEFAULTS.discount_rate,
     priors: str = DEFAULTS.priors,
     random_state: int | None = None,
 ) -> RenewalFit:
     """Fit the sBG model per cohort to renewal counts (cohort, period, customers).
 
-    ``discount_rate`` is per renewal period (annual for yearly contracts; see
-    :func:`period_discount_rate`). Standard errors and intervals need the
-    flat priors (maximum likelihood); with pymc-marketing's default priors they
-    are NaN, as they are for a cohort whose alpha and beta are not identified:
-    a single renewal observed, or counts that fit one churn probability for
-    every customer (alpha and beta grow without bound).
+    ``discount_rate`` is per renewal period (annual for yearly contracts, whose
+    default is the configuration's annual rate; see :func:`period_discount_rate`).
+    Standard errors and intervals need the flat priors (maximum likelihood);
+    with pymc-marketing's default priors they are NaN, as they are for a cohort
+    whose alpha and beta are not identified: a single renewal observed, or
+    counts that fit one churn probability for every customer (alpha and beta
+    grow without bound).
 
     Returns
     -------

@@ -24,6 +24,7 @@ from retention_lab.data.schemas import (
     is_aggregated,
     validate_table,
 )
+from retention_lab.data.settings import DEFAULTS
 from retention_lab.data.sources import read_tables_from
 from retention_lab.errors import DataError
 from retention_lab.units import DAYS_PER_MONTH, TENURE_UNIT_DAYS
@@ -63,7 +64,7 @@ class Tables:
 
 
 def derive_tenure(
-    customers: pd.DataFrame, as_of: date | pd.Timestamp, *, tenure_unit: str = "months"
+    customers: pd.DataFrame, as_of: date | pd.Timestamp, *, tenure_unit: str = DEFAULTS.tenure_unit
 ) -> pd.DataFrame:
     """Add tenure and churn flags observed at ``as_of``.
 
@@ -100,7 +101,7 @@ def validate_tables(
     *,
     as_of: date | pd.Timestamp,
     files: dict[str, str] | None = None,
-    tenure_unit: str = "months",
+    tenure_unit: str = DEFAULTS.tenure_unit,
     require_churn: bool = True,
 ) -> Tables:
     """Validate every table and the links between them; one ``DataError`` lists all problems.

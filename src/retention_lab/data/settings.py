@@ -122,3 +122,7 @@ class DataSettings(Settings):
             return path  # URLs (s3a://, hdfs://) are read by Spark as they are
         folder = base / self.base_dir if self.base_dir else base
         return str((folder / path).resolve())
+
+
+# the defaults of the data functions' keywords are these, written once above
+DEFAULTS = DataSettings()

@@ -23,7 +23,7 @@ from retention_lab import progress
 from retention_lab.errors import DataError
 from retention_lab.units import Z95
 from retention_lab.uplift.design import _as_str, _seed, fold_ids, make_encoder
-from retention_lab.uplift.settings import UpliftSettings
+from retention_lab.uplift.settings import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,6 @@ def _meta_learner(kind: str, base, control: str):
     raise ValueError(f"unknown learner {kind!r}; choose one of {list(LEARNERS)}")
 
 
-# the base models' defaults are the configuration's (``uplift:`` section), defined there once
-_DEFAULTS = {name: field.default for name, field in UpliftSettings.model_fields.items()}
-
-
 class UpliftModel:
     """A multi-treatment uplift learner (causalml) bagged over cross-fitting folds.
 
@@ -75,12 +71,12 @@ class UpliftModel:
         learner: str = "t",
         *,
         control: str = "none",
-        folds: int = _DEFAULTS["folds"],
-        max_iter: int = _DEFAULTS["max_iter"],
-        learning_rate: float = _DEFAULTS["learning_rate"],
-        max_leaf_nodes: int = _DEFAULTS["max_leaf_nodes"],
-        min_samples_leaf: int = _DEFAULTS["min_samples_leaf"],
-        l2_regularization: float = _DEFAULTS["l2_regularization"],
+        folds: int = DEFAULTS.folds,
+        max_iter: int = DEFAULTS.max_iter,
+        learning_rate: float = DEFAULTS.learning_rate,
+        max_leaf_nodes: int = DEFAULTS.max_leaf_nodes,
+        min_samples_leaf: int = DEFAULTS.min_samples_leaf,
+        l2_regularization: float = DEFAULTS.l2_regularization,
         random_state: int | None = None,
     ):
         self.learner = learner

@@ -156,3 +156,7 @@ _FLAT_CAMPAIGN_KEYS = {
     "campaign_features": "features",
     "campaign_assignment_col": "assignment",
 }
+
+
+# the defaults of the stage's functions' keywords are these, written once above
+DEFAULTS = UpliftSettings()
