@@ -8,6 +8,7 @@ from pydantic import Field
 
 from retention_lab.data.sources import ExportSource
 from retention_lab.settings import Settings
+from retention_lab.survival.settings import DEFAULTS as SURVIVAL
 
 RENEWAL_COLUMNS = ("cohort", "period", "customers")
 
@@ -56,11 +57,12 @@ class ClvSettings(Settings):
         "(cox: Cox model with a baseline per stratum; weibull_aft: Weibull AFT)",
     )
     covariates: list[str] = Field(
-        ["segment", "plan", "channel", "age", "data_usage_gb"],
+        list(SURVIVAL.covariates),  # the survival stage's defaults
         description="Customer columns of the survival model (those missing are left out)",
     )
     strata: list[str] = Field(
-        ["contract"], description="Columns with their own baseline hazard in the Cox model"
+        list(SURVIVAL.strata),
+        description="Columns with their own baseline hazard in the Cox model",
     )
     risk_horizon_months: float = Field(
         12.0, gt=0, description="Horizon of the churn probability behind the value at risk, months"
