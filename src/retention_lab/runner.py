@@ -34,6 +34,7 @@ from retention_lab.config import (
     flatten,
 )
 from retention_lab.errors import ConfigError, OutputContractError, OutputError, RetentionLabError
+from retention_lab.kernels import KERNEL_ARGUMENTS, WarmKernels, shut_down
 from retention_lab.lifecycle import describe
 from retention_lab.progress import LOGGER as PROGRESS_LOGGER
 from retention_lab.progress import ProgressTail
@@ -283,8 +284,12 @@ def _execute_stage(
     fast: bool,
     footer: str = "",
     stopped: Callable[[], str | None] = lambda: None,
+    kernels: WarmKernels | None = None,
 ) -> StageOutcome:
-    """Run one stage: its notebook in a kernel, its tables' contract, its report and MLflow run."""
+    """Run one stage: its notebook in a kernel, its tables' contract, its report and MLflow run.
+
+    The kernel is a warm one from ``kernels`` if there is one ready, else its own.
+    """
     uri = config.resolved_tracking_uri()
     stage_dir = run_dir / stage
     stage_dir.mkdir(exist_ok=True)
@@ -303,7 +308,9 @@ def _execute_stage(
         "fast": fast,
     }
     started = time.perf_counter()
-    error, cell_index = _run_notebook(stage, notebook, output, run_dir, config, parameters, stopped)
+    error, cell_index = _run_notebook(
+        stage, notebook, output, run_dir, config, parameters, stopped, kernels
+    )
     seconds = time.perf_counter() - started
     notebook_path = str(output.relative_to(run_dir)) if output.is_file() else None
     if stopped():  # its kernel was stopped: the run records the stage, MLflow closes its tree
@@ -342,16 +349,19 @@ def _run_notebook(
     config: RunConfig,
     parameters: dict,
     stopped: Callable[[], str | None],
+    kernels: WarmKernels | None,
 ) -> tuple[str | None, int | None]:
     """Execute the stage notebook with papermill; the error (one line) and failing cell, if any.
 
-    A kernel that never started (no cell began) is tried once more.
+    The first try takes a warm kernel if ``kernels`` has one. A kernel that
+    never started (no cell began) is tried once more, a kernel of its own.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     error = cell_index = None
     for attempt in range(1 + KERNEL_START_RETRIES):
+        warm = kernels.take() if kernels and attempt == 0 and not stopped() else None
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -361,9 +371,8 @@ def _run_notebook(
                 cwd=str(run_dir),
                 progress_bar=False,
                 execution_timeout=config.runner.cell_timeout_s,
-                # the kernel's own log (its transport warning, the interrupt at shutdown) is noise
-                # in a scheduler's log; a failing cell or a dead kernel is reported by the runner
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                extra_arguments=KERNEL_ARGUMENTS,
+                km=warm,
             )
             error = None
         except PapermillExecutionError as exc:
@@ -373,6 +382,9 @@ def _run_notebook(
             if attempt < KERNEL_START_RETRIES and not stopped() and not _any_cell_started(output):
                 log.warning("stage %s: the kernel did not start (%s); retrying", stage, error)
                 continue
+        finally:
+            if warm is not None:  # papermill leaves a kernel it did not start running
+                shut_down(warm)
         break
     return error, cell_index
 
@@ -505,6 +517,7 @@ class _Run:
     provenance: dict = field(default_factory=dict)
     ended: bool = False
     stopping: str | None = None  # why the running stages' kernels are being stopped
+    kernels: WarmKernels | None = None  # warming while the tables are built and stages run
 
     def save(self, status: str, finished_at: str | None = None, error: str | None = None) -> None:
         """Write ``run.json`` (first, atomically), then the run's index and the index of runs."""
@@ -584,7 +597,11 @@ def run_pipeline(
             outcomes=[StageOutcome(stage=s, status="not run") for s in config.stages],
         )
         with lifecycle.guarded(run_dir, run.abort):
-            return _run_stages(run, notebooks, fast=fast, progress=progress, tags=tags)
+            try:
+                return _run_stages(run, notebooks, fast=fast, progress=progress, tags=tags)
+            finally:
+                if run.kernels:
+                    run.kernels.close()
 
 
 def _run_stages(
@@ -616,6 +633,7 @@ def _run_stages(
         params.pop("data.as_of", None)
     tracking.log_params(uri, run.parent_id, params)
     run.save("running")
+    run.kernels = WarmKernels(config.runner.kernel, run_dir, stages=len(config.stages))
     try:
         # bad data stops the run here, before any stage, with the loader's message
         tables = store_tables(run_dir, config)
@@ -652,6 +670,7 @@ def _run_stages(
             fast=fast,
             footer=footer,
             stopped=lambda: run.stopping,
+            kernels=run.kernels,
         )
 
     _schedule(run, order, work, workers=concurrency(config), progress=progress)
