@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 
 import psutil
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.blocking import BlockingKernelClient
 
 from retention_lab.kernels import WarmKernels, shut_down
 from retention_lab.runner import KERNEL_NAME
 
 
 def _evaluate(manager, expression: str) -> str:
-    client = manager.client()
+    client = BlockingKernelClient(connection_file=manager.connection_file)
+    client.load_connection_file()
     client.start_channels()
     try:
         client.wait_for_ready(timeout=60)
@@ -33,6 +36,8 @@ def test_a_warm_kernel_runs_in_the_run_folder_with_the_stage_packages_imported(t
     first = kernels.take()
     try:
         assert first is not None and first.is_alive()
+        # papermill's client then notices a dead kernel and a cell's timeout, as with its own
+        assert isinstance(first.client(), AsyncKernelClient)
         assert _evaluate(first, "__import__('os').getcwd()") == repr(str(tmp_path))
         imported = "all(m in __import__('sys').modules for m in ('retention_lab.uplift', "
         imported += "'retention_lab.survival.plots', 'retention_lab.monitor.plots'))"

@@ -35,6 +35,7 @@ START_TIMEOUT_S = 120
 # the kernel's own log (its transport warning, the interrupt at shutdown) is noise in a
 # scheduler's log; a failing cell or a dead kernel is reported by the runner
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+ASYNC_CLIENT = "jupyter_client.asynchronous.AsyncKernelClient"
 
 
 class WarmKernels:
@@ -106,6 +107,9 @@ class _Warming:
                 client.stop_channels()
             if reply["content"]["status"] != "ok":
                 raise RuntimeError(reply["content"].get("evalue", "the warm-up failed"))
+            # papermill's client must wait on the kernel asynchronously, as with a kernel it
+            # starts itself: a blocking client would not notice a dead kernel or a cell timeout
+            manager.client_class = ASYNC_CLIENT
         except Exception as error:  # the stage then starts a kernel of its own
             log.warning("a kernel did not start ahead of its stage (%s); the stage starts its own",
                         describe(error))  # fmt: skip
