@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import os
 import re
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -47,6 +49,7 @@ HIDDEN_TAGS = {"parameters", "injected-parameters"}
 TABLES_SUBDIR = "report-tables"
 _TEMPLATES = Path(__file__).parent / "templates"
 FALLBACK_ALT = "Figure of the {title} report"
+TITLE_RESOURCE = "retention_lab_title"  # the page's title, passed to the exporter per page
 
 
 class _ReaderPreprocessor(Preprocessor):
@@ -59,9 +62,8 @@ class _ReaderPreprocessor(Preprocessor):
     ``caption`` metadata, or the heading of the text just above.
     """
 
-    title = ""
-
     def preprocess(self, nb, resources):
+        title = resources.get(TITLE_RESOURCE, "")
         cells, context = [], ""
         for cell in nb.cells:
             if cell.cell_type == "markdown":
@@ -73,9 +75,7 @@ class _ReaderPreprocessor(Preprocessor):
                 cells.append(cell)
                 continue
             cell.outputs = [o for o in cell.outputs if self._shown(o)]
-            caption = (
-                cell.metadata.get("caption") or context or FALLBACK_ALT.format(title=self.title)
-            )
+            caption = cell.metadata.get("caption") or context or FALLBACK_ALT.format(title=title)
             for output in cell.outputs:
                 for mime in ("image/png", "image/jpeg", "image/svg+xml"):
                     if mime in output.get("data", {}):
@@ -117,7 +117,21 @@ def _empty_section(cell, following) -> bool:
     return True
 
 
-def _exporter(title: str) -> HTMLExporter:
+_EXPORTERS = threading.local()
+
+
+def _exporter() -> HTMLExporter:
+    """The stage pages' exporter, made once per thread of the runner.
+
+    nbconvert compiles its templates anew for each exporter (about 0.4 s a
+    page), and the runner renders two stages at once, each in its own thread.
+    """
+    if getattr(_EXPORTERS, "html", None) is None:
+        _EXPORTERS.html = _new_exporter()
+    return _EXPORTERS.html
+
+
+def _new_exporter() -> HTMLExporter:
     exporter = HTMLExporter(
         exclude_input=True,
         exclude_input_prompt=True,
@@ -128,9 +142,7 @@ def _exporter(title: str) -> HTMLExporter:
     exporter.register_preprocessor(
         TagRemovePreprocessor(remove_cell_tags=HIDDEN_TAGS, enabled=True), enabled=True
     )
-    reader = _ReaderPreprocessor(enabled=True)
-    reader.title = title
-    exporter.register_preprocessor(reader, enabled=True)
+    exporter.register_preprocessor(_ReaderPreprocessor(enabled=True), enabled=True)
     return exporter
 
 
@@ -148,6 +160,9 @@ def _main_content(page: str) -> str:
     return page[start + len("<main>") : end] if start >= 0 and end > start else ""
 
 
+_TABLE = re.compile(r"<table\b.*?</table>", re.DOTALL | re.IGNORECASE)
+
+
 def compact_tables(
     html: str, out_dir: Path, *, prefix: str, max_rows: int, max_columns: int, link_base: str = ""
 ) -> str:
@@ -155,38 +170,52 @@ def compact_tables(
 
     A table that is cut is written whole as ``<out_dir>/<prefix>-N.csv``
     (the values as shown) and linked under the table. Every table sits in a
-    box that scrolls sideways rather than widening the page.
+    box that scrolls sideways rather than widening the page. Only the tables
+    are parsed, not the page around them (its figures are megabytes of base64);
+    the notebook's tables (pandas, Styler) hold no tables inside them.
     """
+    numbers = itertools.count(1)
+
+    def compact(match: re.Match) -> str:
+        name = f"{prefix}-{next(numbers)}.csv"
+        return _compact_table(match.group(0), out_dir, name, max_rows, max_columns, link_base)
+
+    return _TABLE.sub(compact, html)
+
+
+def _compact_table(
+    html: str, out_dir: Path, name: str, max_rows: int, max_columns: int, link_base: str
+) -> str:
+    """One table in its scrolling box, cut and linked to its CSV if it is too long or wide."""
     soup = BeautifulSoup(html, "html.parser")
-    for number, table in enumerate(soup.find_all("table"), start=1):
-        rows = table.find_all("tr")
-        body = [r for r in rows if r.find("td")]
-        widths = [len(r.find_all(["td", "th"])) for r in rows]
-        too_long, too_wide = len(body) > max_rows, max(widths, default=0) > max_columns
-        wrapper = soup.new_tag("div", attrs={"class": "rl-table"})
-        table.wrap(wrapper)
-        if not (too_long or too_wide):
-            continue
-        out_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{prefix}-{number}.csv"
-        with open(out_dir / name, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            for row in rows:
-                writer.writerow([c.get_text(" ", strip=True) for c in row.find_all(["td", "th"])])
-        for row in body[max_rows:]:
-            row.decompose()
-        for row in table.find_all("tr"):
-            for cell in row.find_all(["td", "th"])[max_columns:]:
-                cell.decompose()
-        shown = f"{min(len(body), max_rows):,} of {len(body):,} rows"
-        if too_wide:
-            shown += f", {max_columns} of {max(widths)} columns"
-        note = soup.new_tag("p", attrs={"class": "rl-table-note"})
-        note.append(f"Showing {shown}. ")
-        link = soup.new_tag("a", href=f"{link_base}{name}", download=name)
-        link.append("Download the whole table (CSV)")
-        note.append(link)
-        wrapper.insert_after(note)
+    table = soup.find("table")
+    rows = table.find_all("tr")
+    body = [r for r in rows if r.find("td")]
+    widths = [len(r.find_all(["td", "th"])) for r in rows]
+    too_long, too_wide = len(body) > max_rows, max(widths, default=0) > max_columns
+    wrapper = soup.new_tag("div", attrs={"class": "rl-table"})
+    table.wrap(wrapper)
+    if not (too_long or too_wide):
+        return str(soup)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / name, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        for row in rows:
+            writer.writerow([c.get_text(" ", strip=True) for c in row.find_all(["td", "th"])])
+    for row in body[max_rows:]:
+        row.decompose()
+    for row in table.find_all("tr"):
+        for cell in row.find_all(["td", "th"])[max_columns:]:
+            cell.decompose()
+    shown = f"{min(len(body), max_rows):,} of {len(body):,} rows"
+    if too_wide:
+        shown += f", {max_columns} of {max(widths)} columns"
+    note = soup.new_tag("p", attrs={"class": "rl-table-note"})
+    note.append(f"Showing {shown}. ")
+    link = soup.new_tag("a", href=f"{link_base}{name}", download=name)
+    link.append("Download the whole table (CSV)")
+    note.append(link)
+    wrapper.insert_after(note)
     return str(soup)
 
 
@@ -216,7 +245,7 @@ def render_stage(
     html_path = Path(html_path)
     notebook = nbformat.read(str(notebook_path), as_version=4)
     main, appendix = _split_diagnostics(notebook)
-    body, _ = _exporter(title).from_notebook_node(main)
+    body, _ = _exporter().from_notebook_node(main, resources={TITLE_RESOURCE: title})
     body = _REMOTE_SCRIPT.sub("", body)  # reports must open offline: no CDN scripts
     tables_dir = html_path.parent / TABLES_SUBDIR
     limits = {"max_rows": max_table_rows, "max_columns": max_table_columns}
@@ -225,7 +254,9 @@ def render_stage(
     key, more = findings[:MAX_KEY_FINDINGS], findings[MAX_KEY_FINDINGS:]
     inner = ""
     if appendix.cells:
-        appendix_page, _ = _exporter(title).from_notebook_node(appendix)
+        appendix_page, _ = _exporter().from_notebook_node(
+            appendix, resources={TITLE_RESOURCE: title}
+        )
         inner = compact_tables(
             _main_content(appendix_page), tables_dir, prefix="diagnostics",
             link_base=link_base, **limits,

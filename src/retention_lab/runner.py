@@ -19,9 +19,10 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from retention_lab import contract, lifecycle, provenance, report, tracking
@@ -34,6 +35,7 @@ from retention_lab.config import (
     flatten,
 )
 from retention_lab.errors import ConfigError, OutputContractError, OutputError, RetentionLabError
+from retention_lab.kernels import KERNEL_ARGUMENTS, WarmKernels, shut_down
 from retention_lab.lifecycle import describe
 from retention_lab.progress import LOGGER as PROGRESS_LOGGER
 from retention_lab.progress import ProgressTail
@@ -58,6 +60,7 @@ DEFAULT_MAX_CONCURRENCY = 2
 FINISHED = ("succeeded", "skipped")  # a stage whose dependants may start
 STOP_POLL_SECONDS = 1.0
 PROGRESS_POLL_SECONDS = 1.0  # how often the stages' progress files are read
+REPORT_WAIT_SECONDS = 60  # how long a run that stops waits for a stage writing its report
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class StageOutcome:
     seconds: float | None = None  # the notebook's execution
     findings: list[str] = field(default_factory=list)
     started_at: str | None = None  # local time, to the millisecond (the stage's whole work)
+    checked_at: str | None = None  # its tables checked: the stages that read them may start
     finished_at: str | None = None
 
 
@@ -283,8 +287,15 @@ def _execute_stage(
     fast: bool,
     footer: str = "",
     stopped: Callable[[], str | None] = lambda: None,
+    kernels: WarmKernels | None = None,
+    outputs_checked: Callable[[str], None] = lambda status: None,
 ) -> StageOutcome:
-    """Run one stage: its notebook in a kernel, its tables' contract, its report and MLflow run."""
+    """Run one stage: its notebook in a kernel, its tables' contract, its report and MLflow run.
+
+    The kernel is a warm one from ``kernels`` if there is one ready, else its own.
+    ``outputs_checked(status)`` is called once the stage's tables are checked,
+    before its report: the stages that read them may start meanwhile.
+    """
     uri = config.resolved_tracking_uri()
     stage_dir = run_dir / stage
     stage_dir.mkdir(exist_ok=True)
@@ -303,7 +314,9 @@ def _execute_stage(
         "fast": fast,
     }
     started = time.perf_counter()
-    error, cell_index = _run_notebook(stage, notebook, output, run_dir, config, parameters, stopped)
+    error, cell_index = _run_notebook(
+        stage, notebook, output, run_dir, config, parameters, stopped, kernels
+    )
     seconds = time.perf_counter() - started
     notebook_path = str(output.relative_to(run_dir)) if output.is_file() else None
     if stopped():  # its kernel was stopped: the run records the stage, MLflow closes its tree
@@ -313,6 +326,7 @@ def _execute_stage(
     results = read_results(run_dir, stage)
     error = error or _check_results(run_dir, stage, results)
     status = "failed" if error else "succeeded"
+    outputs_checked(status)
     findings = results["findings"] if results and not error else []
     html = None
     if output.is_file():
@@ -342,16 +356,19 @@ def _run_notebook(
     config: RunConfig,
     parameters: dict,
     stopped: Callable[[], str | None],
+    kernels: WarmKernels | None,
 ) -> tuple[str | None, int | None]:
     """Execute the stage notebook with papermill; the error (one line) and failing cell, if any.
 
-    A kernel that never started (no cell began) is tried once more.
+    The first try takes a warm kernel if ``kernels`` has one. A kernel that
+    never started (no cell began) is tried once more, a kernel of its own.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     error = cell_index = None
     for attempt in range(1 + KERNEL_START_RETRIES):
+        warm = kernels.take() if kernels and attempt == 0 and not stopped() else None
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -361,9 +378,8 @@ def _run_notebook(
                 cwd=str(run_dir),
                 progress_bar=False,
                 execution_timeout=config.runner.cell_timeout_s,
-                # the kernel's own log (its transport warning, the interrupt at shutdown) is noise
-                # in a scheduler's log; a failing cell or a dead kernel is reported by the runner
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                extra_arguments=KERNEL_ARGUMENTS,
+                km=warm,
             )
             error = None
         except PapermillExecutionError as exc:
@@ -373,6 +389,9 @@ def _run_notebook(
             if attempt < KERNEL_START_RETRIES and not stopped() and not _any_cell_started(output):
                 log.warning("stage %s: the kernel did not start (%s); retrying", stage, error)
                 continue
+        finally:
+            if warm is not None:  # papermill leaves a kernel it did not start running
+                shut_down(warm)
         break
     return error, cell_index
 
@@ -505,6 +524,7 @@ class _Run:
     provenance: dict = field(default_factory=dict)
     ended: bool = False
     stopping: str | None = None  # why the running stages' kernels are being stopped
+    kernels: WarmKernels | None = None  # warming while the tables are built and stages run
 
     def save(self, status: str, finished_at: str | None = None, error: str | None = None) -> None:
         """Write ``run.json`` (first, atomically), then the run's index and the index of runs."""
@@ -584,7 +604,11 @@ def run_pipeline(
             outcomes=[StageOutcome(stage=s, status="not run") for s in config.stages],
         )
         with lifecycle.guarded(run_dir, run.abort):
-            return _run_stages(run, notebooks, fast=fast, progress=progress, tags=tags)
+            try:
+                return _run_stages(run, notebooks, fast=fast, progress=progress, tags=tags)
+            finally:
+                if run.kernels:
+                    run.kernels.close()
 
 
 def _run_stages(
@@ -616,6 +640,7 @@ def _run_stages(
         params.pop("data.as_of", None)
     tracking.log_params(uri, run.parent_id, params)
     run.save("running")
+    run.kernels = WarmKernels(config.runner.kernel, run_dir, stages=len(config.stages))
     try:
         # bad data stops the run here, before any stage, with the loader's message
         tables = store_tables(run_dir, config)
@@ -634,7 +659,7 @@ def _run_stages(
     tracking.log_artifact(uri, run.parent_id, run_dir / TABLES_DIR / "tables.json", "data")
     order = stage_order(config.stages, {s: stage_requirements(n) for s, n in notebooks.items()})
 
-    def work(stage: str) -> StageOutcome:
+    def work(stage: str, outputs_checked: Callable[[str], None]) -> StageOutcome:
         requirements = stage_requirements(notebooks[stage])
         unmet = unmet_requirements(requirements, tables, tuple(config.exports()))
         if unmet:
@@ -652,6 +677,8 @@ def _run_stages(
             fast=fast,
             footer=footer,
             stopped=lambda: run.stopping,
+            kernels=run.kernels,
+            outputs_checked=outputs_checked,
         )
 
     _schedule(run, order, work, workers=concurrency(config), progress=progress)
@@ -678,28 +705,36 @@ def _forward_progress(run_dir: Path, stage: str, lines: list[str]) -> None:
 def _schedule(
     run: _Run,
     order: dict[str, list[str]],
-    work: Callable[[str], StageOutcome],
+    work: Callable[[str, Callable[[str], None]], StageOutcome],
     *,
     workers: int,
     progress: ProgressCallback | None,
 ) -> None:
-    """Run each stage once its predecessors have finished, at most ``workers`` at once.
+    """Run each stage once its predecessors' tables are checked, at most ``workers`` at once.
 
     The stages run in threads (each drives its own kernel); only this thread
-    changes the outcomes and writes ``run.json``. When a stage fails no stage
-    starts, and the kernels of those still running are stopped (they end
-    ``killed``). On a signal or an error the stages still running are flagged so
-    that they record nothing, and the exception goes on to the lifecycle, which
-    stops their kernels and ends the run.
+    changes the outcomes and writes ``run.json``. A stage calls back when its
+    tables are checked (``work(stage, outputs_checked)``): from then on it
+    only renders its report and logs to MLflow, so it no longer counts
+    against ``workers`` and the stages that read it may start. When a stage
+    fails no stage starts, and the kernels of those still running are stopped
+    (they end ``killed``). On a signal or an error the stages still running
+    are flagged so that they record nothing, and the exception goes on to the
+    lifecycle, which stops their kernels and ends the run.
     """
     stages = list(order)
     position = {stage: index for index, stage in enumerate(stages)}
     pending, running = list(stages), {}
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage")
+    # (status, time) once a stage's tables are checked
+    checked: dict[str, Future] = {stage: Future() for stage in stages}
+    pool = ThreadPoolExecutor(max_workers=len(stages) or 1, thread_name_prefix="stage")
     tail = ProgressTail(run.run_dir)
 
-    def finished(stage: str) -> bool:
-        return run.outcomes[position[stage]].status in FINISHED
+    def may_follow(stage: str) -> bool:
+        return checked[stage].done() and checked[stage].result()[0] in FINISHED
+
+    def outputs_checked(stage: str) -> Callable[[str], None]:
+        return lambda status: checked[stage].set_result((status, _now()))
 
     def record(stage: str, outcome: StageOutcome) -> None:
         run.outcomes[position[stage]] = outcome
@@ -707,35 +742,67 @@ def _schedule(
             progress(position[stage], len(stages), stage, outcome.status)
         run.save("running")
 
+    def finish(stage: str, future: Future) -> StageOutcome:
+        outcome = future.result()
+        status, checked_at = checked[stage].result()
+        outcome = replace(
+            outcome,
+            started_at=run.outcomes[position[stage]].started_at,
+            checked_at=checked_at,
+            finished_at=_now(),
+        )
+        record(stage, outcome)
+        return outcome
+
+    def stop_after_failure(stage: str) -> None:
+        if not run.stopping:
+            run.stopping = f"stopped because the {stage} stage failed"
+            if any(not checked[other].done() for other in running.values()):
+                lifecycle.stop_children()
+
     try:
         while pending or running:
-            ready = [] if run.stopping else [s for s in pending if all(map(finished, order[s]))]
-            for stage in ready[: workers - len(running)]:
+            ready = [] if run.stopping else [s for s in pending if all(map(may_follow, order[s]))]
+            busy = sum(not checked[stage].done() for stage in running.values())
+            for stage in ready[: workers - busy]:
                 pending.remove(stage)
                 record(stage, StageOutcome(stage=stage, status="running", started_at=_now()))
-                running[pool.submit(work, stage)] = stage
+                future = pool.submit(work, stage, outputs_checked(stage))
+                future.add_done_callback(partial(_settle, checked[stage]))
+                running[future] = stage
             if not running:
                 break
             # while stopping, kernels that were still starting are stopped as they appear
             timeout = STOP_POLL_SECONDS if run.stopping else PROGRESS_POLL_SECONDS
-            done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+            waiting = [*running, *(checked[s] for s in running.values() if not checked[s].done())]
+            done, _ = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
             for stage in running.values():
                 _forward_progress(run.run_dir, stage, tail.new_lines(stage))
             if run.stopping and not done:
                 lifecycle.stop_children()
-            for future in sorted(done, key=lambda f: position[running[f]]):
+            for stage in running.values():
+                if checked[stage].done() and checked[stage].result()[0] == "failed":
+                    stop_after_failure(stage)
+            for future in sorted(set(done) & set(running), key=lambda f: position[running[f]]):
                 stage = running.pop(future)
-                outcome = future.result()
-                started_at = run.outcomes[position[stage]].started_at
-                record(stage, replace(outcome, started_at=started_at, finished_at=_now()))
-                if outcome.status == "failed" and not run.stopping:
-                    run.stopping = f"stopped because the {stage} stage failed"
-                    if running:
-                        lifecycle.stop_children()
+                if finish(stage, future).status == "failed":
+                    stop_after_failure(stage)
     except BaseException:
         run.stopping = run.stopping or "stopped with the run"
         if running:
             lifecycle.best_effort(lifecycle.stop_children, "stop the stage kernels")
+        # a stage whose notebook had finished is only writing its report: it ends recorded
+        for future, stage in running.items():
+            writing = checked[stage].done() and wait([future], timeout=REPORT_WAIT_SECONDS).done
+            if writing and not future.exception():
+                lifecycle.best_effort(lambda f=future, s=stage: finish(s, f), f"record {stage}")
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _settle(checked: Future, finished: Future) -> None:
+    """A stage that ended without calling back (skipped, killed, crashed) settles its check."""
+    if not checked.done():
+        outcome = None if finished.exception() else finished.result()
+        checked.set_result((outcome.status if outcome else "failed", None))

@@ -1,0 +1,154 @@
+"""Stage kernels started ahead of their stages, with the workbench's imports already done.
+
+A stage notebook spends its first seconds starting a kernel and importing the
+scientific stack (pandas, matplotlib, lifelines, scikit-learn, the stage
+packages), whatever the size of the data: on two cores about 1 s and 2 s. The
+runner keeps one such kernel warm in the background while the run builds its
+tables and while stages run, and hands it to the next stage that starts, so a
+stage that waits on another starts at once when its input is ready.
+
+A warm kernel is a fresh process that has only run ``WARM_UP`` (imports and
+the plotting theme, nothing that reads data); it runs in the run's folder with
+the same arguments as a kernel papermill starts. A stage that finds no warm
+kernel (none ready in time, or it died) starts its own, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from retention_lab.lifecycle import describe
+
+log = logging.getLogger(__name__)
+
+# what every stage notebook's first cells import, and the stage packages' own imports
+WARM_UP = """\
+import retention_lab as rl
+rl.viz.set_theme()
+import retention_lab.survival, retention_lab.uplift, retention_lab.clv, retention_lab.plan
+import retention_lab.survival.plots, retention_lab.uplift.plots, retention_lab.clv.plots
+import retention_lab.plan.plots, retention_lab.monitor, retention_lab.monitor.plots
+"""
+START_TIMEOUT_S = 120
+# the kernel's own log (its transport warning, the interrupt at shutdown) is noise in a
+# scheduler's log; a failing cell or a dead kernel is reported by the runner
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+ASYNC_CLIENT = "jupyter_client.asynchronous.AsyncKernelClient"
+
+
+class WarmKernels:
+    """Keeps one warm kernel ready for each of the next ``stages`` stages to take.
+
+    ``take()`` returns the warm kernel's manager (waiting for it if it is
+    still importing) and starts warming the next, until every stage has had
+    one; ``close()`` shuts down one left over. Safe to call from the runner's
+    stage threads.
+    """
+
+    def __init__(self, kernel_name: str, cwd: Path, stages: int) -> None:
+        self.kernel_name, self.cwd = kernel_name, cwd
+        self._lock = threading.Lock()
+        self._left = stages
+        self._closed = False
+        self._next: _Warming | None = None
+        self._warm_next()
+
+    def _warm_next(self) -> None:
+        """Start warming a kernel for the next stage, if a stage is left (under the lock)."""
+        self._next = None
+        if self._left > 0 and not self._closed:
+            self._left -= 1
+            self._next = _Warming(self.kernel_name, self.cwd)
+
+    def take(self):
+        """A warm kernel's ``KernelManager`` for a stage, or None (the stage starts its own)."""
+        with self._lock:
+            warming = self._next
+            self._warm_next()
+        return warming.result() if warming else None
+
+    def close(self) -> None:
+        """Warm no more kernels; shut down the one no stage took."""
+        with self._lock:
+            self._closed, warming, self._next = True, self._next, None
+        if warming:
+            warming.discard()
+
+
+class _Warming:
+    """One kernel starting and importing in a thread of its own."""
+
+    def __init__(self, kernel_name: str, cwd: Path) -> None:
+        self._manager = None
+        self._discarded = False
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._warm, args=(kernel_name, cwd), name="warm-kernel", daemon=True
+        )
+        self._thread.start()
+
+    def _warm(self, kernel_name: str, cwd: Path) -> None:
+        from jupyter_client.manager import KernelManager
+
+        manager = KernelManager(kernel_name=kernel_name)
+        try:
+            manager.start_kernel(extra_arguments=KERNEL_ARGUMENTS, cwd=str(cwd))
+            client = manager.client()
+            client.start_channels()
+            try:
+                client.wait_for_ready(timeout=START_TIMEOUT_S)
+                reply = client.execute_interactive(
+                    WARM_UP, store_history=False, timeout=START_TIMEOUT_S, output_hook=_ignore
+                )
+            finally:
+                client.stop_channels()
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError(reply["content"].get("evalue", "the warm-up failed"))
+            # papermill's client must wait on the kernel asynchronously, as with a kernel it
+            # starts itself: a blocking client would not notice a dead kernel or a cell timeout
+            manager.client_class = ASYNC_CLIENT
+        except Exception as error:  # the stage then starts a kernel of its own
+            log.warning("a kernel did not start ahead of its stage (%s); the stage starts its own",
+                        describe(error))  # fmt: skip
+            shut_down(manager)
+            manager = None
+        with self._lock:
+            if self._discarded and manager is not None:
+                shut_down(manager)
+                manager = None
+            self._manager = manager
+        self._done.set()
+
+    def result(self):
+        """The warm kernel's manager once it is ready; None if it could not start or died."""
+        self._done.wait()
+        manager = self._manager
+        if manager is not None and not manager.is_alive():
+            shut_down(manager)
+            return None
+        return manager
+
+    def discard(self) -> None:
+        """Shut the kernel down, now if it is ready, else as soon as it is (no waiting)."""
+        with self._lock:
+            self._discarded, manager, self._manager = True, self._manager, None
+        if manager is not None:
+            shut_down(manager)
+
+
+def _ignore(message) -> None:
+    """Output of the warm-up (there is none but warnings) is not shown anywhere."""
+
+
+def shut_down(manager) -> None:
+    """Stop a kernel the runner started (at once: its stage has ended) and remove its files."""
+    try:
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
+    except Exception as error:  # already gone
+        log.debug("warm kernel shutdown: %s", error)
+    finally:
+        manager.cleanup_resources()
