@@ -39,8 +39,8 @@ def test_a_warm_kernel_runs_in_the_run_folder_with_the_stage_packages_imported(t
         # papermill's client then notices a dead kernel and a cell's timeout, as with its own
         assert isinstance(first.client(), AsyncKernelClient)
         assert _evaluate(first, "__import__('os').getcwd()") == repr(str(tmp_path))
-        imported = "all(m in __import__('sys').modules for m in ('retention_lab.uplift', "
-        imported += "'retention_lab.survival.plots', 'retention_lab.monitor.plots'))"
+        imported = "all(m in __import__('sys').modules for m in ('retention_lab.uplift.summary', "
+        imported += "'retention_lab.survival.plots', 'retention_lab.monitor.summary', 'lifelines'))"
         assert _evaluate(first, imported) == "True"
     finally:
         shut_down(first)

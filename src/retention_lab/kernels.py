@@ -15,27 +15,41 @@ kernel (none ready in time, or it died) starts its own, as before.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import threading
 from pathlib import Path
 
+from retention_lab.lazy import declared_members
 from retention_lab.lifecycle import describe
 
 log = logging.getLogger(__name__)
 
-# what every stage notebook's first cells import, and the stage packages' own imports
+# what the stage notebooks' first cells do; then the modules the stages use (stage packages
+# load their members on first use, see retention_lab.lazy)
 WARM_UP = """\
 import retention_lab as rl
 rl.viz.set_theme()
-import retention_lab.survival, retention_lab.uplift, retention_lab.clv, retention_lab.plan
-import retention_lab.survival.plots, retention_lab.uplift.plots, retention_lab.clv.plots
-import retention_lab.plan.plots, retention_lab.monitor, retention_lab.monitor.plots
+from retention_lab.kernels import import_stage_modules
+import_stage_modules()
 """
+STAGE_PACKAGES = ("survival", "uplift", "clv", "plan", "monitor")
 START_TIMEOUT_S = 120
 # the kernel's own log (its transport warning, the interrupt at shutdown) is noise in a
 # scheduler's log; a failing cell or a dead kernel is reported by the runner
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 ASYNC_CLIENT = "jupyter_client.asynchronous.AsyncKernelClient"
+
+
+def import_stage_modules() -> None:
+    """Import each stage package's declared members' modules and its plots."""
+    for package in STAGE_PACKAGES:
+        name = f"retention_lab.{package}"
+        init = importlib.util.find_spec(name).origin
+        modules = {module for module, _ in declared_members(init).values()}
+        for module in sorted(modules | {f"{name}.plots"}):
+            importlib.import_module(module)
 
 
 class WarmKernels:
