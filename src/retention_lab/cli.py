@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
@@ -33,6 +34,12 @@ from retention_lab.config import (
 )
 from retention_lab.errors import RetentionLabError, user_error_names
 from retention_lab.progress import LOGGER as PROGRESS_LOGGER
+
+# jsonschema (under nbformat and papermill) checks the "iri" formats only where
+# rfc3987_syntax is installed, which JupyterLab's dependencies bring; its import builds
+# 39 Lark grammars, 1.3 s of every command. Nothing the workbench validates is an IRI,
+# so its commands do without that check.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 
 class _App(typer.Typer):

@@ -22,7 +22,6 @@ import threading
 from pathlib import Path
 
 from retention_lab.lazy import declared_members
-from retention_lab.lifecycle import describe
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +124,8 @@ class _Warming:
             # starts itself: a blocking client would not notice a dead kernel or a cell timeout
             manager.client_class = ASYNC_CLIENT
         except Exception as error:  # the stage then starts a kernel of its own
+            from retention_lab.lifecycle import describe  # the runner's, not the kernel's import
+
             log.warning("a kernel did not start ahead of its stage (%s); the stage starts its own",
                         describe(error))  # fmt: skip
             shut_down(manager)
