@@ -29,7 +29,7 @@ MAX_LEVELS = 255
 
 
 def is_categorical(series: pd.Series) -> bool:
-    """Whether a feature is one-hot encoded (anything not numeric, plus booleans)."""
+    """Whether a feature is categorical (anything not numeric, plus booleans)."""
     return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 
 
