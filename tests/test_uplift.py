@@ -478,6 +478,21 @@ def test_dr_effects_equal_causalmls_own_prediction():
     assert effect["x"] - effect["y"] > 0.08
 
 
+def test_learners_split_categories_natively_and_score_unseen_levels():
+    frame = _toy(n=2_000, seed=6)
+    fit = dict(treatment_col="treatment", outcome_col="outcome", features=["segment", "age"])
+    params = dict(control="none", folds=2, max_iter=30, min_samples_leaf=50, random_state=3)
+    s_model = up.UpliftModel("s", **params).fit(frame, **fit)
+    t_model = up.UpliftModel("t", **params).fit(frame, **fit)
+    # one coded column for segment; causalml's S-learner puts the arm before it
+    assert s_model.models_[0].models["a"].is_categorical_.tolist() == [False, True, False]
+    assert t_model.models_[0].model_c.is_categorical_.tolist() == [True, False]
+    unseen = t_model.predict(frame.head(50).assign(segment="z"))  # a level never fitted
+    assert unseen.shape == (50, 2) and np.isfinite(unseen.to_numpy()).all()
+    effect = t_model.predict(frame)["a"].groupby(frame["segment"]).mean()
+    assert effect["x"] - effect["y"] > 0.08  # arm a lifts segment x by 0.2, y by nothing
+
+
 def test_weak_learners_warn(small):
     _, data = small
     with pytest.warns(StatisticalWarning, match="better than random"):

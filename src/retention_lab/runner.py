@@ -3,7 +3,7 @@
 A run creates ``reports/<timestamp>-<name>/`` (never reusing a folder), opens
 an MLflow parent run, executes each stage notebook as a child run with the
 injected parameters (a stage once the stages it reads have finished, those
-that do not read each other side by side; see ``_schedule``), writes the
+that do not read each other side by side; see ``_Scheduler``), writes the
 executed notebook and its HTML report, and refreshes the run index and the
 index of all runs. The runner owns failure: it catches papermill's execution
 error only here, keeps the partial notebook, marks the MLflow runs FAILED and
@@ -685,7 +685,7 @@ def _run_stages(
             outputs_checked=outputs_checked,
         )
 
-    _schedule(run, order, work, workers=concurrency(config), progress=progress)
+    _Scheduler(run, order, work, workers=concurrency(config), progress=progress).run_all()
     status = "failed" if any(o.status == "failed" for o in outcomes) else "succeeded"
     tracking.log_artifact(uri, run.parent_id, run_dir / RUN_CONFIG_FILE)
     if status == "failed":  # with the stages stopped when another failed
@@ -719,103 +719,128 @@ def _forward_progress(run_dir: Path, stage: str, lines: list[str]) -> None:
             handle.write(f"{report.timestamp()} {stage}: {line}\n")
 
 
-def _schedule(
-    run: _Run,
-    order: dict[str, list[str]],
-    work: Callable[[str, Callable[[str], None]], StageOutcome],
-    *,
-    workers: int,
-    progress: ProgressCallback | None,
-) -> None:
-    """Run each stage once its predecessors' tables are checked, at most ``workers`` at once.
+class _Scheduler:
+    """Runs each stage once its predecessors' tables are checked, at most ``workers`` at once.
 
-    The stages run in threads (each drives its own kernel); only this thread
-    changes the outcomes and writes ``run.json``. A stage calls back when its
-    tables are checked (``work(stage, outputs_checked)``): from then on it
-    only renders its report and logs to MLflow, so it no longer counts
-    against ``workers`` and the stages that read it may start. When a stage
-    fails no stage starts, and the kernels of those still running are stopped
-    (they end ``killed``). On a signal or an error the stages still running
-    are flagged so that they record nothing, and the exception goes on to the
-    lifecycle, which stops their kernels and ends the run.
+    The stages run in threads (each drives its own kernel); only the thread
+    that calls ``run_all`` changes the outcomes and writes ``run.json``. A
+    stage calls back when its tables are checked (``work(stage,
+    outputs_checked)``): from then on it only renders its report and logs to
+    MLflow, so it no longer counts against ``workers`` and the stages that read
+    it may start. When a stage fails no stage starts, and the kernels of those
+    still running are stopped (they end ``killed``). On a signal or an error
+    the stages still running are flagged so that they record nothing (but a
+    stage already writing its report ends recorded), and the exception goes on
+    to the lifecycle, which stops their kernels and ends the run.
     """
-    stages = list(order)
-    position = {stage: index for index, stage in enumerate(stages)}
-    pending, running = list(stages), {}
-    # (status, time) once a stage's tables are checked
-    checked: dict[str, Future] = {stage: Future() for stage in stages}
-    pool = ThreadPoolExecutor(max_workers=len(stages) or 1, thread_name_prefix="stage")
-    tail = ProgressTail(run.run_dir)
 
-    def may_follow(stage: str) -> bool:
-        return checked[stage].done() and checked[stage].result()[0] in FINISHED
+    def __init__(
+        self,
+        run: _Run,
+        order: dict[str, list[str]],
+        work: Callable[[str, Callable[[str], None]], StageOutcome],
+        *,
+        workers: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.run, self.order, self.work = run, order, work
+        self.workers, self.progress = workers, progress
+        self.stages = list(order)
+        self.position = {stage: index for index, stage in enumerate(self.stages)}
+        self.pending, self.running = list(self.stages), {}
+        # a stage's (status, time) once its tables are checked
+        self.checked: dict[str, Future] = {stage: Future() for stage in self.stages}
+        # a thread per stage: ``workers`` limits the notebooks running, not the reports
+        self.pool = ThreadPoolExecutor(max(1, len(self.stages)), thread_name_prefix="stage")
+        self.tail = ProgressTail(run.run_dir)
 
-    def outputs_checked(stage: str) -> Callable[[str], None]:
-        return lambda status: checked[stage].set_result((status, _now()))
+    def run_all(self) -> None:
+        try:
+            while self.pending or self.running:
+                self._start_ready()
+                if not self.running:
+                    break
+                self._wait_and_record()
+        except BaseException:
+            self._stop_on_error()
+            raise
+        finally:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def record(stage: str, outcome: StageOutcome) -> None:
-        run.outcomes[position[stage]] = outcome
-        if progress:
-            progress(position[stage], len(stages), stage, outcome.status)
-        run.save("running")
+    def _checked_status(self, stage: str) -> str | None:
+        return self.checked[stage].result()[0] if self.checked[stage].done() else None
 
-    def finish(stage: str, future: Future) -> StageOutcome:
-        outcome = future.result()
-        status, checked_at = checked[stage].result()
+    def _start_ready(self) -> None:
+        if self.run.stopping:
+            return
+        ready = [
+            stage
+            for stage in self.pending
+            if all(self._checked_status(read) in FINISHED for read in self.order[stage])
+        ]
+        busy = sum(self._checked_status(stage) is None for stage in self.running.values())
+        for stage in ready[: self.workers - busy]:
+            self.pending.remove(stage)
+            self._record(stage, StageOutcome(stage=stage, status="running", started_at=_now()))
+            checked = self.checked[stage]
+            future = self.pool.submit(
+                self.work, stage, lambda status, c=checked: c.set_result((status, _now()))
+            )
+            future.add_done_callback(partial(_settle, checked))
+            self.running[future] = stage
+
+    def _wait_and_record(self) -> None:
+        run = self.run
+        timeout = STOP_POLL_SECONDS if run.stopping else PROGRESS_POLL_SECONDS
+        unchecked = [self.checked[s] for s in self.running.values() if not self.checked[s].done()]
+        done, _ = wait([*self.running, *unchecked], timeout=timeout, return_when=FIRST_COMPLETED)
+        for stage in self.running.values():
+            _forward_progress(run.run_dir, stage, self.tail.new_lines(stage))
+        if run.stopping and not done:  # kernels that were still starting are stopped as they appear
+            lifecycle.stop_children()
+        for stage in self.running.values():
+            if self._checked_status(stage) == "failed":
+                self._stop_after_failure(stage)
+        for future in sorted(set(done) & set(self.running), key=self._position_of):
+            stage = self.running.pop(future)
+            if self._finish(stage, future).status == "failed":
+                self._stop_after_failure(stage)
+
+    def _position_of(self, future: Future) -> int:
+        return self.position[self.running[future]]
+
+    def _record(self, stage: str, outcome: StageOutcome) -> None:
+        self.run.outcomes[self.position[stage]] = outcome
+        if self.progress:
+            self.progress(self.position[stage], len(self.stages), stage, outcome.status)
+        self.run.save("running")
+
+    def _finish(self, stage: str, future: Future) -> StageOutcome:
+        _, checked_at = self.checked[stage].result()
         outcome = replace(
-            outcome,
-            started_at=run.outcomes[position[stage]].started_at,
+            future.result(),
+            started_at=self.run.outcomes[self.position[stage]].started_at,
             checked_at=checked_at,
             finished_at=_now(),
         )
-        record(stage, outcome)
+        self._record(stage, outcome)
         return outcome
 
-    def stop_after_failure(stage: str) -> None:
-        if not run.stopping:
-            run.stopping = f"stopped because the {stage} stage failed"
-            if any(not checked[other].done() for other in running.values()):
+    def _stop_after_failure(self, stage: str) -> None:
+        if not self.run.stopping:
+            self.run.stopping = f"stopped because the {stage} stage failed"
+            if any(self._checked_status(other) is None for other in self.running.values()):
                 lifecycle.stop_children()
 
-    try:
-        while pending or running:
-            ready = [] if run.stopping else [s for s in pending if all(map(may_follow, order[s]))]
-            busy = sum(not checked[stage].done() for stage in running.values())
-            for stage in ready[: workers - busy]:
-                pending.remove(stage)
-                record(stage, StageOutcome(stage=stage, status="running", started_at=_now()))
-                future = pool.submit(work, stage, outputs_checked(stage))
-                future.add_done_callback(partial(_settle, checked[stage]))
-                running[future] = stage
-            if not running:
-                break
-            # while stopping, kernels that were still starting are stopped as they appear
-            timeout = STOP_POLL_SECONDS if run.stopping else PROGRESS_POLL_SECONDS
-            waiting = [*running, *(checked[s] for s in running.values() if not checked[s].done())]
-            done, _ = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
-            for stage in running.values():
-                _forward_progress(run.run_dir, stage, tail.new_lines(stage))
-            if run.stopping and not done:
-                lifecycle.stop_children()
-            for stage in running.values():
-                if checked[stage].done() and checked[stage].result()[0] == "failed":
-                    stop_after_failure(stage)
-            for future in sorted(set(done) & set(running), key=lambda f: position[running[f]]):
-                stage = running.pop(future)
-                if finish(stage, future).status == "failed":
-                    stop_after_failure(stage)
-    except BaseException:
-        run.stopping = run.stopping or "stopped with the run"
-        if running:
+    def _stop_on_error(self) -> None:
+        self.run.stopping = self.run.stopping or "stopped with the run"
+        if self.running:
             lifecycle.best_effort(lifecycle.stop_children, "stop the stage kernels")
         # a stage whose notebook had finished is only writing its report: it ends recorded
-        for future, stage in running.items():
-            writing = checked[stage].done() and wait([future], timeout=REPORT_WAIT_SECONDS).done
+        for future, stage in self.running.items():
+            writing = self.checked[stage].done() and wait([future], REPORT_WAIT_SECONDS).done
             if writing and not future.exception():
-                lifecycle.best_effort(lambda f=future, s=stage: finish(s, f), f"record {stage}")
-        raise
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+                lifecycle.best_effort(partial(self._finish, stage, future), f"record {stage}")
 
 
 def _settle(checked: Future, finished: Future) -> None:

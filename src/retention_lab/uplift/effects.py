@@ -15,7 +15,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from retention_lab.units import Z95
 from retention_lab.uplift.cases import UpliftInput
-from retention_lab.uplift.design import _seed, encoded, fold_ids
+from retention_lab.uplift.design import _seed, fold_ids, model_matrix
 
 EFFECT_COLUMNS = [
     "instrument",
@@ -123,7 +123,7 @@ def outcome_predictions(
         One column per arm, rows aligned with ``data.cases`` (NaN outside ``keep``).
     """
     arms = data.arms
-    x, _ = encoded(data.cases, data.features)
+    x, categorical = model_matrix(data.cases, data.features)
     y = data.cases[outcome_col].to_numpy(float)
     t = data.cases[data.treatment_col].astype(str).to_numpy()
     idx = np.flatnonzero(keep)
@@ -143,6 +143,7 @@ def outcome_predictions(
                 learning_rate=learning_rate,
                 max_leaf_nodes=max_leaf_nodes,
                 min_samples_leaf=min(min_samples_leaf, max(1, int(train.sum()) // 10)),
+                categorical_features=categorical,
                 early_stopping=False,
                 random_state=_seed([f, j] if random_state is None else [random_state, f, j]),
             )

@@ -18,11 +18,18 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
+from threadpoolctl import threadpool_limits
 
 from retention_lab import progress
 from retention_lab.errors import DataError
 from retention_lab.units import Z95
-from retention_lab.uplift.design import _as_str, _seed, fold_ids, make_encoder
+from retention_lab.uplift.design import (
+    _as_str,
+    _seed,
+    categorical_columns,
+    fold_ids,
+    model_encoder,
+)
 from retention_lab.uplift.settings import DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,11 @@ class UpliftModel:
         Number of fold models; each is fitted on the cases outside one fold.
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization
         Hyperparameters of the gradient-boosted base models.
+    threads
+        OpenMP threads of the base models when fitting and predicting (None: the
+        process's limit). A stage passes its ``threads`` setting: on a busy host,
+        OpenMP threads that wait for each other in every tree of a prediction
+        cost more than they save.
     """
 
     def __init__(
@@ -77,6 +89,7 @@ class UpliftModel:
         max_leaf_nodes: int = DEFAULTS.max_leaf_nodes,
         min_samples_leaf: int = DEFAULTS.min_samples_leaf,
         l2_regularization: float = DEFAULTS.l2_regularization,
+        threads: int | None = None,
         random_state: int | None = None,
     ):
         self.learner = learner
@@ -87,6 +100,7 @@ class UpliftModel:
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
+        self.threads = threads
         self.random_state = random_state
 
     def __repr__(self) -> str:
@@ -94,12 +108,16 @@ class UpliftModel:
         return f"UpliftModel(learner={self.learner!r}, folds={self.folds}{fitted})"
 
     def _base(self, seed: int) -> HistGradientBoostingRegressor:
+        categorical = self.categorical_
+        if categorical and self.learner == "s":  # causalml's S-learner puts the arm first
+            categorical = [j + 1 for j in categorical]
         return HistGradientBoostingRegressor(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization,
+            categorical_features=categorical,
             early_stopping=False,
             random_state=seed,
         )
@@ -143,7 +161,8 @@ class UpliftModel:
             )
         self.instruments_ = sorted(set(t) - {self.control})
         self.features_ = list(features)
-        self.encoder_ = make_encoder(frame, self.features_)
+        self.encoder_ = model_encoder(frame, self.features_)
+        self.categorical_ = categorical_columns(frame, self.features_)
         x = self.encoder_.fit_transform(_as_str(frame, self.features_)).astype(np.float32)
         if propensity is None:
             shares = counts / counts.sum()
@@ -163,7 +182,7 @@ class UpliftModel:
             seed = _seed([f] if self.random_state is None else [self.random_state, f])
             model = _meta_learner(self.learner, self._base(seed), self.control)
             p = {a: pairwise[a][train] for a in self.instruments_}
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), threadpool_limits(self.threads):
                 warnings.simplefilter("ignore")
                 if self.learner in ("x", "dr"):
                     kwargs = {"seed": seed} if self.learner == "dr" else {}
@@ -189,7 +208,7 @@ class UpliftModel:
         out = np.empty((len(self.models_), len(frame), len(self.instruments_)))
         p = {a: np.full(len(frame), self.pairwise_share_[a]) for a in self.instruments_}
         for k, model in enumerate(self.models_):
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), threadpool_limits(self.threads):
                 warnings.simplefilter("ignore")
                 if self.learner == "x":
                     pred = model.predict(x, p=p)

@@ -608,6 +608,7 @@ def _individual_effects(data, cfg, rng, params, prop, keep) -> dict:
         propensity=prop.iloc[train_idx].reset_index(drop=True),
         folds=cfg.folds,
         l2_regularization=cfg.l2_regularization,
+        threads=cfg.threads,
         random_state=rng.integers(2**31),
         **params,
     )
