@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 
 from retention_lab import monitor, tracking
 from retention_lab.config import RunConfig
-from retention_lab.data.loaders import load_tables
+from retention_lab.data.loaders import simulated_tables
+from retention_lab.data.simulate import simulate
 from retention_lab.monitor import MonitorSettings
 from retention_lab.stage import StageContext
 from retention_lab.uplift import case_table
@@ -334,16 +336,13 @@ def market():
     """
 
     def snapshots(shock: dict | None, seed: int, n_customers: int = 60_000):
-        out = []
-        for as_of in ("2022-01-01", "2022-07-01"):
-            simulator = {"n_customers": n_customers, "months": 36}
-            if shock:
-                simulator["shock"] = shock
-            config = make_config(seed=seed, data={"source": "simulator", "as_of": as_of,
-                                                  "simulator": simulator})  # fmt: skip
-            tables, _ = load_tables(config.data, random_state=config.seed)
-            out.append(tables)
-        return out
+        simulator = {"n_customers": n_customers, "months": 36}
+        if shock:
+            simulator["shock"] = shock
+        config = make_config(seed=seed, data={"source": "simulator", "simulator": simulator})
+        simulated = simulate(config.data.simulator, random_state=config.seed)
+        return [simulated_tables(simulated, date(2022, 1, 1)),
+                simulated_tables(simulated, date(2022, 7, 1))]  # fmt: skip
 
     return snapshots
 

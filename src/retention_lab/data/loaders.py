@@ -31,7 +31,7 @@ from retention_lab.units import DAYS_PER_MONTH, TENURE_UNIT_DAYS
 
 if TYPE_CHECKING:
     from retention_lab.data.settings import DataSettings
-    from retention_lab.data.simulate import GroundTruth
+    from retention_lab.data.simulate import GroundTruth, SimulatedData
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,15 @@ def snapshot(raw: dict[str, pd.DataFrame | None], as_of: date) -> dict[str, pd.D
     return cut
 
 
+def simulated_tables(simulated: SimulatedData, as_of: date | None = None) -> Tables:
+    """The validated tables of a simulated market as observed on ``as_of`` (default: its end)."""
+    as_of = as_of or simulated.as_of
+    raw = snapshot({name: getattr(simulated, name) for name in TABLES}, as_of)
+    # a market simulated without retention cases (or problems) has no such table
+    raw = {name: frame for name, frame in raw.items() if frame is None or len(frame)}
+    return validate_tables(raw, as_of=as_of)
+
+
 def load_tables(
     data_config: DataSettings, *, random_state: int
 ) -> tuple[Tables, GroundTruth | None]:
@@ -191,11 +200,7 @@ def load_tables(
         from retention_lab.data.simulate import simulate
 
         simulated = simulate(data_config.simulator, random_state=random_state)
-        as_of = data_config.as_of or simulated.as_of
-        raw = snapshot({name: getattr(simulated, name) for name in TABLES}, as_of)
-        # a market simulated without retention cases (or problems) has no such table
-        raw = {name: frame for name, frame in raw.items() if frame is None or len(frame)}
-        return validate_tables(raw, as_of=as_of), simulated.truth
+        return simulated_tables(simulated, data_config.as_of), simulated.truth
     if data_config.source == "none":  # a campaign export is the only data (uplift.campaign)
         return Tables(customers=None, as_of=data_config.as_of), None
     raw, files = read_tables_from(data_config)
