@@ -51,14 +51,14 @@ def test_a_warm_kernel_runs_in_the_run_folder_with_the_stage_packages_imported(t
     assert not _kernel_processes()
 
 
-def test_closing_shuts_down_the_kernel_no_stage_took(tmp_path):
-    kernels = WarmKernels(KERNEL_NAME, tmp_path, stages=3)
-    for _ in range(600):  # its process starts in a thread of its own
-        if _kernel_processes():
+def test_closing_shuts_down_the_kernels_no_stage_took(tmp_path):
+    kernels = WarmKernels(KERNEL_NAME, tmp_path, stages=3, ahead=2)  # two stages start at once
+    for _ in range(600):  # their processes start in threads of their own
+        if len(_kernel_processes()) == 2:
             break
         time.sleep(0.1)
-    assert _kernel_processes()
-    kernels.close()  # while it still imports: it is shut down as soon as it is ready
+    assert len(_kernel_processes()) == 2
+    kernels.close()  # while they still import: each is shut down as soon as it is ready
     assert kernels.take() is None
     _, alive = psutil.wait_procs(_kernel_processes(), timeout=120)
     assert not alive

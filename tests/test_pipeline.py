@@ -72,6 +72,8 @@ def test_stages_wait_for_their_inputs_and_the_runner_logs_their_results(smoke_ru
     for stage, inputs in order.items():
         for read in inputs:  # a stage starts once the tables of every stage it reads are checked
             assert when[stage][0] >= when[read][1], (stage, read)
+    # two at once, those most others wait on first: survival and uplift before data
+    assert when["data"][0] >= min(when["survival"][1], when["uplift"][1])
     client = MlflowClient(smoke_run["tracking_uri"])
     parent = client.get_run(record["mlflow_run_id"])
     children = {

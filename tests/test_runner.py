@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from retention_lab.errors import ConfigError
-from retention_lab.runner import new_run_dir, run_pipeline, stage_order
+from retention_lab.runner import new_run_dir, run_pipeline, stage_order, waiting_on
 
 from .conftest import FIXTURES, make_config
 
@@ -180,6 +180,17 @@ def test_stage_order_follows_declared_inputs_configured_earlier():
     assert order == {"survival": [], "clv": ["survival"], "plan": ["survival", "clv"], "odd": []}
     # an input listed after its reader is not waited for (it ran without it before, too)
     assert stage_order(["clv", "survival"], requirements) == {"clv": [], "survival": []}
+
+
+def test_stages_most_others_wait_on_start_first():
+    order = {
+        "data": [], "survival": [], "uplift": [], "clv": ["survival"],
+        "plan": ["survival", "uplift", "clv"],
+        "monitoring": ["data", "survival", "uplift", "clv", "plan"],
+    }  # fmt: skip
+    assert waiting_on(order) == {
+        "data": 1, "survival": 3, "uplift": 2, "clv": 2, "plan": 1, "monitoring": 0
+    }  # fmt: skip
 
 
 def test_independent_stages_overlap_and_a_dependant_waits(reports_dir, tracking_uri):

@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import logging
 import threading
+from collections import deque
 from pathlib import Path
 
 from retention_lab.lazy import declared_members
@@ -52,41 +53,44 @@ def import_stage_modules() -> None:
 
 
 class WarmKernels:
-    """Keeps one warm kernel ready for each of the next ``stages`` stages to take.
+    """Keeps ``ahead`` warm kernels ready for the next of ``stages`` stages to take.
 
-    ``take()`` returns the warm kernel's manager (waiting for it if it is
-    still importing) and starts warming the next, until every stage has had
-    one; ``close()`` shuts down one left over. Safe to call from the runner's
-    stage threads.
+    ``ahead`` is how many stages may start at once (the run's concurrency):
+    two stages starting together each find a kernel. ``take()`` returns the
+    oldest warm kernel's manager (waiting for it if it is still importing) and
+    starts warming another, until every stage has had one; ``close()`` shuts
+    down those left over. Safe to call from the runner's stage threads.
     """
 
-    def __init__(self, kernel_name: str, cwd: Path, stages: int) -> None:
+    def __init__(self, kernel_name: str, cwd: Path, stages: int, ahead: int = 1) -> None:
         self.kernel_name, self.cwd = kernel_name, cwd
         self._lock = threading.Lock()
         self._left = stages
         self._closed = False
-        self._next: _Warming | None = None
-        self._warm_next()
+        self._warming: deque[_Warming] = deque()
+        with self._lock:
+            for _ in range(ahead):
+                self._warm_next()
 
     def _warm_next(self) -> None:
-        """Start warming a kernel for the next stage, if a stage is left (under the lock)."""
-        self._next = None
+        """Start warming a kernel for a stage to come, if one is left (under the lock)."""
         if self._left > 0 and not self._closed:
             self._left -= 1
-            self._next = _Warming(self.kernel_name, self.cwd)
+            self._warming.append(_Warming(self.kernel_name, self.cwd))
 
     def take(self):
         """A warm kernel's ``KernelManager`` for a stage, or None (the stage starts its own)."""
         with self._lock:
-            warming = self._next
+            warming = self._warming.popleft() if self._warming else None
             self._warm_next()
         return warming.result() if warming else None
 
     def close(self) -> None:
-        """Warm no more kernels; shut down the one no stage took."""
+        """Warm no more kernels; shut down those no stage took."""
         with self._lock:
-            self._closed, warming, self._next = True, self._next, None
-        if warming:
+            self._closed, left_over = True, list(self._warming)
+            self._warming.clear()
+        for warming in left_over:
             warming.discard()
 
 

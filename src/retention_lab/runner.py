@@ -200,6 +200,24 @@ def stage_order(stages: list[str], requirements: dict[str, dict]) -> dict[str, l
     return order
 
 
+def waiting_on(order: dict[str, list[str]]) -> dict[str, int]:
+    """How many stages wait, directly or through others, on each stage of ``order``.
+
+    When more stages are ready than may run, those most others wait on start
+    first: the survival stage (clv, plan and monitoring wait on it) before the
+    data stage (only monitoring does), so the longest chain starts earliest.
+    """
+    readers = {stage: {s for s, reads in order.items() if stage in reads} for stage in order}
+
+    def downstream(stage: str) -> set[str]:
+        found = set(readers[stage])
+        for reader in readers[stage]:
+            found |= downstream(reader)
+        return found
+
+    return {stage: len(downstream(stage)) for stage in order}
+
+
 def concurrency(config: RunConfig) -> int:
     """How many stages run at once: the configured number, else the cores (at most 2).
 
@@ -623,6 +641,9 @@ def _run_stages(
     tags: dict[str, str] | None,
 ) -> RunOutcome:
     config, run_dir, uri, outcomes = run.config, run.run_dir, run.uri, run.outcomes
+    run.kernels = WarmKernels(
+        config.runner.kernel, run_dir, stages=len(config.stages), ahead=concurrency(config)
+    )
     dump_config(config, run_dir / RUN_CONFIG_FILE)
     run.provenance = provenance.collect(config, fast=fast)
     run.parent_id = tracking.start_run(
@@ -643,7 +664,6 @@ def _run_stages(
         params.pop("data.as_of", None)
     tracking.log_params(uri, run.parent_id, params)
     run.save("running")
-    run.kernels = WarmKernels(config.runner.kernel, run_dir, stages=len(config.stages))
     try:
         # bad data stops the run here, before any stage, with the loader's message
         tables = store_tables(run_dir, config)
@@ -746,6 +766,7 @@ class _Scheduler:
         self.run, self.order, self.work = run, order, work
         self.workers, self.progress = workers, progress
         self.stages = list(order)
+        self.waiting_on = waiting_on(order)
         self.position = {stage: index for index, stage in enumerate(self.stages)}
         self.pending, self.running = list(self.stages), {}
         # a stage's (status, time) once its tables are checked
@@ -778,6 +799,7 @@ class _Scheduler:
             for stage in self.pending
             if all(self._checked_status(read) in FINISHED for read in self.order[stage])
         ]
+        ready.sort(key=lambda stage: -self.waiting_on[stage])  # stable: then configured order
         busy = sum(self._checked_status(stage) is None for stage in self.running.values())
         for stage in ready[: self.workers - busy]:
             self.pending.remove(stage)
