@@ -3,9 +3,10 @@
 A stage notebook spends its first seconds starting a kernel and importing the
 scientific stack (pandas, matplotlib, lifelines, scikit-learn, the stage
 packages), whatever the size of the data: on two cores about 1 s and 2 s. The
-runner keeps one such kernel warm in the background while the run builds its
-tables and while stages run, and hands it to the next stage that starts, so a
-stage that waits on another starts at once when its input is ready.
+runner keeps as many such kernels warm as stages may start at once, in the
+background while the run builds its tables and while stages run, and hands one
+to each stage that starts, so a stage that waits on another starts computing at
+once when its input is ready.
 
 A warm kernel is a fresh process that has only run ``WARM_UP`` (imports and
 the plotting theme, nothing that reads data); it runs in the run's folder with
