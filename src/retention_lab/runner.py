@@ -644,26 +644,7 @@ def _run_stages(
     run.kernels = WarmKernels(
         config.runner.kernel, run_dir, stages=len(config.stages), ahead=concurrency(config)
     )
-    dump_config(config, run_dir / RUN_CONFIG_FILE)
-    run.provenance = provenance.collect(config, fast=fast)
-    run.parent_id = tracking.start_run(
-        uri,
-        config.tracking.experiment,
-        run_name=run_dir.name,
-        tags={
-            **provenance.tags(run.provenance),
-            "config_name": config.name,
-            "run_dir": str(run_dir),
-            "retention_lab.kind": "pipeline",
-            REPORT_TAG: (run_dir / "index.html").resolve().as_uri(),
-            **(tags or {}),
-        },
-    )
-    params = flatten(config)
-    if config.data.as_of is None:  # logged with the snapshot date the data gave, below
-        params.pop("data.as_of", None)
-    tracking.log_params(uri, run.parent_id, params)
-    run.save("running")
+    _open_parent_run(run, fast=fast, tags=tags)
     try:
         # bad data stops the run here, before any stage, with the loader's message
         tables = store_tables(run_dir, config)
@@ -714,6 +695,34 @@ def _run_stages(
         tracking.end_run(uri, run.parent_id, succeeded=True)
     run.save(status, report.timestamp())
     return RunOutcome(run_dir=run_dir, status=status, stages=outcomes, mlflow_run_id=run.parent_id)
+
+
+def _open_parent_run(run: _Run, *, fast: bool, tags: dict[str, str] | None) -> None:
+    """Open the run: its configuration written, its MLflow parent run, ``run.json`` running.
+
+    The parent run carries the provenance as tags and the configuration as parameters.
+    """
+    config, run_dir, uri = run.config, run.run_dir, run.uri
+    dump_config(config, run_dir / RUN_CONFIG_FILE)
+    run.provenance = provenance.collect(config, fast=fast)
+    run.parent_id = tracking.start_run(
+        uri,
+        config.tracking.experiment,
+        run_name=run_dir.name,
+        tags={
+            **provenance.tags(run.provenance),
+            "config_name": config.name,
+            "run_dir": str(run_dir),
+            "retention_lab.kind": "pipeline",
+            REPORT_TAG: (run_dir / "index.html").resolve().as_uri(),
+            **(tags or {}),
+        },
+    )
+    params = flatten(config)
+    if config.data.as_of is None:  # logged with the snapshot date the data gave, later
+        params.pop("data.as_of", None)
+    tracking.log_params(uri, run.parent_id, params)
+    run.save("running")
 
 
 def _return_freed_memory() -> None:
