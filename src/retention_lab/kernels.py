@@ -103,10 +103,9 @@ class _Warming:
         self._discarded = False
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._thread = threading.Thread(
+        threading.Thread(
             target=self._warm, args=(kernel_name, cwd), name="warm-kernel", daemon=True
-        )
-        self._thread.start()
+        ).start()
 
     def _warm(self, kernel_name: str, cwd: Path) -> None:
         from jupyter_client.manager import KernelManager
