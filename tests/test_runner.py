@@ -193,9 +193,13 @@ def test_stages_most_others_wait_on_start_first():
     }  # fmt: skip
 
 
-def test_independent_stages_overlap_and_a_dependant_waits(reports_dir, tracking_uri):
-    outcome = run(["answer", "nap", "later"], reports_dir, concurrency=2)
+def test_independent_stages_overlap_and_a_dependant_waits(tmp_path, monkeypatch):
+    # relative folder and store: papermill moves the process into each running stage's folder
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+    outcome = run(["answer", "nap", "later"], Path("reports"), concurrency=2)
     assert outcome.succeeded, outcome.stages
+    assert outcome.run_dir.parent == tmp_path / "reports" and (tmp_path / "mlruns").is_dir()
     answer, nap, later = (interval(s) for s in outcome.stages)
     assert answer[0] < nap[1] and nap[0] < answer[1]  # answer and nap ran at the same time
     assert later[0] >= nap[1]  # later reads nap's outputs: it started once they were checked

@@ -54,12 +54,15 @@ def resolve_path(path: str | Path) -> Path:
     return PROJ_ROOT / candidate
 
 
+SQLITE = "sqlite:///"  # the prefix of a local store's URI: sqlite:///<path of the file>
+
+
 def default_tracking_uri() -> str:
     """Return ``MLFLOW_TRACKING_URI`` if set, else the project's local sqlite store."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         check_no_password(uri, file="MLFLOW_TRACKING_URI", key="")
-    return uri or f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
+    return uri or f"{SQLITE}{MLRUNS_DIR / 'mlflow.db'}"
 
 
 def check_no_password(uri: str, *, file: str, key: str) -> None:
@@ -86,10 +89,9 @@ def artifact_root_for(tracking_uri: str) -> str | None:
 
     A remote tracking server chooses its own artifact store, so ``None`` is returned there.
     """
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
+    if not tracking_uri.startswith(SQLITE):
         return None
-    db_path = Path(tracking_uri[len(prefix) :])
+    db_path = Path(tracking_uri[len(SQLITE) :])
     return (db_path.parent / "artifacts").resolve().as_uri()
 
 
@@ -201,8 +203,16 @@ class RunConfig(Settings):
         return section.fast() if fast else section
 
     def resolved_tracking_uri(self) -> str:
-        """The tracking URI this run logs to."""
-        return self.tracking.tracking_uri or default_tracking_uri()
+        """The tracking URI this run logs to; a local sqlite store by its absolute path.
+
+        papermill runs each stage in its own folder by changing the working
+        directory of the whole process, so a relative path would name another
+        file while a stage runs.
+        """
+        uri = self.tracking.tracking_uri or default_tracking_uri()
+        if uri.startswith(SQLITE) and not uri.startswith(f"{SQLITE}/"):
+            return f"{SQLITE}{Path(uri[len(SQLITE) :]).resolve()}"
+        return uri
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:

@@ -603,6 +603,9 @@ def run_pipeline(
     re-raised after the run is marked failed, SIGINT/SIGTERM as
     ``RunInterrupted`` (killed), a bug as ``RunCrashed``.
     """
+    # absolute: papermill changes the whole process's working directory to a stage's
+    # folder while the stage runs, and other stages' threads go on meanwhile
+    reports_dir, notebooks_dir = Path(reports_dir).resolve(), Path(notebooks_dir).resolve()
     notebooks = find_stage_notebooks(config, notebooks_dir)
     ensure_kernel(config.runner.kernel)
 
@@ -612,7 +615,6 @@ def run_pipeline(
     config = config.model_copy(
         update={"tracking": config.tracking.model_copy(update={"tracking_uri": uri})}
     )
-    reports_dir = Path(reports_dir)
     with lifecycle.interruptible():
         lifecycle.close_dead_runs(reports_dir)
         run_dir = new_run_dir(reports_dir, config.name)

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from retention_lab.config import artifact_root_for
+from retention_lab.config import SQLITE, artifact_root_for
 from retention_lab.errors import TrackingError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ def name_for_mlflow(name: str) -> str:
     return _NAME_OUTSIDE_MLFLOW.sub("_", str(name))[:MAX_NAME_LENGTH]
 
 
-SQLITE = "sqlite:///"
 MAX_REASON_LENGTH = 300
 
 

