@@ -187,15 +187,16 @@ SCHEDULED_SNAPSHOTS = ("2022-01-01", "2023-01-01")
 SHOCK_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shock.yaml"
 
 
-def scheduled_runs(root: Path, *, shock: bool) -> list[Path]:
+def scheduled_runs(root: Path, *, shock: bool, n_customers: int | None = None) -> list[Path]:
     """Two scheduled runs of ``configs/shock.yaml`` through the CLI, a year apart.
 
-    The market (300,000 customers, 2020-2022) is observed with ``--as-of`` on
-    2022-01-01 and a year later: the later run's recent retention cases (January
-    to June 2022) come after the competitor entry at month 24. Without ``shock``
-    the same market is simulated without the entry. Both runs log to one MLflow
-    experiment, so the later run's monitoring stage compares with the earlier
-    one. Returns the run folders, oldest first.
+    The market (300,000 customers unless ``n_customers`` says otherwise,
+    2020-2022) is observed with ``--as-of`` on 2022-01-01 and a year later: the
+    later run's recent retention cases (January to June 2022) come after the
+    competitor entry at month 24. Without ``shock`` the market is simulated
+    without the entry. Both runs log to one MLflow experiment, so the later
+    run's monitoring stage compares with the earlier one. Returns the run
+    folders, oldest first.
     """
     config = yaml.safe_load(SHOCK_CONFIG.read_text())
     # the monitor's comparisons read the survival and uplift stages; the lifetime values
@@ -203,6 +204,8 @@ def scheduled_runs(root: Path, *, shock: bool) -> list[Path]:
     config["stages"] = [stage for stage in config["stages"] if stage != "clv"]
     if not shock:
         del config["data"]["simulator"]["shock"]
+    if n_customers:
+        config["data"]["simulator"]["n_customers"] = n_customers
     path = root / "scheduled.yaml"
     path.write_text(yaml.safe_dump(config))
     reports = root / "reports"
