@@ -213,7 +213,9 @@ def fit_tenure_model(
     Covariates missing from ``customers`` are left out. A random sample of
     ``max_customers`` is fitted.
     """
-    from lifelines import CoxPHFitter, WeibullAFTFitter
+    from lifelines import WeibullAFTFitter
+
+    from retention_lab.cox import CoxPHFitter
 
     covariates = [c for c in covariates if c in customers.columns]
     strata = [s for s in strata if s in customers.columns]

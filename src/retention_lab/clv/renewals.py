@@ -318,6 +318,24 @@ class _LogCovariance:
         return np.linalg.inv(information)
 
 
+def _fit_sbg(data: pd.DataFrame, priors: str):
+    """pymc-marketing's sBG model fitted by its maximum a posteriori (``priors="flat"``: ML)."""
+    from pymc_marketing.clv import ShiftedBetaGeoModel
+    from pymc_marketing.prior import Prior
+
+    config = None
+    if priors == "flat":
+        config = {
+            "alpha": Prior("HalfFlat", dims="cohort"),
+            "beta": Prior("HalfFlat", dims="cohort"),
+        }
+    model = ShiftedBetaGeoModel(model_config=config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(data=data, method="map", progressbar=False)
+    return model
+
+
 def fit_renewals(
     renewals: pd.DataFrame,
     *,
@@ -343,22 +361,10 @@ def fit_renewals(
         (of an active customer, periods); ``estimates``: cohort, quantity,
         estimate, std_error, lower, upper; ``projection(periods)``: the curves.
     """
-    from pymc_marketing.clv import ShiftedBetaGeoModel
-    from pymc_marketing.prior import Prior
-
     table = check_renewals(renewals)
     data = expand_renewals(table)
-    config = None
-    if priors == "flat":
-        config = {
-            "alpha": Prior("HalfFlat", dims="cohort"),
-            "beta": Prior("HalfFlat", dims="cohort"),
-        }
-    model = ShiftedBetaGeoModel(model_config=config)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(data=data, method="map", progressbar=False)
-        log_covariance = _LogCovariance(model) if priors == "flat" else None
+    model = _fit_sbg(data, priors)
+    log_covariance = _LogCovariance(model) if priors == "flat" else None
     post = model.fit_result
     rng = np.random.default_rng(random_state)
     rows, estimates, all_draws = [], [], {}

@@ -8,15 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from lifelines import (
-    CoxPHFitter,
-    LogLogisticAFTFitter,
-    LogNormalAFTFitter,
-    WeibullAFTFitter,
-)
+from lifelines import LogLogisticAFTFitter, LogNormalAFTFitter, WeibullAFTFitter
 from lifelines.exceptions import ConvergenceError
 from lifelines.statistics import proportional_hazard_test
 
+from retention_lab.cox import CoxPHFitter
 from retention_lab.errors import DataError, StatisticalWarning
 from retention_lab.survival._cox import CountingProcessCox, fit_counting_process_cox
 from retention_lab.survival._prep import (

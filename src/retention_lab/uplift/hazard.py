@@ -18,11 +18,11 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from retention_lab.cox import CoxPHFitter
 from retention_lab.errors import StatisticalWarning
 from retention_lab.units import DAYS_PER_MONTH, Z95
 from retention_lab.uplift.cases import UpliftInput
