@@ -22,19 +22,34 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CLI = str(Path(sys.executable).parent / "retention-lab")
 
 
-# The modules that take longest (the pipeline runs they make), longest first. `make test`
-# gives xdist whole files in collection order (--dist loadfile --no-loadscope-reorder), so
-# these start at once on the two workers and the many short modules fill in behind them,
-# instead of a long module starting last and running alone.
+# The modules that take longest, longest first (their time in a `make test` on two cores,
+# 2026-11-30: test_reports 188 s down to test_tutorial 19 s). `make test` gives xdist whole
+# files in collection order (--dist loadfile --no-loadscope-reorder), each to the first free
+# worker: longest first keeps the two workers' shares within a module's time of each other,
+# instead of a long module starting last and running alone. Modules not listed take a few
+# seconds each and fill in behind.
 SLOWEST_FIRST = (
-    "test_monitor_shock.py",
-    "test_monitor_no_shock.py",
-    "test_rerun.py",
     "test_reports.py",
-    "test_hostile_reports.py",
+    "test_monitor_shock.py",
     "test_faults.py",
+    "test_rerun.py",
+    "test_monitor_no_shock.py",
+    "test_plan.py",
     "test_monitor.py",
+    "test_runner.py",
     "test_tracking_server.py",
+    "test_cli.py",
+    "test_uplift.py",
+    "test_spark.py",
+    "test_hostile_reports.py",
+    "test_campaign.py",
+    "test_docs.py",
+    "test_survival.py",
+    "test_tenure_units.py",
+    "test_renewals.py",
+    "test_clv.py",
+    "test_bad_input.py",
+    "test_tutorial.py",
 )
 
 
