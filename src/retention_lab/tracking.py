@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,11 @@ from retention_lab.config import SQLITE, artifact_root_for
 from retention_lab.errors import TrackingError
 
 log = logging.getLogger(__name__)
+# MLflow's advice when a model is logged, printed on every run's terminal: an input example
+# (the logged models carry a signature, which fixes their input) and integer columns (the
+# scorers' integer inputs are counts, never missing). Warnings from MLflow with these texts only.
+for _advice in (".*input example was not provided", ".*schema contains integer column"):
+    warnings.filterwarnings("ignore", message=_advice, category=UserWarning)
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
