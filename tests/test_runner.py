@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from retention_lab.errors import ConfigError
-from retention_lab.runner import new_run_dir, run_pipeline, stage_order, waiting_on
+from retention_lab.runner import new_run_dir, run_pipeline, stage_order, start_order, waiting_on
 
 from .conftest import FIXTURES, make_config
 
@@ -191,6 +191,8 @@ def test_stages_most_others_wait_on_start_first():
     assert waiting_on(order) == {
         "data": 1, "survival": 3, "uplift": 2, "clv": 2, "plan": 1, "monitoring": 0
     }  # fmt: skip
+    # the warm kernels' order: the smoke run's stages start in this one (test_pipeline)
+    assert start_order(order) == ["survival", "uplift", "clv", "data", "plan", "monitoring"]
 
 
 def test_independent_stages_overlap_and_a_dependant_waits(tmp_path, monkeypatch):

@@ -10,8 +10,11 @@ once when its input is ready.
 
 A warm kernel is a fresh process that has only run ``WARM_UP`` (imports and
 the plotting theme, nothing that reads data); it runs in the run's folder with
-the same arguments as a kernel papermill starts. A stage that finds no warm
-kernel (none ready in time, or it died) starts its own, as before.
+the same arguments as a kernel papermill starts. Each is warmed for a stage,
+in the order the stages are expected to start, and also imports the libraries
+that stage fits its models with (``FIRST_FIT_IMPORTS``); a stage takes the
+kernel warmed for it, else the oldest. A stage that finds no warm kernel (none
+ready in time, or it died) starts its own, as before.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import importlib.util
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 from retention_lab.lazy import declared_members
@@ -33,9 +37,15 @@ WARM_UP = """\
 import retention_lab as rl
 rl.viz.set_theme()
 from retention_lab.kernels import import_stage_modules
-import_stage_modules()
+import_stage_modules({stage!r})
 """
 STAGE_PACKAGES = ("survival", "uplift", "clv", "plan", "monitor")
+# libraries a stage's modules import at its first model fit, not with the modules (seconds each,
+# and most users of the package, a notebook reading a table say, never fit those models)
+FIRST_FIT_IMPORTS = {
+    "uplift": ("causalml.inference.meta",),
+    "clv": ("pymc_marketing.clv", "pymc_marketing.prior"),
+}
 START_TIMEOUT_S = 120
 # the kernel's own log (its transport warning, the interrupt at shutdown) is noise in a
 # scheduler's log; a failing cell or a dead kernel is reported by the runner
@@ -43,30 +53,37 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 ASYNC_CLIENT = "jupyter_client.asynchronous.AsyncKernelClient"
 
 
-def import_stage_modules() -> None:
-    """Import each stage package's declared members' modules and its plots."""
+def import_stage_modules(stage: str | None = None) -> None:
+    """Import the stage packages' modules, then the libraries ``stage`` fits its models with.
+
+    The modules are each package's declared members' modules and its plots.
+    """
     for package in STAGE_PACKAGES:
         name = f"retention_lab.{package}"
         init = importlib.util.find_spec(name).origin
         modules = {module for module, _ in declared_members(init).values()}
         for module in sorted(modules | {f"{name}.plots"}):
             importlib.import_module(module)
+    for module in FIRST_FIT_IMPORTS.get(stage, ()):
+        importlib.import_module(module)
 
 
 class WarmKernels:
-    """Keeps ``ahead`` warm kernels ready for the next of ``stages`` stages to take.
+    """Keeps ``ahead`` warm kernels ready for the next of ``stages`` to take.
 
-    ``ahead`` is how many stages may start at once (the run's concurrency):
-    two stages starting together each find a kernel. ``take()`` returns the
-    oldest warm kernel's manager (waiting for it if it is still importing) and
-    starts warming another, until every stage has had one; ``close()`` shuts
-    down those left over. Safe to call from the runner's stage threads.
+    ``stages`` are in the order they are expected to start; ``ahead`` is how
+    many may start at once (the run's concurrency): two stages starting
+    together each find a kernel. ``take(stage)`` returns the manager of the
+    kernel warmed for ``stage``, else of the oldest (waiting for it if it is
+    still importing), and starts warming another, until every stage has had
+    one; ``close()`` shuts down those left over. Safe to call from the
+    runner's stage threads.
     """
 
-    def __init__(self, kernel_name: str, cwd: Path, stages: int, ahead: int = 1) -> None:
+    def __init__(self, kernel_name: str, cwd: Path, stages: Sequence[str], ahead: int = 1) -> None:
         self.kernel_name, self.cwd = kernel_name, cwd
         self._lock = threading.Lock()
-        self._left = stages
+        self._upcoming = deque(stages)  # stages no kernel is warming for yet
         self._closed = False
         self._warming: deque[_Warming] = deque()
         with self._lock:
@@ -74,15 +91,25 @@ class WarmKernels:
                 self._warm_next()
 
     def _warm_next(self) -> None:
-        """Start warming a kernel for a stage to come, if one is left (under the lock)."""
-        if self._left > 0 and not self._closed:
-            self._left -= 1
-            self._warming.append(_Warming(self.kernel_name, self.cwd))
+        """Start warming a kernel for the next stage to come, if one is left (under the lock)."""
+        if self._upcoming and not self._closed:
+            self._warming.append(_Warming(self.kernel_name, self.cwd, self._upcoming.popleft()))
 
-    def take(self):
-        """A warm kernel's ``KernelManager`` for a stage, or None (the stage starts its own)."""
+    def take(self, stage: str | None = None):
+        """A warm kernel's ``KernelManager`` for ``stage``, or None (the stage starts its own).
+
+        The kernel warmed for ``stage`` if there is one, else the oldest; a
+        stage whose kernel another took is warmed for again, first.
+        """
         with self._lock:
-            warming = self._warming.popleft() if self._warming else None
+            warming = next((w for w in self._warming if w.stage == stage), None)
+            if warming is None and self._warming:
+                warming = self._warming[0]
+                self._upcoming.appendleft(warming.stage)
+            if warming is not None:
+                self._warming.remove(warming)
+            if stage in self._upcoming:
+                self._upcoming.remove(stage)
             self._warm_next()
         return warming.result() if warming else None
 
@@ -96,9 +123,10 @@ class WarmKernels:
 
 
 class _Warming:
-    """One kernel starting and importing in a thread of its own."""
+    """One kernel starting and importing for ``stage`` in a thread of its own."""
 
-    def __init__(self, kernel_name: str, cwd: Path) -> None:
+    def __init__(self, kernel_name: str, cwd: Path, stage: str) -> None:
+        self.stage = stage
         self._manager = None
         self._discarded = False
         self._lock = threading.Lock()
@@ -118,7 +146,10 @@ class _Warming:
             try:
                 client.wait_for_ready(timeout=START_TIMEOUT_S)
                 reply = client.execute_interactive(
-                    WARM_UP, store_history=False, timeout=START_TIMEOUT_S, output_hook=_ignore
+                    WARM_UP.format(stage=self.stage),
+                    store_history=False,
+                    timeout=START_TIMEOUT_S,
+                    output_hook=_ignore,
                 )
             finally:
                 client.stop_channels()

@@ -218,6 +218,20 @@ def waiting_on(order: dict[str, list[str]]) -> dict[str, int]:
     return {stage: len(downstream(stage)) for stage in order}
 
 
+def start_order(order: dict[str, list[str]]) -> list[str]:
+    """The order the stages of ``order`` are expected to start in, as the scheduler starts them.
+
+    Of the stages whose inputs' stages have started, the one most others wait
+    on (:func:`waiting_on`) first, then in configured order. The warm kernels
+    are started in this order.
+    """
+    waiting, started = waiting_on(order), []
+    while len(started) < len(order):
+        ready = [s for s in order if s not in started and set(order[s]) <= set(started)]
+        started.append(max(ready, key=lambda stage: waiting[stage]))  # the first of equals
+    return started
+
+
 def concurrency(config: RunConfig) -> int:
     """How many stages run at once: the configured number, else the cores (at most 2).
 
@@ -389,7 +403,7 @@ def _run_notebook(
 
     error = cell_index = None
     for attempt in range(1 + KERNEL_START_RETRIES):
-        warm = kernels.take() if kernels and attempt == 0 and not stopped() else None
+        warm = kernels.take(stage) if kernels and attempt == 0 and not stopped() else None
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -643,8 +657,9 @@ def _run_stages(
     tags: dict[str, str] | None,
 ) -> RunOutcome:
     config, run_dir, uri, outcomes = run.config, run.run_dir, run.uri, run.outcomes
+    order = stage_order(config.stages, {s: stage_requirements(n) for s, n in notebooks.items()})
     run.kernels = WarmKernels(
-        config.runner.kernel, run_dir, stages=len(config.stages), ahead=concurrency(config)
+        config.runner.kernel, run_dir, stages=start_order(order), ahead=concurrency(config)
     )
     _open_parent_run(run, fast=fast, tags=tags)
     try:
@@ -664,7 +679,6 @@ def _run_stages(
         {**provenance.tags(run.provenance), "data_tables": ",".join(tables["tables"])},
     )
     tracking.log_artifact(uri, run.parent_id, run_dir / TABLES_DIR / "tables.json", "data")
-    order = stage_order(config.stages, {s: stage_requirements(n) for s, n in notebooks.items()})
 
     def work(stage: str, outputs_checked: Callable[[str], None]) -> StageOutcome:
         requirements = stage_requirements(notebooks[stage])
