@@ -235,6 +235,21 @@ def scheduled_runs(root: Path, *, shock: bool, n_customers: int | None = None) -
     return run_dirs
 
 
+def kernel_processes() -> list:
+    """The live Jupyter kernels this test process started (not, say, Spark's JVM, which a
+    Spark test of the same worker leaves running)."""
+    import psutil
+
+    def is_kernel(process) -> bool:
+        try:
+            alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+            return alive and any("ipykernel" in part for part in process.cmdline())
+        except psutil.NoSuchProcess:
+            return False
+
+    return [p for p in psutil.Process().children(recursive=True) if is_kernel(p)]
+
+
 # ------------------------------------------------------------------ headless Chromium
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [

@@ -11,6 +11,8 @@ from jupyter_client.blocking import BlockingKernelClient
 from retention_lab.kernels import WarmKernels, shut_down
 from retention_lab.runner import KERNEL_NAME
 
+from .conftest import kernel_processes
+
 
 def _evaluate(manager, expression: str) -> str:
     client = BlockingKernelClient(connection_file=manager.connection_file)
@@ -24,11 +26,6 @@ def _evaluate(manager, expression: str) -> str:
     finally:
         client.stop_channels()
     return reply["content"]["user_expressions"]["value"]["data"]["text/plain"]
-
-
-def _kernel_processes() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if p.is_running()
-            and p.status() != psutil.STATUS_ZOMBIE]  # fmt: skip
 
 
 def test_a_warm_kernel_runs_in_the_run_folder_with_its_stage_s_imports_done(tmp_path):
@@ -50,7 +47,7 @@ def test_a_warm_kernel_runs_in_the_run_folder_with_its_stage_s_imports_done(tmp_
     assert _evaluate(second, "'causalml' in __import__('sys').modules") == "False"
     shut_down(second)
     assert kernels.take("clv") is None  # two stages, two kernels: none is warmed for a third
-    assert not _kernel_processes()
+    assert not kernel_processes()
 
 
 def test_a_stage_takes_the_kernel_warmed_for_it_else_the_oldest(tmp_path):
@@ -69,18 +66,18 @@ def test_a_stage_takes_the_kernel_warmed_for_it_else_the_oldest(tmp_path):
             if manager is not None:
                 shut_down(manager)
         kernels.close()
-    _, alive = psutil.wait_procs(_kernel_processes(), timeout=120)
+    _, alive = psutil.wait_procs(kernel_processes(), timeout=120)
     assert not alive
 
 
 def test_closing_shuts_down_the_kernels_no_stage_took(tmp_path):
     kernels = WarmKernels(KERNEL_NAME, tmp_path, stages=["data", "survival", "clv"], ahead=2)
     for _ in range(600):  # their processes start in threads of their own
-        if len(_kernel_processes()) == 2:
+        if len(kernel_processes()) == 2:
             break
         time.sleep(0.1)
-    assert len(_kernel_processes()) == 2
+    assert len(kernel_processes()) == 2
     kernels.close()  # while they still import: each is shut down as soon as it is ready
     assert kernels.take() is None
-    _, alive = psutil.wait_procs(_kernel_processes(), timeout=120)
+    _, alive = psutil.wait_procs(kernel_processes(), timeout=120)
     assert not alive

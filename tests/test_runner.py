@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from retention_lab.errors import ConfigError
 from retention_lab.runner import new_run_dir, run_pipeline, stage_order, start_order, waiting_on
 
-from .conftest import FIXTURES, make_config
+from .conftest import FIXTURES, kernel_processes, make_config
 
 NOTEBOOKS = FIXTURES / "notebooks"
 
@@ -219,14 +219,12 @@ def test_stages_run_one_at_a_time_with_concurrency_one(reports_dir, tracking_uri
 def test_a_failing_stage_stops_the_running_ones_and_leaves_nothing_running(
     reports_dir, tracking_uri
 ):
-    import psutil
-
     outcome = run(["sleepy", "broken", "answer"], reports_dir, concurrency=2)
     assert outcome.status == "failed" and outcome.failed_stage.stage == "broken"
     statuses = {s.stage: (s.status, s.error) for s in outcome.stages}
     assert statuses["sleepy"] == ("killed", "stopped because the broken stage failed")
     assert statuses["answer"] == ("not run", None)  # nothing starts after a failure
-    assert not psutil.Process().children(recursive=True)  # the sleepy kernel was stopped
+    assert not kernel_processes()  # the sleepy kernel was stopped
     record = json.loads((outcome.run_dir / "run.json").read_text())
     assert record["status"] == "failed"
     assert [s["status"] for s in record["stages"]] == ["killed", "failed", "not run"]
