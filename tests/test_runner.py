@@ -202,6 +202,7 @@ def test_independent_stages_overlap_and_a_dependant_waits(tmp_path, monkeypatch)
     outcome = run(["answer", "nap", "later"], Path("reports"), concurrency=2)
     assert outcome.succeeded, outcome.stages
     assert outcome.run_dir.parent == tmp_path / "reports" and (tmp_path / "mlruns").is_dir()
+    assert Path.cwd() == tmp_path  # where the run started, whichever stage ended last
     answer, nap, later = (interval(s) for s in outcome.stages)
     assert answer[0] < nap[1] and nap[0] < answer[1]  # answer and nap ran at the same time
     assert later[0] >= nap[1]  # later reads nap's outputs: it started once they were checked

@@ -618,7 +618,9 @@ def run_pipeline(
     ``RunInterrupted`` (killed), a bug as ``RunCrashed``.
     """
     # absolute: papermill changes the whole process's working directory to a stage's
-    # folder while the stage runs, and other stages' threads go on meanwhile
+    # folder while the stage runs, and other stages' threads go on meanwhile; two stages
+    # ending out of order can leave it in one of their folders, so it is restored at the end
+    working_directory = os.getcwd()
     reports_dir, notebooks_dir = Path(reports_dir).resolve(), Path(notebooks_dir).resolve()
     notebooks = find_stage_notebooks(config, notebooks_dir)
     ensure_kernel(config.runner.kernel)
@@ -646,6 +648,7 @@ def run_pipeline(
             finally:
                 if run.kernels:
                     run.kernels.close()
+                os.chdir(working_directory)
 
 
 def _run_stages(
