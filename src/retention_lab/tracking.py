@@ -27,7 +27,7 @@ from retention_lab.errors import TrackingError
 log = logging.getLogger(__name__)
 # MLflow's advice when a model is logged, printed on every run's terminal: an input example
 # (the logged models carry a signature, which fixes their input) and integer columns (the
-# scorers' integer inputs are counts, never missing). Warnings from MLflow with these texts only.
+# scorers' integer inputs are counts, never missing). Only warnings with these two texts.
 for _advice in (".*input example was not provided", ".*schema contains integer column"):
     warnings.filterwarnings("ignore", message=_advice, category=UserWarning)
 

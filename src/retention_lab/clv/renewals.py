@@ -284,9 +284,9 @@ class _LogCovariance:
     one cohort at a time (cohorts share no parameter), by scipy's finite
     differences with a first step of 0.01 on the log scale, order-4
     differences and two refinements (``HESSIAN_OPTIONS``). On Fader and
-    Hardie's cohorts these match pytensor's exact Hessian to 1e-7 relative
+    Hardie's cohorts these match pytensor's exact Hessian to 2e-8 relative
     with 392 likelihood evaluations; scipy's defaults (first step 0.5) took
-    5,144 and were ten times less accurate. A cohort whose information is
+    5,144 and were off by up to 5e-6. A cohort whose information is
     not positive definite (no churn at all, say) gets ``None``.
     """
 
